@@ -1,0 +1,196 @@
+"""What the WSGI and ASGI middleware share: their options, the user lookup and the access log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from ctxlog._proxy import ClientIP
+from ctxlog._sanitize import sanitize
+from ctxlog.adapters import get_logger
+from ctxlog.context import MISSING, get_context
+
+__all__ = ["Settings", "latin1_text", "text"]
+
+#: Length caps for values taken from a request.
+MAX_PATH: Final = 1024
+MAX_USER: Final = 256
+MAX_HEADER: Final = 512
+MAX_METHOD: Final = 32
+
+_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+_ctxlog = logging.getLogger("ctxlog")
+access_logger = get_logger("ctxlog.access")
+
+
+def text(raw: bytes) -> str:
+    """Decode header bytes: UTF-8 when they are UTF-8, else latin-1 (never fails)."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def latin1_text(value: str) -> str:
+    """Turn a PEP 3333 environ string (bytes decoded as latin-1) into the text it encodes."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def method_field(method: str) -> str:
+    """Return the request method as a field value."""
+    return method if method in _METHODS else sanitize(method, MAX_METHOD)
+
+
+def user_name(user: Any) -> str | None:
+    """
+    Return the name of an authenticated user object, or ``None``.
+
+    Understands Starlette's ``BaseUser`` (``is_authenticated``, ``display_name``), objects with
+    ``username``, and plain strings.
+    """
+    if user is None:
+        return None
+    if isinstance(user, str):
+        return user or None
+    if not getattr(user, "is_authenticated", False):
+        return None
+    name = getattr(user, "display_name", None) or getattr(user, "username", None) or str(user)
+    return str(name) or None
+
+
+def _header_name(name: str) -> str:
+    if not isinstance(name, str) or not name or not all(
+        c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name
+    ):
+        msg = f"request_id_header: {name!r} is not a valid HTTP header name"
+        raise ValueError(msg)
+    return name.lower()
+
+
+class Settings:
+    """
+    The options of a middleware, checked once at construction.
+
+    Raises:
+        TypeError: ``user`` is not callable.
+        ValueError: A proxy entry, the proxy header or the request id header is not valid.
+    """
+
+    __slots__ = (
+        "access_log",
+        "client_ip",
+        "log_query",
+        "request_id_header",
+        "user",
+        "user_errors",
+    )
+
+    def __init__(
+        self,
+        *,
+        trusted_proxies: str | Iterable[str],
+        proxy_header: str,
+        request_id_header: str,
+        user: Callable[[Any], Any] | None,
+        access_log: bool,
+        log_query: bool,
+    ) -> None:
+        if user is not None and not callable(user):
+            msg = (
+                f"user: {user!r} is not callable; pass a function that takes the WSGI environ "
+                "or ASGI scope and returns the user's name (or None)"
+            )
+            raise TypeError(msg)
+        self.client_ip = ClientIP(trusted_proxies, proxy_header)
+        self.request_id_header = _header_name(request_id_header)
+        self.user = user
+        self.access_log = bool(access_log)
+        self.log_query = bool(log_query)
+        self.user_errors = 0
+
+    def call_user(self, source: Any) -> str | None:
+        """
+        Call the ``user=`` callable; ``None`` means the user is not known (yet).
+
+        The callable runs while records are being logged, where an exception would break the
+        application's log call, so an exception is reported once (with its traceback) and the
+        user is logged as ``"-"`` for that request.
+        """
+        if self.user is None:
+            return None
+        try:
+            value = self.user(source)
+        except Exception:
+            self.user_errors += 1
+            if self.user_errors == 1:
+                _ctxlog.exception(
+                    "the user= callable %r raised; the user of this request is logged as '-' "
+                    "(reported once)",
+                    self.user,
+                )
+            return MISSING
+        if value is None:
+            return None
+        return sanitize(str(value), MAX_USER)
+
+    def write_access(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: str,
+        protocol: str,
+        status: int,
+        size: int,
+        duration_ms: float,
+        referer: str,
+        user_agent: str,
+    ) -> None:
+        """Log one access line on ``ctxlog.access``, in the style of the combined log format."""
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        target = path
+        if self.log_query and query:
+            target = f"{path}?{sanitize(query, MAX_PATH)}"
+        if not self.log_query:
+            referer = referer.partition("?")[0]
+        referer = sanitize(referer, MAX_HEADER) if referer else MISSING
+        user_agent = sanitize(user_agent, MAX_HEADER) if user_agent else MISSING
+        fields = get_context()
+        access_logger.info(
+            '%s - %s "%s %s %s" %s %s "%s" "%s" %.1fms',
+            fields.get("ip", MISSING),
+            fields.get("user", MISSING),
+            method,
+            _quoted(target),
+            protocol,
+            status,
+            size or "-",
+            _quoted(referer),
+            _quoted(user_agent),
+            duration_ms,
+            extra={
+                "status": status,
+                "size": size,
+                "duration_ms": round(duration_ms, 3),
+                "protocol": protocol,
+                "referer": referer,
+                "user_agent": user_agent,
+                **({"query": sanitize(query, MAX_PATH)} if self.log_query else {}),
+            },
+        )
+
+
+def _quoted(value: str) -> str:
+    return value.replace('"', '\\"') if '"' in value else value

@@ -1,0 +1,206 @@
+"""
+:class:`ASGIMiddleware`: the request's context for Starlette, FastAPI and any ASGI 3 app.
+
+::
+
+    app = ctxlog.ASGIMiddleware(app, trusted_proxies=["10.0.0.0/8"])
+    starlette_app.add_middleware(ctxlog.ASGIMiddleware, access_log=True)
+
+It is a pure ASGI middleware: the app runs in the same task, so everything it starts (tasks,
+``run_in_threadpool`` for sync views, background tasks, streaming bodies) inherits the request's
+context. ``http`` and ``websocket`` connections get a context; ``lifespan`` and any other scope
+type are passed through untouched. The context is reset with its token when the app returns, so
+a task the server reuses carries nothing into the next request.
+
+The request's fields live in one holder shared by the whole request, so a ``ctxlog.bind()`` made
+in a view, in a sync view in the thread pool or inside a Starlette ``BaseHTTPMiddleware`` (which
+runs the rest of the app in another task) is seen by everything the request logs afterwards,
+including the access log line written here.
+
+Security
+--------
+The client address is the peer (``scope["client"]``) unless the peer is one of
+``trusted_proxies``. Only then is ``X-Forwarded-For`` (or ``Forwarded``, if ``proxy_header`` says
+so) read, from the right, skipping our own proxies; the first other address is the client. A
+header from a peer that is not trusted is ignored, so a client can never choose the address that
+is logged for it. ``"*"`` trusts every peer: use it only when the app is reachable through your
+proxy and nothing else. Every value taken from the request (path, user, headers) is escaped and
+length-capped before it is stored: a request can never start a new log line, send a terminal
+escape sequence or reorder text with bidi controls. The request id is accepted from the client
+only when it is 1-200 printable ASCII characters without spaces, otherwise a new one is made; it
+is echoed in the response, never anything else from the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ctxlog._middleware import MAX_HEADER, MAX_PATH, Settings, method_field, text, user_name
+from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
+from ctxlog.context import MISSING, RequestState, _request
+
+__all__ = ["ASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIMiddleware:
+    """
+    Capture each request's ip, user, request_id, method and path for the records it logs.
+
+    Args:
+        app: The ASGI 3 application to wrap.
+        trusted_proxies: Addresses or networks of your reverse proxies (``"10.0.0.0/8"``), or
+            ``"*"`` to trust every peer. Empty (the default): the peer address is the client.
+        proxy_header: The header your proxies set: ``"X-Forwarded-For"`` (default) or
+            ``"Forwarded"`` (RFC 7239). The other one is ignored.
+        request_id_header: Where an incoming request id is read and where the id is echoed in
+            the response (and in a websocket's accept message).
+        user: A callable given the scope, returning the user's name or ``None``. By default an
+            authenticated ``scope["user"]`` (Starlette's ``AuthenticationMiddleware``, also
+            when it sits inside this middleware). A ``ctxlog.bind(user=...)`` always wins.
+        access_log: Log one line per HTTP request on the ``ctxlog.access`` logger.
+        log_query: Include the query string in the access log (off: query strings carry tokens).
+
+    Raises:
+        TypeError: ``user`` is not callable.
+        ValueError: An entry of ``trusted_proxies`` is not an address or network, or a header
+            name is not valid.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: str | Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
+        request_id_header: str = "X-Request-ID",
+        user: Callable[[Scope], Any] | None = None,
+        access_log: bool = False,
+        log_query: bool = False,
+    ) -> None:
+        if not callable(app):
+            msg = f"ASGIMiddleware: app {app!r} is not an ASGI application (not callable)"
+            raise TypeError(msg)
+        self.app = app
+        self.settings = Settings(
+            trusted_proxies=trusted_proxies,
+            proxy_header=proxy_header,
+            request_id_header=request_id_header,
+            user=user,
+            access_log=access_log,
+            log_query=log_query,
+        )
+        self._id_name = self.settings.request_id_header.encode("latin-1")
+        header = self.settings.client_ip.header
+        self._proxy_name = None if header is None else header.encode("latin-1")
+
+    def _resolve_user(self, scope: Scope) -> str | None:
+        if self.settings.user is not None:
+            return self.settings.call_user(scope)
+        name = user_name(scope.get("user"))
+        return sanitize(name, MAX_HEADER) if name else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        settings = self.settings
+        id_name = self._id_name
+        proxy_name = self._proxy_name
+        access_log = settings.access_log
+        incoming: bytes | None = None
+        proxy: bytes | None = None
+        duplicate_id = False
+        user_agent = referer = b""
+        for name, value in scope.get("headers") or ():
+            if name == id_name:
+                duplicate_id = incoming is not None
+                incoming = value
+            elif name == proxy_name:
+                proxy = value if proxy is None else proxy + b"," + value
+            elif access_log:
+                if name == b"user-agent":
+                    user_agent = value
+                elif name == b"referer":
+                    referer = value
+        if (
+            incoming is not None
+            and not duplicate_id
+            and incoming.isascii()
+            and valid_request_id(request_id := incoming.decode("ascii"))
+        ):
+            echo = incoming
+        else:
+            request_id = new_request_id()
+            echo = request_id.encode("ascii")
+        client = scope.get("client")
+        path = scope.get("path") or "/"
+        state = RequestState(
+            {
+                "ip": settings.client_ip.resolve(
+                    client[0] if client else None,
+                    None if proxy is None else text(proxy),
+                ),
+                "user": MISSING,
+                "request_id": request_id,
+                "method": method_field(scope.get("method", "GET")) if kind == "http" else "WS",
+                "path": sanitize(path, MAX_PATH),
+            },
+            self._resolve_user,
+            scope,
+        )
+        state.current()
+        token = _request.set(state)
+        status = 0
+        size = 0
+        finished = 0.0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, size, finished
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.accept":
+                status = message.get("status", 101)
+                message["headers"] = [*message.get("headers", ()), (id_name, echo)]
+            elif kind == "http.response.body":
+                size += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finished = time.perf_counter()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException:
+            if status == 0:
+                status = 500
+            raise
+        finally:
+            try:
+                if access_log and kind == "http":
+                    settings.write_access(
+                        method=state.fields["method"],
+                        path=state.fields["path"],
+                        query=text(scope.get("query_string", b"")),
+                        protocol="HTTP/" + str(scope.get("http_version", "1.1")),
+                        status=status or 500,
+                        size=size,
+                        duration_ms=((finished or time.perf_counter()) - started) * 1000.0,
+                        referer=text(referer),
+                        user_agent=text(user_agent),
+                    )
+            finally:
+                # The coroutine may be finished from another Context (a server cancelling an
+                # abandoned request); that Context never saw our value, so there is nothing to undo.
+                with contextlib.suppress(ValueError, RuntimeError):
+                    _request.reset(token)

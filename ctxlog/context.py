@@ -1,0 +1,240 @@
+"""
+The request context: where ctxlog keeps ``ip``, ``user``, ``request_id`` and friends.
+
+Everything lives in two :mod:`contextvars` variables and nowhere else:
+
+``_request``
+    The current request, a small mutable holder that the WSGI/ASGI middleware creates when a
+    request starts. Every task and thread of that request sees the *same* holder (tasks and
+    thread pools copy the Context, and the copy points at the same object), so a ``bind()`` in a
+    view, in a sync view run in a thread pool or in an inner middleware running in another task
+    is seen by everything the request logs afterwards, including the access log line written by
+    the outer middleware.
+
+``_local``
+    An immutable mapping for ``scope()`` blocks and for ``bind()`` outside requests. Changing it
+    means setting a new mapping, so it only ever changes the current Context.
+
+The middleware never changes a thread's own Context: WSGI requests run in a copy of it, and ASGI
+requests reset the variable with their token, so nothing of a request is left behind in a reused
+thread or task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = [
+    "FIELDS",
+    "MISSING",
+    "bind",
+    "get_context",
+    "scope",
+    "unbind",
+]
+
+#: The fields the middleware captures for every request, in the order they are usually logged.
+FIELDS: Final = ("ip", "user", "request_id", "method", "path")
+
+#: What a field holds when nothing is known about it.
+MISSING: Final = "-"
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+#: The fields of a record made outside any request.
+DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(dict.fromkeys(FIELDS, MISSING))
+
+#: Attribute names a LogRecord has of its own, plus the two the Formatter adds. A bound field
+#: with one of these names could never reach a record, so bind() refuses them.
+RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class RequestState:
+    """
+    Hold the fields of one request; shared by every task and thread of that request.
+
+    ``fields`` is replaced, never mutated, so a reader in another thread always sees a complete
+    mapping without taking a lock.
+    """
+
+    __slots__ = ("fields", "resolve_user", "resolving", "source")
+
+    def __init__(
+        self,
+        fields: dict[str, Any],
+        resolve_user: Callable[[Any], str | None] | None = None,
+        source: Any = None,
+    ) -> None:
+        self.fields = fields
+        #: Called with ``source`` (the WSGI environ or ASGI scope) while the user is not known
+        #: yet, for instance while an authentication middleware inside ours has not run;
+        #: ``None`` once the user is known or bound.
+        self.resolve_user = resolve_user
+        self.source = source
+        self.resolving = False
+
+    def current(self) -> dict[str, Any]:
+        """Return the fields, resolving the user first if it is still pending."""
+        resolve = self.resolve_user
+        if resolve is not None and not self.resolving:
+            # The resolver may log (a failing user= callable reports itself): no re-entry.
+            self.resolving = True
+            try:
+                user = resolve(self.source)
+            finally:
+                self.resolving = False
+            if user is not None and self.resolve_user is resolve:  # nothing bound meanwhile
+                self.resolve_user = None
+                self.fields = {**self.fields, "user": user}
+        return self.fields
+
+    def update(self, fields: Mapping[str, Any]) -> None:
+        """Merge ``fields`` in; a bound ``user`` stops any pending user lookup."""
+        if "user" in fields:
+            self.resolve_user = None
+        self.fields = {**self.fields, **fields}
+
+    def remove(self, names: tuple[str, ...]) -> None:
+        """Remove ``names``; a standard field goes back to ``"-"``."""
+        if "user" in names:
+            self.resolve_user = None
+        fields = {k: v for k, v in self.fields.items() if k not in names}
+        for name in names:
+            if name in DEFAULTS:
+                fields[name] = MISSING
+        self.fields = fields
+
+
+_request: ContextVar[RequestState | None] = ContextVar("ctxlog_request", default=None)
+_local: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_EMPTY)
+
+
+def _check_names(names: Iterable[str]) -> None:
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            msg = f"ctxlog field names must be identifiers, got {name!r}"
+            raise ValueError(msg)
+        if name in RESERVED:
+            msg = (
+                f"ctxlog field name {name!r} is an attribute every LogRecord already has; "
+                "choose another name"
+            )
+            raise ValueError(msg)
+
+
+def bind(**fields: Any) -> None:
+    """
+    Add ``fields`` to the current context.
+
+    Inside a request this changes the request's context: everything the request logs afterwards
+    carries the fields, whichever task or thread of the request logs it, and so does the access
+    log line. Outside a request it changes the current :class:`contextvars.Context` only.
+
+    Args:
+        **fields: Names and values; values are logged as given (they are trusted).
+
+    Raises:
+        ValueError: A name is not an identifier or is an attribute of every LogRecord
+            (``name``, ``msg``, ``message`` ...), which a field could never replace.
+
+    .. versionadded:: 0.1.0
+    """
+    if not fields:
+        return
+    _check_names(fields)
+    local = _local.get()
+    request = _request.get()
+    if request is not None:
+        request.update(fields)
+        # A scope() block that set one of these names would hide the new value; the latest
+        # bind wins for the rest of the block too.
+        if not local.keys().isdisjoint(fields):
+            _local.set(MappingProxyType({**local, **fields}))
+    else:
+        _local.set(MappingProxyType({**local, **fields}))
+
+
+def unbind(*names: str) -> None:
+    """
+    Remove fields from the current context; a standard field goes back to ``"-"``.
+
+    Names that are not bound are ignored.
+
+    .. versionadded:: 0.1.0
+    """
+    if not names:
+        return
+    request = _request.get()
+    if request is not None:
+        request.remove(names)
+    local = _local.get()
+    if not local.keys().isdisjoint(names):
+        _local.set(MappingProxyType({k: v for k, v in local.items() if k not in names}))
+
+
+@contextlib.contextmanager
+def scope(**fields: Any) -> Iterator[None]:
+    """
+    Add ``fields`` for the duration of a ``with`` block, then restore what was there.
+
+    Works inside and outside requests, in threads and tasks alike: jobs, scripts, consumers.
+    Only the current Context changes, so concurrent tasks never see each other's scopes. Inside
+    the block, the scope's values take precedence over fields bound to the request.
+
+    Raises:
+        ValueError: As :func:`bind`.
+
+    .. versionadded:: 0.1.0
+    """
+    _check_names(fields)
+    token = _local.set(MappingProxyType({**_local.get(), **fields}))
+    try:
+        yield
+    finally:
+        # A generator finalised in another Context (an abandoned stream) cannot reset its
+        # token; the Context it set the value in is gone with it, so there is nothing to undo.
+        with contextlib.suppress(ValueError, RuntimeError):
+            _local.reset(token)
+
+
+def get_context() -> dict[str, Any]:
+    """
+    Return a snapshot of the current context as a plain ``dict``.
+
+    Inside a request it holds the standard fields and everything bound; outside everything it is
+    ``{}``.
+
+    .. versionadded:: 0.1.0
+    """
+    request = _request.get()
+    local = _local.get()
+    if request is None:
+        return dict(local)
+    return {**request.current(), **local}
+
+
+def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """
+    Return ``(base, local)``: what a record made now should carry.
+
+    ``local`` takes precedence over ``base``; ``base`` always holds the standard fields.
+    """
+    request = _request.get()
+    if request is None:
+        return DEFAULTS, _local.get()
+    return request.current(), _local.get()
+
+
+def reset_all() -> None:
+    """Forget everything bound in the current Context (for tests and worker start-up)."""
+    _request.set(None)
+    _local.set(_EMPTY)

@@ -1,0 +1,260 @@
+"""
+:class:`WSGIMiddleware`: the request's context for Flask, Django and any PEP 3333 app.
+
+::
+
+    app.wsgi_app = ctxlog.WSGIMiddleware(app.wsgi_app, trusted_proxies=["10.0.0.0/8"])
+
+Each request runs in a copy of the server thread's :class:`contextvars.Context`: the app call,
+every step of the response body and the final ``close()`` all run inside that copy, so a streaming
+body logs with its request's fields, and nothing a request sets is left in a thread the server
+reuses for the next one (a threaded server such as gunicorn's gthread, waitress or cheroot reuses
+threads all the time). The access log is written when the server closes the response, which
+PEP 3333 requires it to do once it has sent the body.
+
+Security
+--------
+``REMOTE_ADDR`` is the client unless it is listed in ``trusted_proxies``; see
+:class:`~ctxlog.asgi.ASGIMiddleware` for the rules, which are the same. Values taken from the
+request are escaped and length-capped before they are stored, so a path or user name can never
+start a new log line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ctxlog._middleware import MAX_PATH, MAX_USER, Settings, latin1_text, method_field
+from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
+from ctxlog.context import MISSING, RequestState, _request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["WSGIMiddleware"]
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+class WSGIMiddleware:
+    """
+    Capture each request's ip, user, request_id, method and path for the records it logs.
+
+    Args:
+        app: The WSGI application to wrap.
+        trusted_proxies: Addresses or networks of your reverse proxies (``"10.0.0.0/8"``), or
+            ``"*"`` to trust every peer. Empty (the default): the peer address is the client.
+        proxy_header: The header your proxies set: ``"X-Forwarded-For"`` (default) or
+            ``"Forwarded"`` (RFC 7239). The other one is ignored.
+        request_id_header: Where an incoming request id is read and where the id is echoed in
+            the response.
+        user: A callable given the environ, returning the user's name or ``None``; by default
+            ``REMOTE_USER``. A ``ctxlog.bind(user=...)`` in the app always wins.
+        access_log: Log one line per request on the ``ctxlog.access`` logger.
+        log_query: Include the query string in the access log (off: query strings carry tokens).
+
+    Raises:
+        TypeError: ``user`` is not callable.
+        ValueError: An entry of ``trusted_proxies`` is not an address or network, or a header
+            name is not valid.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        trusted_proxies: str | Iterable[str] = (),
+        proxy_header: str = "X-Forwarded-For",
+        request_id_header: str = "X-Request-ID",
+        user: Callable[[WSGIEnvironment], Any] | None = None,
+        access_log: bool = False,
+        log_query: bool = False,
+    ) -> None:
+        if not callable(app):
+            msg = f"WSGIMiddleware: app {app!r} is not a WSGI application (not callable)"
+            raise TypeError(msg)
+        self.app = app
+        self.settings = Settings(
+            trusted_proxies=trusted_proxies,
+            proxy_header=proxy_header,
+            request_id_header=request_id_header,
+            user=user,
+            access_log=access_log,
+            log_query=log_query,
+        )
+        settings = self.settings
+        self._id_key = "HTTP_" + settings.request_id_header.upper().replace("-", "_")
+        self._id_header = request_id_header
+        header = settings.client_ip.header
+        self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        context = contextvars.copy_context()
+        return context.run(self._call, context, environ, start_response)
+
+    def _resolve_user(self, environ: WSGIEnvironment) -> str | None:
+        if self.settings.user is not None:
+            return self.settings.call_user(environ)
+        user = environ.get("REMOTE_USER")
+        return sanitize(latin1_text(user), MAX_USER) if user else None
+
+    def _call(
+        self,
+        context: contextvars.Context,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        started = time.perf_counter()
+        settings = self.settings
+        incoming = environ.get(self._id_key)
+        request_id = incoming if incoming and valid_request_id(incoming) else new_request_id()
+        proxy = environ.get(self._proxy_key) if self._proxy_key else None
+        path = latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        state = RequestState(
+            {
+                "ip": settings.client_ip.resolve(environ.get("REMOTE_ADDR"), proxy),
+                "user": MISSING,
+                "request_id": request_id,
+                "method": method_field(environ.get("REQUEST_METHOD", "GET")),
+                "path": sanitize(path, MAX_PATH) if path else "/",
+            },
+            self._resolve_user,
+            environ,
+        )
+        state.current()
+        _request.set(state)
+        response = _Response(context, settings, environ, started)
+        header = (self._id_header, request_id)
+
+        def _start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            response.status = status
+            headers.append(header)
+            write = start_response(status, headers, exc_info)
+            return response.counting(write) if settings.access_log else write
+
+        try:
+            response.body = self.app(environ, _start_response)
+        except BaseException:
+            response.failed()
+            raise
+        return response
+
+
+class _Response:
+    """Iterate and close the app's response inside the request's Context, then log access."""
+
+    __slots__ = (
+        "body",
+        "context",
+        "environ",
+        "iterator",
+        "owner",
+        "settings",
+        "size",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        context: contextvars.Context,
+        settings: Settings,
+        environ: WSGIEnvironment,
+        started: float,
+    ) -> None:
+        self.context = context
+        self.settings = settings
+        self.environ = environ
+        self.started = started
+        self.status: str | None = None
+        self.size = 0
+        self.body: Iterable[bytes] = ()
+        self.iterator: Iterator[bytes] | None = None
+        self.owner: int | None = None
+
+    def counting(self, write: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        def counted(data: bytes) -> object:
+            self.size += len(data)
+            return write(data)
+
+        return counted
+
+    def _run(self, fn: Callable[[], Any]) -> Any:
+        # A Context can be entered by one thread at a time, and not twice. A server that calls
+        # close() from inside an iteration step or from another thread still gets it done.
+        if self.owner is not None:
+            return fn()
+        self.owner = threading.get_ident()
+        try:
+            return self.context.run(fn)
+        finally:
+            self.owner = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return self._run(self._next)  # type: ignore[no-any-return]
+
+    def _next(self) -> bytes:
+        if self.iterator is None:
+            self.iterator = iter(self.body)
+        try:
+            chunk = next(self.iterator)
+        except StopIteration:
+            raise
+        except BaseException:
+            if self.status is None:
+                self.status = "500 Internal Server Error"
+            raise
+        self.size += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Close the app's response and write the access log, in the request's Context."""
+        self._run(self._close)
+
+    def _close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._log()
+
+    def failed(self) -> None:
+        """Log access for an app that raised instead of returning a response."""
+        self.status = "500 Internal Server Error"
+        self._log()
+
+    def _log(self) -> None:
+        settings = self.settings
+        if not settings.access_log or self.started < 0:
+            return
+        started, self.started = self.started, -1.0  # once only
+        environ = self.environ
+        status = self.status.split(" ", 1)[0] if self.status else "500"
+        fields = _request.get()
+        path = fields.fields["path"] if fields is not None else MISSING
+        settings.write_access(
+            method=fields.fields["method"] if fields is not None else MISSING,
+            path=path,
+            query=latin1_text(environ.get("QUERY_STRING", "")),
+            protocol=sanitize(environ.get("SERVER_PROTOCOL", "HTTP/1.0"), 16),
+            status=int(status) if status.isdigit() else 500,
+            size=self.size,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            referer=latin1_text(environ.get("HTTP_REFERER", "")),
+            user_agent=latin1_text(environ.get("HTTP_USER_AGENT", "")),
+        )
