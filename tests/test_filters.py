@@ -1,0 +1,121 @@
+"""ContextFilter: the fields on every record a handler sees."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import ctxlog
+from ctxlog.context import RequestState, _request
+
+FIELDS = ("ip", "user", "request_id", "method", "path")
+
+
+def _in_request(**fields: object) -> None:
+    base = {"ip": "203.0.113.7", "user": "alice", "request_id": "rid-1", "method": "GET", "path": "/p"}
+    _request.set(RequestState({**base, **fields}))
+
+
+def test_fields_are_dash_outside_a_request(capture):
+    """Outside a request every standard field is '-', so a %(ip)s format never fails."""
+    logging.getLogger("app").info("hello")
+
+    assert ["- - - - - hello"] == capture.lines
+
+
+def test_fields_come_from_the_request(capture):
+    """Inside a request the record carries the request's fields."""
+    _in_request()
+    logging.getLogger("app").info("hello")
+
+    assert ["203.0.113.7 alice rid-1 GET /p hello"] == capture.lines
+
+
+def test_records_of_child_and_third_party_loggers_get_fields(capture):
+    """A filter on the handler sees records of every logger that propagates to it."""
+    _in_request()
+    logging.getLogger("app.child.grandchild").info("a")
+    logging.getLogger("uvicorn.error").info("b")
+    logging.getLogger().info("c")
+
+    assert 3 == len(capture.records)
+    assert all(r.user == "alice" and r.request_id == "rid-1" for r in capture.records)
+
+
+def test_bound_and_scoped_fields_are_added(capture):
+    """Fields bound or scoped appear on records as attributes."""
+    ctxlog.bind(tenant="acme")
+    with ctxlog.scope(job="nightly"):
+        logging.getLogger("app").info("x")
+
+    record = capture.records[0]
+    assert ("acme", "nightly") == (record.tenant, record.job)
+
+
+def test_context_is_read_when_the_record_is_made(capture):
+    """The same filter gives each record the context of the moment it was logged."""
+    log = logging.getLogger("app")
+    _in_request(user="alice")
+    log.info("one")
+    _in_request(user="bob")
+    log.info("two")
+
+    assert ["alice", "bob"] == [r.user for r in capture.records]
+
+
+def test_filter_never_overwrites_existing_attributes(capture):
+    """A caller's extra= for a context field is kept."""
+    _in_request()
+    ctxlog.bind(tenant="acme")
+    logging.getLogger("app").info("x", extra={"user": "explicit", "tenant": "t2"})
+
+    record = capture.records[0]
+    assert ("explicit", "t2", "rid-1") == (record.user, record.tenant, record.request_id)
+
+
+def test_filter_always_lets_the_record_through():
+    """filter() returns True (it enriches, it never drops)."""
+    record = logging.makeLogRecord({"msg": "x"})
+
+    assert ctxlog.ContextFilter().filter(record) is True
+    assert all(getattr(record, name) == "-" for name in FIELDS)
+
+
+def test_defaults_fill_missing_and_placeholder_fields():
+    """defaults= gives values for fields the context lacks, and replaces '-'."""
+    flt = ctxlog.ContextFilter(defaults={"tenant": "none", "user": "anonymous"})
+    outside = logging.makeLogRecord({})
+    flt.filter(outside)
+    _in_request(user="alice")
+    inside = logging.makeLogRecord({})
+    flt.filter(inside)
+
+    assert ("none", "anonymous", "-") == (outside.tenant, outside.user, outside.ip)
+    assert ("none", "alice") == (inside.tenant, inside.user)
+
+
+def test_defaults_with_logrecord_names_are_rejected():
+    """A default named like a LogRecord attribute fails at construction."""
+    with pytest.raises(ValueError, match="msg"):
+        ctxlog.ContextFilter(defaults={"msg": "x"})
+
+
+def test_filter_in_dictconfig():
+    """The filter can be configured by name from dictConfig, with defaults."""
+    import logging.config
+
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": {"ctx": {"()": "ctxlog.ContextFilter", "defaults": {"tenant": "-"}}},
+            "handlers": {"null": {"class": "logging.NullHandler", "filters": ["ctx"]}},
+            "loggers": {"cfgtest": {"handlers": ["null"], "propagate": False}},
+        }
+    )
+    handler = logging.getLogger("cfgtest").handlers[0]
+    record = logging.makeLogRecord({})
+    handler.filter(record)
+
+    assert ("-", "-") == (record.tenant, record.ip)
