@@ -71,10 +71,10 @@ def _calibrate(run: Runner) -> int:
     n = 1
     while True:
         gc.collect()
-        ns = run(n)
+        ns = max(run(n), 1)
         if ns >= BATCH_NS // 8 or n >= 1 << 24:
-            return max(1, round(n * BATCH_NS / max(ns, 1)))
-        n *= 2 if ns * 4 >= BATCH_NS // 8 else 8
+            return max(1, round(n * BATCH_NS / ns))
+        n *= max(2, min(64, (BATCH_NS // 8) // ns))
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:

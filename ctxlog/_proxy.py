@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from typing import Final
 
@@ -35,31 +36,47 @@ _HEADERS: Final = {"x-forwarded-for": "x-forwarded-for", "forwarded": "forwarded
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@functools.lru_cache(maxsize=4096)
-def parse_ip(text: str) -> str | None:
-    """
-    Return the normalised address in ``text``, or ``None`` if it holds none.
+#: Longest text :func:`parse_ip` looks at; anything longer is not an address. This also keeps
+#: attacker-sized strings out of its cache.
+_MAX_TEXT: Final = 100
 
-    Accepts ``1.2.3.4``, ``1.2.3.4:80``, ``2001:db8::1``, ``[2001:db8::1]`` and
-    ``[2001:db8::1]:443``. An IPv4-mapped IPv6 address is given as IPv4, a zone id is dropped.
-    """
-    text = text.strip()
-    if not text or len(text) > 64:
+#: One ``name=value`` pair of a ``Forwarded`` element and the separator after it. The value is a
+#: token or a quoted string; unquoted IPv6 (``for=[2001:db8::1]``, not RFC 7239) is tolerated.
+_FORWARDED_PAIR: Final = re.compile(
+    r"""[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?"""
+    r"([;,]|\Z)"
+)
+_QUOTED_PAIR: Final = re.compile(r"\\(.)")
+_OBFUSCATED_PORT: Final = re.compile(r"_[A-Za-z0-9._-]+")
+
+
+def _valid_port(port: str) -> bool:
+    """Tell whether ``port`` is a port number or an RFC 7239 obfuscated port (``_abc``)."""
+    if port.isascii() and port.isdigit():
+        return int(port) <= 65535
+    return _OBFUSCATED_PORT.fullmatch(port) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> str | None:
+    text = text.strip(" \t")
+    if not text:
         return None
     if text[0] == "[":
         end = text.find("]")
         if end < 0:
             return None
         host, rest = text[1:end], text[end + 1 :]
-        if rest and not (rest[0] == ":" and rest[1:].isdigit()):
+        if rest and not (rest[0] == ":" and _valid_port(rest[1:])):
             return None
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
-        if not port.isdigit():
+        if not _valid_port(port):
             return None
     else:
         host = text
-    host = host.partition("%")[0]
+    if ":" in host:
+        host = host.partition("%")[0]
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -67,6 +84,27 @@ def parse_ip(text: str) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
+
+
+def parse_ip(text: str) -> str | None:
+    """
+    Return the normalised address in ``text``, or ``None`` if it holds none.
+
+    Accepts ``1.2.3.4``, ``1.2.3.4:80``, ``2001:db8::1``, ``[2001:db8::1]`` and
+    ``[2001:db8::1]:443``, with spaces or tabs around. An IPv4-mapped IPv6 address is given as
+    IPv4, an IPv6 zone id is dropped. Never raises.
+    """
+    return _parse_ip(text) if len(text) <= _MAX_TEXT else None
+
+
+def _network(item: str) -> IPNetwork:
+    """Parse one ``trusted_proxies`` entry; an IPv4-mapped IPv6 network becomes IPv4."""
+    network = ipaddress.ip_network(item, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def _parse_networks(spec: str | Iterable[str]) -> tuple[bool, tuple[IPNetwork, ...]]:
@@ -84,64 +122,44 @@ def _parse_networks(spec: str | Iterable[str]) -> tuple[bool, tuple[IPNetwork, .
             trust_all = True
             continue
         try:
-            network = ipaddress.ip_network(item.strip(), strict=False)
+            networks.append(_network(item.strip()))
         except ValueError:
             msg = (
                 f"trusted_proxies: {item!r} is not an IP address or network "
                 "(write '10.0.0.1', '10.0.0.0/8', '2001:db8::/32' or '*')"
             )
             raise ValueError(msg) from None
-        networks.append(network)
     return trust_all, tuple(networks)
 
 
 def _split_forwarded(value: str) -> list[str] | None:
-    """Return the ``for=`` node of each element of a ``Forwarded`` header, or ``None``."""
+    """
+    Return the ``for=`` node of each element of a ``Forwarded`` header, or ``None``.
+
+    An element without ``for=``, or with it twice, gives ``""`` (not an address). A header that
+    does not follow the RFC 7239 grammar gives ``None``.
+    """
     nodes: list[str] = []
-    element: dict[str, str] = {}
-    key: list[str] = []
-    val: list[str] = []
-    in_value = quoted = escaped = False
-
-    def end_pair() -> bool:
-        name = "".join(key).strip().lower()
-        if not name:
-            return not in_value
-        element[name] = "".join(val).strip()
-        return True
-
-    for char in value:
-        if quoted:
-            if escaped:
-                val.append(char)
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                quoted = False
+    node: str | None = None
+    pos = 0
+    while True:
+        match = _FORWARDED_PAIR.match(value, pos)
+        if match is None:
+            return None
+        name, raw, separator = match.groups()
+        if name is not None and name.lower() == "for":
+            if node is not None:
+                node = ""
+            elif raw[:1] == '"':
+                node = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
             else:
-                val.append(char)
-        elif char == '"' and in_value:
-            quoted = True
-        elif char == "=" and not in_value:
-            in_value = True
-        elif char in ";,":
-            if not end_pair():
-                return None
-            key.clear()
-            val.clear()
-            in_value = False
-            if char == ",":
-                nodes.append(element.get("for", ""))
-                element = {}
-        elif in_value:
-            val.append(char)
-        else:
-            key.append(char)
-    if quoted or not end_pair():
-        return None
-    nodes.append(element.get("for", ""))
-    return nodes
+                node = raw
+        if separator != ";":
+            nodes.append(node or "")
+            node = None
+            if not separator:
+                return nodes
+        pos = match.end()
 
 
 class ClientIP:
@@ -199,7 +217,8 @@ class ClientIP:
             A normalised IP address, or ``"-"`` when the peer is not an IP address (a unix
             socket, a test client) and no trusted header says otherwise.
         """
-        ip = parse_ip(peer) if peer else None
+        # parse_ip() inlined: this runs for every request.
+        ip = _parse_ip(peer) if peer and len(peer) <= _MAX_TEXT else None
         if header is None or self.header is None:
             return ip or "-"
         if ip is None:
@@ -207,16 +226,24 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
-        hops = _split_forwarded(header) if self.forwarded else header.split(",")
-        if not hops or len(hops) > MAX_HOPS:
-            return ip or "-"
+        if self.forwarded:
+            hops = _split_forwarded(header)
+            if hops is None:
+                return ip or "-"
+        else:
+            # Only the right-most MAX_HOPS entries are ever looked at: whatever a client puts in
+            # front of them cannot change the result.
+            hops = header.rsplit(",", MAX_HOPS)
         candidate = ip
-        for hop in reversed(hops):
-            addr = parse_ip(hop)
+        for hop in reversed(hops[-MAX_HOPS:]):
+            addr = _parse_ip(hop) if len(hop) <= _MAX_TEXT else None
             if addr is None:
                 return ip or "-"
-            candidate = addr
             if not self._trusted(addr):
                 return addr
+            candidate = addr
+        if len(hops) > MAX_HOPS:
+            # MAX_HOPS of our own proxies and still more: not a chain we can vouch for.
+            return ip or "-"
         # Every hop is one of our proxies: the left-most is the closest to the client we know.
         return candidate or "-"

@@ -1,0 +1,103 @@
+"""
+A small Flask app whose every log line names the client, the user and the request.
+
+Run it with ``python examples/flask_app.py`` (see examples/README.md), then::
+
+    curl -u alice:wonderland http://127.0.0.1:5000/account
+
+What it shows:
+
+* ``ctxlog.WSGIMiddleware`` around ``app.wsgi_app``: the Flask app object stays the same.
+* A view that checks the credentials itself and calls ``ctxlog.bind(user=...)``.
+* A streaming response: the generator runs after the view has returned, and its records still
+  carry the request's fields (no ``stream_with_context`` needed for them).
+* A plain ``logging.getLogger`` logger; ``ctxlog.ContextFilter`` on the handler adds the fields.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+
+import ctxlog
+from flask import Flask, Response, request
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"
+
+# Demo accounts. A real app checks a password hash in a database.
+USERS = {"alice": "wonderland", "bob": "builder"}
+
+log = logging.getLogger("shop")
+
+app = Flask(__name__)
+app.wsgi_app = ctxlog.WSGIMiddleware(
+    app.wsgi_app,
+    # The proxies in front of the app: an address, a network or a comma-separated list.
+    trusted_proxies=os.environ.get("TRUSTED_PROXIES", "10.0.0.0/8"),
+    access_log=True,
+)
+
+
+def configure_logging(stream=None):
+    """Log to ``stream`` (default stderr) with the request fields; return the handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    # On the handler, not on a logger: it then sees the records of every logger.
+    handler.addFilter(ctxlog.ContextFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def authenticated_user():
+    """Return the name of the user whose basic credentials came with the request, or None."""
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.username is None:
+        return None
+    expected = USERS.get(auth.username)
+    if expected is None or not hmac.compare_digest(expected, auth.password or ""):
+        log.warning("failed login for %r", auth.username)  # %r: client text is not escaped
+        return None
+    return auth.username
+
+
+@app.get("/")
+def home():
+    log.info("home page")
+    return {"request_id": ctxlog.get_context()["request_id"]}
+
+
+@app.get("/account")
+def account():
+    name = authenticated_user()
+    if name is None:
+        return Response("login required\n", 401, {"WWW-Authenticate": 'Basic realm="shop"'})
+    ctxlog.bind(user=name)  # from here on every record of this request says who it is
+    log.info("account page")
+    return {"user": name}
+
+
+@app.get("/stream")
+def stream():
+    name = authenticated_user()
+    if name is not None:
+        ctxlog.bind(user=name)
+
+    def lines():
+        for number in range(3):
+            log.info("sending chunk %d", number)
+            yield f"line {number}\n"
+
+    return Response(lines(), mimetype="text/plain")
+
+
+if __name__ == "__main__":
+    configure_logging()
+    # Werkzeug logs its own request line outside the request's context; ctxlog's access log
+    # (logger ctxlog.access) replaces it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print("serving on http://127.0.0.1:5000 (Ctrl-C to stop)")
+    app.run(host="127.0.0.1")
