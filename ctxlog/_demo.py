@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-FORMAT = "%(asctime)s %(ip)-15s %(user)-6s %(request_id).12s %(levelname)-7s %(name)-13s %(message)s"
+FORMAT = (
+    "%(asctime)s %(ip)-15s %(user)-6s %(request_id).12s %(levelname)-7s %(name)-13s %(message)s"
+)
 
 #: user -> (password, the address the proxy saw them come from)
 USERS = {
@@ -119,7 +121,7 @@ def run(out: IO[str] | None = None) -> int:
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="demo-server", daemon=True)
     thread.start()
-    visits = [
+    visits: list[tuple[str | None, str, str]] = [
         (name, path, USERS[name][1]) for name in USERS for path in ("/", "/pay")
     ]
     visits += [
@@ -130,13 +132,19 @@ def run(out: IO[str] | None = None) -> int:
         (None, "/search%0d%0a2024-01-01%20admin%20logged%20in", "192.0.2.45"),
     ]
     try:
-        print(f"ctxlog demo: serving on http://127.0.0.1:{port}, trusting the proxy at 127.0.0.1", file=out)
+        print(
+            f"ctxlog demo: serving on http://127.0.0.1:{port}, trusting the proxy at 127.0.0.1",
+            file=out,
+        )
         print(f"format: {FORMAT}\n", file=out)
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(lambda visit: _visit(port, *visit), visits))
         handler.flush()
-        print(f"\n{len(results)} requests, statuses {sorted({s for s, _ in results})}; "
-              "each response echoed its X-Request-ID.", file=out)
+        print(
+            f"\n{len(results)} requests, statuses {sorted({s for s, _ in results})}; "
+            "each response echoed its X-Request-ID.",
+            file=out,
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -70,8 +70,10 @@ def user_name(user: Any) -> str | None:
 
 
 def _header_name(name: str) -> str:
-    if not isinstance(name, str) or not name or not all(
-        c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name
+    if (
+        not isinstance(name, str)
+        or not name
+        or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
     ):
         msg = f"request_id_header: {name!r} is not a valid HTTP header name"
         raise ValueError(msg)

@@ -69,15 +69,19 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
     def __init__(self, logger: logging.Logger, extra: Mapping[str, object] | None = None) -> None:
         super().__init__(logger, dict(extra or {}))
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         """Merge the context, this adapter's fields and the caller's ``extra``."""
         kwargs["extra"] = _merge(self.extra, kwargs.get("extra"))
         return msg, kwargs
 
+    # typeshed gives LoggerAdapter's level methods **kwargs; these take exactly the keywords
+    # Logger takes (hence the type: ignore[override]), so a misspelt keyword is a TypeError.
     # Each level method calls Logger._log itself, so exactly one frame of this module stands
     # between the caller and the logger: stacklevel + 1 makes findCaller name the caller.
 
-    def debug(
+    def debug(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -93,7 +97,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 _DEBUG, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
             )
 
-    def info(
+    def info(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -109,7 +113,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 _INFO, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
             )
 
-    def warning(
+    def warning(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -125,7 +129,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 _WARNING, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
             )
 
-    def error(
+    def error(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -141,7 +145,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 _ERROR, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
             )
 
-    def exception(
+    def exception(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -157,7 +161,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 _ERROR, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
             )
 
-    def critical(
+    def critical(  # type: ignore[override]
         self,
         msg: object,
         *args: object,
@@ -170,12 +174,18 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         logger = self.logger
         if logger.isEnabledFor(_CRITICAL):
             logger._log(  # noqa: SLF001
-                _CRITICAL, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
+                _CRITICAL,
+                msg,
+                args,
+                exc_info,
+                _merge(self.extra, extra),
+                stack_info,
+                stacklevel + 1,
             )
 
     fatal = critical
 
-    def log(
+    def log(  # type: ignore[override]
         self,
         level: int,
         msg: object,

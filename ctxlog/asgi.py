@@ -111,8 +111,9 @@ class ASGIMiddleware:
         return sanitize(name, MAX_HEADER) if name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection: set its context, run the app, echo the id, log access."""
         kind = scope["type"]
-        if kind != "http" and kind != "websocket":
+        if kind not in {"http", "websocket"}:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -170,7 +171,7 @@ class ASGIMiddleware:
         async def send_with_id(message: Message) -> None:
             nonlocal status, size, finished
             kind = message["type"]
-            if kind == "http.response.start" or kind == "websocket.accept":
+            if kind in {"http.response.start", "websocket.accept"}:
                 status = message.get("status", 101)
                 message["headers"] = [*message.get("headers", ()), (id_name, echo)]
             elif kind == "http.response.body":

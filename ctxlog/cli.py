@@ -10,9 +10,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ctxlog", description="Contextual logging for web apps."
-    )
+    parser = argparse.ArgumentParser(prog="ctxlog", description="Contextual logging for web apps.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     commands.add_parser(

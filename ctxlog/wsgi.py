@@ -95,9 +95,8 @@ class WSGIMiddleware:
         header = settings.client_ip.header
         self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request in a copy of the current Context."""
         context = contextvars.copy_context()
         return context.run(self._call, context, environ, start_response)
 

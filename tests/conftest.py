@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import pytest
-
 import ctxlog
+import pytest
 from ctxlog.context import reset_all
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
 import ctxlog
+import pytest
 from ctxlog.context import RequestState, _request
 
 
@@ -38,7 +37,17 @@ LOG = ctxlog.get_logger("adapted")  # at import time, as users do
 
 
 def _in_request(user: str) -> None:
-    _request.set(RequestState({"ip": "192.0.2.1", "user": user, "request_id": f"rid-{user}", "method": "GET", "path": "/"}))
+    _request.set(
+        RequestState(
+            {
+                "ip": "192.0.2.1",
+                "user": user,
+                "request_id": f"rid-{user}",
+                "method": "GET",
+                "path": "/",
+            }
+        )
+    )
 
 
 def test_adapter_made_before_any_request_reads_context_at_call_time(plain):
@@ -48,7 +57,9 @@ def test_adapter_made_before_any_request_reads_context_at_call_time(plain):
     _in_request("bob")
     LOG.info("two")
 
-    assert [("alice", "rid-alice"), ("bob", "rid-bob")] == [(r.user, r.request_id) for r in plain.records]
+    assert [("alice", "rid-alice"), ("bob", "rid-bob")] == [
+        (r.user, r.request_id) for r in plain.records
+    ]
 
 
 def test_fields_are_dash_outside_requests(plain):
@@ -66,7 +77,12 @@ def test_caller_extra_is_merged_not_replaced(plain):
     LOG.info("x", extra={"order_id": 7, "user": "override"})
 
     record = plain.records[0]
-    assert (7, "override", "acme", "rid-alice") == (record.order_id, record.user, record.tenant, record.request_id)
+    assert (7, "override", "acme", "rid-alice") == (
+        record.order_id,
+        record.user,
+        record.tenant,
+        record.request_id,
+    )
 
 
 def test_extra_clashing_with_record_attributes_is_renamed(plain):
@@ -74,7 +90,12 @@ def test_extra_clashing_with_record_attributes_is_renamed(plain):
     LOG.info("x", extra={"name": "n", "message": "m", "asctime": "t"})
 
     record = plain.records[0]
-    assert ("n", "m", "t", "adapted") == (record.extra_name, record.extra_message, record.extra_asctime, record.name)
+    assert ("n", "m", "t", "adapted") == (
+        record.extra_name,
+        record.extra_message,
+        record.extra_asctime,
+        record.name,
+    )
 
 
 def test_caller_is_the_call_site(plain):
@@ -89,7 +110,9 @@ def test_caller_is_the_call_site(plain):
     assert ("view", line, __file__) == (record.funcName, record.lineno, record.pathname)
 
 
-@pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "exception", "critical", "fatal"])
+@pytest.mark.parametrize(
+    "method", ["debug", "info", "warning", "error", "exception", "critical", "fatal"]
+)
 def test_every_level_method_names_the_caller(plain, method):
     """Each level method reports the caller's function."""
     getattr(LOG, method)("m")
@@ -119,7 +142,11 @@ def test_exception_carries_the_traceback(plain):
         LOG.exception("boom %s", 1)
 
     record = plain.records[0]
-    assert (logging.ERROR, ZeroDivisionError, "boom 1") == (record.levelno, record.exc_info[0], record.getMessage())
+    assert (logging.ERROR, ZeroDivisionError, "boom 1") == (
+        record.levelno,
+        record.exc_info[0],
+        record.getMessage(),
+    )
 
 
 def test_levels_are_respected(plain):
@@ -139,7 +166,9 @@ def test_log_with_a_non_integer_level_raises_like_the_stdlib():
 
 def test_static_extra_of_the_adapter(plain):
     """ContextAdapter(logger, extra) adds fixed fields under the context and the call's extra."""
-    adapter = ctxlog.ContextAdapter(logging.getLogger("adapted"), {"component": "billing", "user": "static"})
+    adapter = ctxlog.ContextAdapter(
+        logging.getLogger("adapted"), {"component": "billing", "user": "static"}
+    )
     _in_request("alice")
     adapter.info("x")
 

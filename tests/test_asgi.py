@@ -9,8 +9,10 @@ import random
 import re
 import sys
 
+import ctxlog
 import httpx
 import pytest
+from ctxlog.context import _request
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.background import BackgroundTask
@@ -20,9 +22,6 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-
-import ctxlog
-from ctxlog.context import _request
 
 log = ctxlog.get_logger("asgi.app")
 PROXY = ("10.0.0.1", 4000)
@@ -77,7 +76,11 @@ def test_fields_in_view(capture):
 
     record = capture.named("asgi.app")[0]
     assert ("192.0.2.10", "-", "abc-123", "GET", "/shop/cart") == (
-        record.ip, record.user, record.request_id, record.method, record.path,
+        record.ip,
+        record.user,
+        record.request_id,
+        record.method,
+        record.path,
     )
 
 
@@ -106,7 +109,9 @@ def test_invalid_request_ids_are_replaced(capture, raw):
 
 def test_duplicate_request_id_headers_are_replaced(capture):
     """Two id headers: neither is trusted (WSGI would join them with a comma and space)."""
-    sent = asyncio.run(call(make_app(), {"headers": [(b"x-request-id", b"a"), (b"x-request-id", b"b")]}))
+    sent = asyncio.run(
+        call(make_app(), {"headers": [(b"x-request-id", b"a"), (b"x-request-id", b"b")]})
+    )
 
     assert dict(sent[0]["headers"])[b"x-request-id"] not in (b"a", b"b")
 
@@ -197,7 +202,13 @@ def test_a_thousand_concurrent_requests_never_mix(capture):
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             responses = await asyncio.gather(
                 *(
-                    c.get(f"/r/{i}", headers={"X-Request-ID": f"req-{i}", "X-Forwarded-For": f"198.51.100.{i % 250}"})
+                    c.get(
+                        f"/r/{i}",
+                        headers={
+                            "X-Request-ID": f"req-{i}",
+                            "X-Forwarded-For": f"198.51.100.{i % 250}",
+                        },
+                    )
                     for i in range(1000)
                 )
             )
@@ -209,7 +220,8 @@ def test_a_thousand_concurrent_requests_never_mix(capture):
     records = capture.named("asgi.app") + capture.named("ctxlog.access")
     assert 6 * 1000 == len(records)  # view, 3 chunks, background, access
     wrong = [
-        r for r in records
+        r
+        for r in records
         if r.path != f"/r/{r.request_id[4:]}"
         or r.user != f"user{r.request_id[4:]}"
         or r.ip != f"198.51.100.{int(r.request_id[4:]) % 250}"
@@ -240,7 +252,9 @@ def test_reset_in_another_context_does_not_raise():
 
     coro = ctxlog.ASGIMiddleware(app)({"type": "http", "headers": [], "path": "/"}, None, None)
     contextvars.Context().run(coro.send, None)
-    contextvars.Context().run(coro.close)  # the finally block runs in a Context that never saw our token
+    contextvars.Context().run(
+        coro.close
+    )  # the finally block runs in a Context that never saw our token
 
 
 def test_abandoned_stream_finalised_elsewhere_does_not_raise(capture):
@@ -256,7 +270,7 @@ def test_abandoned_stream_finalised_elsewhere_does_not_raise(capture):
                 yield b"x" * 10
                 await asyncio.sleep(0)
 
-    class Disconnect(Exception):
+    class DisconnectError(Exception):
         pass
 
     async def view(request):
@@ -273,14 +287,22 @@ def test_abandoned_stream_finalised_elsewhere_does_not_raise(capture):
                 if message["type"] == "http.response.body":
                     count += 1
                     if count == 2:
-                        raise Disconnect
+                        raise DisconnectError
 
             async def receive():
                 await asyncio.sleep(10)
                 return {"type": "http.disconnect"}
 
-            scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"", "client": ("192.0.2.1", 1), "root_path": ""}
-            with pytest.raises(Disconnect):
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/",
+                "headers": [],
+                "query_string": b"",
+                "client": ("192.0.2.1", 1),
+                "root_path": "",
+            }
+            with pytest.raises(DisconnectError):
                 await app(scope, receive, send)
         await asyncio.sleep(0.05)
 
@@ -362,7 +384,9 @@ def test_websocket_gets_context_and_echoes_the_id(capture):
         session.receive_text()
         headers = dict(session.extra_headers or [])
 
-    assert [("ws-1", "WS", "/ws")] * 2 == [(r.request_id, r.method, r.path) for r in capture.named("asgi.app")]
+    assert [("ws-1", "WS", "/ws")] * 2 == [
+        (r.request_id, r.method, r.path) for r in capture.named("asgi.app")
+    ]
     assert b"ws-1" == headers[b"x-request-id"]
     assert [] == capture.named("ctxlog.access")
 
@@ -387,15 +411,22 @@ def test_trusted_proxy_and_spoofing(capture):
 def test_several_forwarded_for_lines_are_joined_in_order(capture):
     """Two X-Forwarded-For header lines are one list, walked from the right of the last."""
     headers = [(b"x-forwarded-for", b"203.0.113.1"), (b"x-forwarded-for", b"203.0.113.2, 10.0.0.9")]
-    asyncio.run(call(make_app(trusted_proxies=["10.0.0.0/8"]), {"headers": headers, "client": PROXY}))
+    asyncio.run(
+        call(make_app(trusted_proxies=["10.0.0.0/8"]), {"headers": headers, "client": PROXY})
+    )
 
     assert "203.0.113.2" == capture.named("asgi.app")[0].ip
 
 
 def test_forwarded_header_is_read_only_when_configured(capture):
     """proxy_header='Forwarded' reads RFC 7239; the default ignores it."""
-    headers = {"Forwarded": 'for="[2001:db8::7]:1234";proto=https', "X-Forwarded-For": "203.0.113.5"}
-    client(make_app(trusted_proxies="10.0.0.0/8", proxy_header="Forwarded"), PROXY).get("/", headers=headers)
+    headers = {
+        "Forwarded": 'for="[2001:db8::7]:1234";proto=https',
+        "X-Forwarded-For": "203.0.113.5",
+    }
+    client(make_app(trusted_proxies="10.0.0.0/8", proxy_header="Forwarded"), PROXY).get(
+        "/", headers=headers
+    )
     client(make_app(trusted_proxies="10.0.0.0/8"), PROXY).get("/", headers=headers)
 
     assert ["2001:db8::7", "203.0.113.5"] == [r.ip for r in capture.named("asgi.app")]
@@ -418,7 +449,9 @@ class HeaderAuth(AuthenticationBackend):
 
 def test_user_from_authentication_middleware_inside_ours(capture):
     """scope['user'] set by Starlette's AuthenticationMiddleware inside ctxlog is the user."""
-    app = make_app(middleware=[Middleware(AuthenticationMiddleware, backend=HeaderAuth())], access_log=True)
+    app = make_app(
+        middleware=[Middleware(AuthenticationMiddleware, backend=HeaderAuth())], access_log=True
+    )
     with client(app) as c:
         c.get("/", headers={"X-User": "alice"})
         c.get("/")
@@ -453,8 +486,13 @@ def test_path_injection_is_escaped(capture):
     """A percent-decoded CR/LF/ESC/bidi path is escaped: one line per record."""
     client(make_app(access_log=True)).get("/a%0d%0a127.0.0.1%20admin%1b[2J%E2%80%AE")
 
-    assert all("\n" not in line and "\r" not in line and "\x1b" not in line and "\u202e" not in line for line in capture.lines)
-    (access,) = capture.named("ctxlog.access")  # Starlette answers 404: its path pattern stops at a newline
+    assert all(
+        "\n" not in line and "\r" not in line and "\x1b" not in line and "\u202e" not in line
+        for line in capture.lines
+    )
+    (access,) = capture.named(
+        "ctxlog.access"
+    )  # Starlette answers 404: its path pattern stops at a newline
     assert "/a\\r\\n127.0.0.1 admin\\x1b[2J\\u202e" == access.path
     assert "\\r\\n" in access.getMessage()
 
@@ -464,11 +502,22 @@ def test_non_utf8_header_bytes_are_latin1_and_match_wsgi(capture):
     import webtest  # noqa: F401 - WSGI side of the comparison below
 
     raw_ua = b"caf\xe9 \x1b[31m"
-    asyncio.run(call(make_app(access_log=True), {"headers": [(b"user-agent", raw_ua), (b"referer", b"\xff\xfe")]}))
+    asyncio.run(
+        call(
+            make_app(access_log=True),
+            {"headers": [(b"user-agent", raw_ua), (b"referer", b"\xff\xfe")]},
+        )
+    )
     wsgi = ctxlog.WSGIMiddleware(lambda e, s: (s("200 OK", []), [b""])[1], access_log=True)
     body = wsgi(
-        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.10", "SERVER_PROTOCOL": "HTTP/1.1",
-         "HTTP_USER_AGENT": raw_ua.decode("latin-1"), "HTTP_REFERER": "\xff\xfe"},
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "REMOTE_ADDR": "192.0.2.10",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_USER_AGENT": raw_ua.decode("latin-1"),
+            "HTTP_REFERER": "\xff\xfe",
+        },
         lambda *a: None,
     )
     list(body)
@@ -494,10 +543,18 @@ def test_access_log_fields_and_status(capture):
     )
 
     (record,) = capture.named("ctxlog.access")
-    assert (201, 5, "acc-1", "GET", "/s") == (record.status, record.size, record.request_id, record.method, record.path)
+    assert (201, 5, "acc-1", "GET", "/s") == (
+        record.status,
+        record.size,
+        record.request_id,
+        record.method,
+        record.path,
+    )
     assert record.duration_ms >= 0
     assert "SECRET" not in record.getMessage()
-    assert re.fullmatch(r'192\.0\.2\.10 - - "GET /s HTTP/1\.1" 201 5 "-" "ua/1" \d+\.\dms', record.getMessage())
+    assert re.fullmatch(
+        r'192\.0\.2\.10 - - "GET /s HTTP/1\.1" 201 5 "-" "ua/1" \d+\.\dms', record.getMessage()
+    )
 
 
 def test_access_log_with_query_when_asked(capture):
@@ -542,7 +599,9 @@ def test_add_middleware_with_options(capture):
     app.add_middleware(ctxlog.ASGIMiddleware, access_log=True, trusted_proxies=["10.0.0.0/8"])
     TestClient(app, client=PROXY).get("/", headers={"X-Forwarded-For": "203.0.113.50"})
 
-    assert ["203.0.113.50", "203.0.113.50"] == [r.ip for r in capture.named("asgi.app") + capture.named("ctxlog.access")]
+    assert ["203.0.113.50", "203.0.113.50"] == [
+        r.ip for r in capture.named("asgi.app") + capture.named("ctxlog.access")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,8 @@ import asyncio
 import contextvars
 import threading
 
-import pytest
-
 import ctxlog
+import pytest
 from ctxlog.context import RequestState, _request
 
 
@@ -119,7 +118,9 @@ def test_scope_rejects_logrecord_attribute_names():
 
 
 def _request_state(**fields: object) -> RequestState:
-    return RequestState({"ip": "-", "user": "-", "request_id": "r1", "method": "GET", "path": "/", **fields})
+    return RequestState(
+        {"ip": "-", "user": "-", "request_id": "r1", "method": "GET", "path": "/", **fields}
+    )
 
 
 def test_bind_in_request_changes_the_shared_request_state():

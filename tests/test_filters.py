@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
 import ctxlog
+import pytest
 from ctxlog.context import RequestState, _request
 
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
 
 def _in_request(**fields: object) -> None:
-    base = {"ip": "203.0.113.7", "user": "alice", "request_id": "rid-1", "method": "GET", "path": "/p"}
+    base = {
+        "ip": "203.0.113.7",
+        "user": "alice",
+        "request_id": "rid-1",
+        "method": "GET",
+        "path": "/p",
+    }
     _request.set(RequestState({**base, **fields}))
 
 

@@ -9,10 +9,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import ctxlog
 import pytest
 import webtest
-
-import ctxlog
 
 log = ctxlog.get_logger("wsgi.app")
 
@@ -31,11 +30,17 @@ def _testapp(app, **options):
 def test_fields_in_view(capture):
     """A view's records carry the peer ip, REMOTE_USER, request id, method and path."""
     app = _testapp(hello)
-    app.get("/shop/cart", headers={"X-Request-ID": "abc-123"}, extra_environ={"REMOTE_USER": "alice"})
+    app.get(
+        "/shop/cart", headers={"X-Request-ID": "abc-123"}, extra_environ={"REMOTE_USER": "alice"}
+    )
 
     record = capture.named("wsgi.app")[0]
     assert ("192.0.2.10", "alice", "abc-123", "GET", "/shop/cart") == (
-        record.ip, record.user, record.request_id, record.method, record.path,
+        record.ip,
+        record.user,
+        record.request_id,
+        record.method,
+        record.path,
     )
 
 
@@ -62,7 +67,12 @@ def test_invalid_request_id_is_replaced_and_the_new_one_echoed(capture, incoming
     """An id that is not 1-200 printable ASCII without spaces is replaced by a fresh one."""
     app = ctxlog.WSGIMiddleware(hello)
     headers: list[tuple[str, str]] = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1", "HTTP_X_REQUEST_ID": incoming}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "REMOTE_ADDR": "192.0.2.1",
+        "HTTP_X_REQUEST_ID": incoming,
+    }
     body = app(environ, lambda status, h, exc_info=None: headers.extend(h))
     list(body)
     body.close()
@@ -74,9 +84,14 @@ def test_invalid_request_id_is_replaced_and_the_new_one_echoed(capture, incoming
 
 def test_custom_request_id_header(capture):
     """request_id_header names the header read and echoed."""
-    response = _testapp(hello, request_id_header="X-Correlation-ID").get("/", headers={"X-Correlation-ID": "corr-1"})
+    response = _testapp(hello, request_id_header="X-Correlation-ID").get(
+        "/", headers={"X-Correlation-ID": "corr-1"}
+    )
 
-    assert ("corr-1", "corr-1") == (capture.named("wsgi.app")[0].request_id, response.headers["X-Correlation-ID"])
+    assert ("corr-1", "corr-1") == (
+        capture.named("wsgi.app")[0].request_id,
+        response.headers["X-Correlation-ID"],
+    )
 
 
 def test_streaming_body_and_close_run_in_the_request_context(capture):
@@ -131,7 +146,15 @@ def test_generator_body_logs_with_context(capture):
 def test_nothing_is_left_in_the_thread_after_the_request(capture):
     """After close(), the calling thread's context is as before the request."""
     app = ctxlog.WSGIMiddleware(hello)
-    body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1", "REMOTE_USER": "alice"}, lambda *a: None)
+    body = app(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "REMOTE_ADDR": "192.0.2.1",
+            "REMOTE_USER": "alice",
+        },
+        lambda *a: None,
+    )
     list(body)
     body.close()
 
@@ -143,14 +166,16 @@ def test_nothing_is_left_in_the_thread_after_the_request(capture):
 def test_close_from_another_thread_does_not_raise(capture):
     """A server that closes the body from another thread gets it closed, with no exception."""
     app = ctxlog.WSGIMiddleware(hello, access_log=True)
-    body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None)
+    body = app(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None
+    )
     list(body)
     errors: list[BaseException] = []
 
     def close():
         try:
             body.close()
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=close)
@@ -219,7 +244,8 @@ def test_sixteen_thread_pool_reusing_threads_never_mixes_requests(capture):
     records = capture.records
     assert 3 * 2000 == len(records)
     wrong = [
-        r for r in records
+        r
+        for r in records
         if r.path != f"/item/{r.request_id[4:]}"
         or r.ip != f"198.51.100.{int(r.request_id[4:]) % 250}"
         or r.user != (f"user{r.request_id[4:]}" if int(r.request_id[4:]) % 2 == 0 else "-")
@@ -296,7 +322,10 @@ def test_trusted_proxy_and_spoofing(capture):
 def test_forwarded_header_when_configured(capture):
     """proxy_header='Forwarded' reads RFC 7239 and ignores X-Forwarded-For."""
     app = _testapp(hello, peer="10.0.0.5", trusted_proxies="10.0.0.0/8", proxy_header="Forwarded")
-    app.get("/", headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https', "X-Forwarded-For": "1.1.1.1"})
+    app.get(
+        "/",
+        headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https', "X-Forwarded-For": "1.1.1.1"},
+    )
 
     assert "2001:db8::1" == capture.named("wsgi.app")[0].ip
 
@@ -304,7 +333,8 @@ def test_forwarded_header_when_configured(capture):
 def test_access_log_line(capture):
     """access_log=True writes one combined-style record with status, size and duration."""
     _testapp(hello, access_log=True).get(
-        "/cart?token=SECRET", headers={"User-Agent": "agent/1", "Referer": "https://x.test/p?sid=SECRET2"},
+        "/cart?token=SECRET",
+        headers={"User-Agent": "agent/1", "Referer": "https://x.test/p?sid=SECRET2"},
         extra_environ={"REMOTE_USER": "alice"},
     )
 
@@ -353,7 +383,9 @@ def test_access_log_when_the_body_raises(capture):
         return body()
 
     mw = ctxlog.WSGIMiddleware(app, access_log=True)
-    body = mw({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None)
+    body = mw(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None
+    )
     with pytest.raises(RuntimeError):
         list(body)
     body.close()
@@ -377,7 +409,9 @@ def test_access_log_counts_write_callable_bytes(capture):
 def test_access_log_is_written_once(capture):
     """A second close() does not log a second line."""
     mw = ctxlog.WSGIMiddleware(hello, access_log=True)
-    body = mw({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None)
+    body = mw(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}, lambda *a: None
+    )
     list(body)
     body.close()
     body.close()

@@ -1,0 +1,362 @@
+"""Run every example for real, so none of them can rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import ctxlog
+import httpx
+import pytest
+
+with warnings.catch_warnings():
+    # Recent Starlette prefers the httpx2 package and warns once when it falls back to httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+PROXY = ("10.0.0.1", 40000)  # inside the examples' default trusted_proxies, 10.0.0.0/8
+
+
+def load_example(filename: str):
+    """Import an example by path, with the default settings (no TRUSTED_PROXIES override)."""
+    name = "ctxlog_example_" + filename.removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / filename)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ):
+        os.environ.pop("TRUSTED_PROXIES", None)
+        spec.loader.exec_module(module)
+    return module
+
+
+class ExampleLog(logging.Handler):
+    """Keep every record, and its line formatted with the examples' format."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(ctxlog.ContextFilter())
+        self.setFormatter(logging.Formatter(fmt))
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+    def of(self, request_id: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if getattr(r, "request_id", None) == request_id]
+
+    def access(self, request_id: str) -> logging.LogRecord:
+        found = [r for r in self.of(request_id) if r.name == "ctxlog.access"]
+        assert len(found) == 1, self.lines
+        return found[0]
+
+    def messages(self, logger: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.name == logger]
+
+
+@pytest.fixture(scope="module")
+def starlette_example():
+    return load_example("starlette_app.py")
+
+
+@pytest.fixture(scope="module")
+def flask_example():
+    return load_example("flask_app.py")
+
+
+@pytest.fixture
+def logged(starlette_example):
+    root = logging.getLogger()
+    level = root.level
+    handler = ExampleLog(starlette_example.LOG_FORMAT)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def assert_fields(records, *, ip: str, user: str, request_id: str) -> None:
+    assert records
+    for record in records:
+        assert (record.ip, record.user, record.request_id) == (ip, user, request_id), record
+
+
+# --- Starlette --------------------------------------------------------------------------------
+
+
+def test_starlette_requests_through_trusted_proxy(starlette_example, logged):
+    """Two requests through a trusted proxy log their own client, user and request id."""
+    with TestClient(starlette_example.app, client=PROXY) as client:
+        first = client.get(
+            "/pay?amount=12",
+            auth=("alice", "wonderland"),
+            headers={"X-Forwarded-For": "203.0.113.7", "X-Request-ID": "order-17"},
+        )
+        second = client.get(
+            "/pay?amount=3",
+            auth=("bob", "builder"),
+            headers={"X-Forwarded-For": "198.51.100.4, 10.0.0.7"},
+        )
+    assert first.status_code == second.status_code == 200
+    assert first.headers["X-Request-ID"] == "order-17"
+    second_id = second.headers["X-Request-ID"]
+    assert HEX_ID.fullmatch(second_id)
+
+    assert_fields(logged.of("order-17"), ip="203.0.113.7", user="alice", request_id="order-17")
+    assert_fields(logged.of(second_id), ip="198.51.100.4", user="bob", request_id=second_id)
+    assert "203.0.113.7 alice order-17 shop: paid 12 EUR" in "\n".join(logged.lines)
+
+    access = logged.access("order-17")
+    assert access.getMessage().startswith('203.0.113.7 - alice "GET /pay HTTP/1.1" 200 ')
+    assert access.status == 200
+    assert access.amount == 12  # bound in the view, seen by the access line
+    assert "amount=12" not in access.getMessage()  # query strings stay out by default
+    assert logged.access(second_id).amount == 3
+
+
+def test_starlette_untrusted_peer(starlette_example, logged):
+    """A peer outside trusted_proxies is the client; TestClient's default peer is not an IP."""
+    forged = {"X-Forwarded-For": "1.2.3.4"}
+    with TestClient(starlette_example.app, client=("192.0.2.10", 5555)) as client:
+        direct = client.get("/", headers=forged)
+    with TestClient(starlette_example.app) as client:
+        default = client.get("/", headers=forged)
+    assert direct.json()["ip"] == "192.0.2.10"
+    assert default.json()["ip"] == "-"
+    assert logged.access(direct.headers["X-Request-ID"]).ip == "192.0.2.10"
+    assert logged.access(default.headers["X-Request-ID"]).ip == "-"
+
+
+def test_starlette_anonymous_and_failed_login(starlette_example, logged):
+    """Anonymous requests and failed logins are logged with user '-'."""
+    with TestClient(starlette_example.app, client=PROXY) as client:
+        anonymous = client.get("/")
+        failed = client.get("/", auth=("alice", "not-her-password"))
+    assert anonymous.status_code == 200
+    assert anonymous.json()["user"] == "-"
+    assert failed.status_code == 400
+    failed_id = failed.headers["X-Request-ID"]
+    warning = [r for r in logged.of(failed_id) if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warning] == ["failed login for 'alice'"]
+    assert_fields(logged.of(failed_id), ip="10.0.0.1", user="-", request_id=failed_id)
+
+
+def test_starlette_sync_view_runs_in_thread_pool(starlette_example, logged):
+    """A sync view logs from a worker thread with the request's fields, and its bind() lasts."""
+    with TestClient(starlette_example.app, client=PROXY) as client:
+        response = client.get("/report", auth=("bob", "builder"))
+    request_id = response.headers["X-Request-ID"]
+    (built,) = [r for r in logged.of(request_id) if r.getMessage() == "report built"]
+    access = logged.access(request_id)
+    assert built.thread != access.thread  # really another thread
+    assert_fields([built, access], ip="10.0.0.1", user="bob", request_id=request_id)
+    assert access.report == "daily"
+
+
+def test_starlette_streaming_and_background_task(starlette_example, logged):
+    """Streaming chunks and a background task log with the fields of their request."""
+    with TestClient(starlette_example.app, client=PROXY) as client:
+        streamed = client.get(
+            "/stream", auth=("alice", "wonderland"), headers={"X-Request-ID": "s-1"}
+        )
+        signup = client.get("/signup?name=carol", headers={"X-Request-ID": "bg-1"})
+    assert streamed.text == "line 0\nline 1\nline 2\n"
+    chunks = [r for r in logged.of("s-1") if r.getMessage().startswith("sending chunk")]
+    assert len(chunks) == 3
+    assert_fields(chunks, ip="10.0.0.1", user="alice", request_id="s-1")
+    assert logged.access("s-1").size == len(streamed.content)
+
+    assert signup.json() == {"ok": True}
+    messages = [r.getMessage() for r in logged.of("bg-1")]
+    assert messages[:2] == ["signing up", "welcome mail queued for carol"]
+    assert logged.of("bg-1")[-1].name == "ctxlog.access"  # written after the background task
+    assert_fields(logged.of("bg-1"), ip="10.0.0.1", user="-", request_id="bg-1")
+
+
+def test_starlette_error_and_bad_request_id(starlette_example, logged):
+    """A failing view gives status 500 with the id echoed; an unusable incoming id is replaced."""
+    with TestClient(starlette_example.app, client=PROXY, raise_server_exceptions=False) as client:
+        failed = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        renamed = client.get("/", headers={"X-Request-ID": "has a space"})
+    assert failed.status_code == 500
+    assert failed.headers["X-Request-ID"] == "boom-1"
+    assert logged.access("boom-1").status == 500
+    new_id = renamed.headers["X-Request-ID"]
+    assert HEX_ID.fullmatch(new_id)
+    assert renamed.json()["request_id"] == new_id
+    assert not [line for line in logged.lines if "has a space" in line]
+
+
+# --- Flask ------------------------------------------------------------------------------------
+
+
+def test_flask_view_binds_user(flask_example, logged):
+    """The view's bind(user=...) reaches its own records and the access line; nothing leaks."""
+    client = flask_example.app.test_client()
+    with client.get(
+        "/account",
+        auth=("alice", "wonderland"),
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "flask-1"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    ) as response:
+        assert response.get_json() == {"user": "alice"}
+        assert response.headers["X-Request-ID"] == "flask-1"
+    with client.get("/", environ_base={"REMOTE_ADDR": "10.0.0.2"}) as anonymous:
+        anonymous_id = anonymous.get_json()["request_id"]
+    assert anonymous.headers["X-Request-ID"] == anonymous_id
+
+    assert_fields(logged.of("flask-1"), ip="203.0.113.9", user="alice", request_id="flask-1")
+    access = logged.access("flask-1")  # written when the response is closed
+    assert access.getMessage().startswith('203.0.113.9 - alice "GET /account HTTP/1.1" 200 ')
+    assert_fields(logged.of(anonymous_id), ip="10.0.0.2", user="-", request_id=anonymous_id)
+
+
+def test_flask_untrusted_peer_and_login_required(flask_example, logged):
+    """A peer outside trusted_proxies is the client, and a refused login is logged as '-'."""
+    client = flask_example.app.test_client()
+    with client.get(
+        "/account",
+        auth=("bob", "wrong"),
+        headers={"X-Forwarded-For": "1.2.3.4"},
+        environ_base={"REMOTE_ADDR": "192.0.2.20"},
+    ) as response:
+        assert response.status_code == 401
+        request_id = response.headers["X-Request-ID"]
+    assert_fields(logged.of(request_id), ip="192.0.2.20", user="-", request_id=request_id)
+    assert logged.access(request_id).status == 401
+
+
+def test_flask_streaming(flask_example, logged):
+    """Chunks of a streamed body are logged with the request's fields after the view returned."""
+    client = flask_example.app.test_client()
+    with client.get(
+        "/stream",
+        auth=("bob", "builder"),
+        headers={"X-Forwarded-For": "198.51.100.8", "X-Request-ID": "flask-stream"},
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    ) as response:
+        assert response.get_data(as_text=True) == "line 0\nline 1\nline 2\n"
+    chunks = [r for r in logged.of("flask-stream") if r.getMessage().startswith("sending chunk")]
+    assert len(chunks) == 3
+    assert_fields(chunks, ip="198.51.100.8", user="bob", request_id="flask-stream")
+    assert logged.access("flask-stream").size == len("line 0\nline 1\nline 2\n")
+
+
+def test_flask_configure_logging(flask_example, logged):
+    """The example's own logging set-up writes the request fields in its format."""
+    stream = io.StringIO()
+    handler = flask_example.configure_logging(stream)
+    try:
+        client = flask_example.app.test_client()
+        with client.get(
+            "/account",
+            auth=("alice", "wonderland"),
+            headers={"X-Request-ID": "flask-fmt"},
+            environ_base={"REMOTE_ADDR": "192.0.2.30"},
+        ):
+            pass
+    finally:
+        logging.getLogger().removeHandler(handler)
+    output = stream.getvalue()
+    assert " INFO 192.0.2.30 alice flask-fmt shop: account page\n" in output
+    assert ' 192.0.2.30 alice flask-fmt ctxlog.access: 192.0.2.30 - alice "GET /account ' in output
+
+
+# --- The Starlette example under a real uvicorn ----------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the example exited early with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"the example did not listen on port {port} within {timeout}s")
+
+
+def test_starlette_example_under_uvicorn(tmp_path):
+    """The Starlette example, run as a script under uvicorn, logs the fields of real requests."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "TRUSTED_PROXIES": "127.0.0.1",  # the test plays the proxy
+        "PYTHONUNBUFFERED": "1",
+    }
+    output = tmp_path / "server.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "starlette_app.py")],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+        try:
+            wait_for_port(process, port, timeout=30)
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base, timeout=10) as client:
+                paid = client.get(
+                    "/pay?amount=5",
+                    auth=("alice", "wonderland"),
+                    headers={"X-Request-ID": "uv-1", "X-Forwarded-For": "203.0.113.50"},
+                )
+                streamed = client.get("/stream", headers={"X-Request-ID": "uv-2"})
+            assert paid.json() == {"paid": 5}
+            assert paid.headers["X-Request-ID"] == "uv-1"
+            assert streamed.headers["X-Request-ID"] == "uv-2"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+    lines = output.read_text(encoding="utf-8", errors="replace").splitlines()
+    text = "\n".join(lines)
+    assert " INFO 203.0.113.50 alice uv-1 shop: paid 5 EUR" in text, text
+    assert (
+        ' 203.0.113.50 alice uv-1 ctxlog.access: 203.0.113.50 - alice "GET /pay HTTP/1.1" 200 '
+        in text
+    ), text
+    assert sum(" INFO 127.0.0.1 - uv-2 shop: sending chunk" in line for line in lines) == 3, text
+    assert ' 127.0.0.1 - uv-2 ctxlog.access: 127.0.0.1 - - "GET /stream HTTP/1.1" 200 ' in text, (
+        text
+    )
+    # Outside any request, the same format shows "-" for every field.
+    assert any(" - - - uvicorn.error: " in line for line in lines), text
+
+
+def test_no_request_state_left_in_test_thread(flask_example, logged):
+    """A WSGI request served in the test's own thread leaves no context behind in it."""
+    with flask_example.app.test_client().get("/account", auth=("alice", "wonderland")):
+        pass
+    assert logged.messages("shop")[-1].user == "alice"
+    assert ctxlog.get_context() == {}
