@@ -226,24 +226,25 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
+        # At most MAX_HOPS entries are read, from the right: what a client writes in front of
+        # them cannot change the result. When there are more, the left-most entry read holds
+        # the rest, which is not an address, so a chain of only trusted proxies that long
+        # counts as garbage.
         if self.forwarded:
             hops = _split_forwarded(header)
             if hops is None:
                 return ip or "-"
+            if len(hops) > MAX_HOPS:
+                hops = ["", *hops[1 - MAX_HOPS :]]
         else:
-            # Only the right-most MAX_HOPS entries are ever looked at: whatever a client puts in
-            # front of them cannot change the result.
-            hops = header.rsplit(",", MAX_HOPS)
+            hops = header.rsplit(",", MAX_HOPS - 1)
         candidate = ip
-        for hop in reversed(hops[-MAX_HOPS:]):
+        for hop in reversed(hops):
             addr = _parse_ip(hop) if len(hop) <= _MAX_TEXT else None
             if addr is None:
                 return ip or "-"
             if not self._trusted(addr):
                 return addr
             candidate = addr
-        if len(hops) > MAX_HOPS:
-            # MAX_HOPS of our own proxies and still more: not a chain we can vouch for.
-            return ip or "-"
         # Every hop is one of our proxies: the left-most is the closest to the client we know.
         return candidate or "-"
