@@ -7,7 +7,9 @@ ctxlog: logs that say which client, which user, which request, in any WSGI or AS
 from ctxlog.adapters import ContextAdapter, get_logger
 from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
+from ctxlog import handlers
 from ctxlog.filters import ContextFilter
+from ctxlog.queue import QueueHandler, QueueListener, nonblocking
 from ctxlog.wsgi import WSGIMiddleware
 
 __all__ = [
@@ -15,10 +17,14 @@ __all__ = [
     "ASGIMiddleware",
     "ContextAdapter",
     "ContextFilter",
+    "QueueHandler",
+    "QueueListener",
     "WSGIMiddleware",
     "bind",
     "get_context",
     "get_logger",
+    "handlers",
+    "nonblocking",
     "scope",
     "unbind",
 ]

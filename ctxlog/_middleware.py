@@ -142,7 +142,7 @@ class Settings:
                     self.user,
                 )
             return MISSING
-        if value is None:
+        if value is None or value == "":
             return None
         return sanitize(str(value), MAX_USER)
 
@@ -173,7 +173,8 @@ class Settings:
         access_logger.info(
             '%s - %s "%s %s %s" %s %s "%s" "%s" %.1fms',
             fields.get("ip", MISSING),
-            fields.get("user", MISSING),
+            # A bound user is trusted, but this line is parsed by column: no controls in it.
+            sanitize(str(fields.get("user", MISSING)), MAX_USER),
             method,
             _quoted(target),
             protocol,

@@ -1,5 +1,7 @@
 """
-Work out a request's client IP from its peer address and, when the peer is a trusted proxy, from
+Work out a request's client IP from its peer and the proxy headers of trusted proxies.
+
+The peer address is used unless the peer is a trusted proxy; then the address comes from
 ``X-Forwarded-For`` or RFC 7239 ``Forwarded``.
 
 Security
@@ -10,6 +12,10 @@ saw, so the right-most entries are the ones our own proxies wrote. The walk stop
 address that is not a trusted proxy, and that is the client. Entries further left were written by
 the client or by proxies we know nothing about, and are never used. A header that cannot be
 parsed gives the peer address, never a guess.
+
+At most ``MAX_HOPS`` entries are read, from the right, so nothing a client writes in front of the
+entries of our proxies changes an ``X-Forwarded-For`` result. ``Forwarded`` has quoted strings
+and is parsed as a whole: a client can break its syntax, which gives the peer address.
 
 Only one of the two headers is read (``proxy_header``): a proxy that sets one of them usually
 passes the other through untouched, so reading both would let a client choose its address.
@@ -33,12 +39,11 @@ MAX_HOPS: Final = 32
 
 _HEADERS: Final = {"x-forwarded-for": "x-forwarded-for", "forwarded": "forwarded"}
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 #: Longest text :func:`parse_ip` looks at; anything longer is not an address. This also keeps
 #: attacker-sized strings out of its cache.
 _MAX_TEXT: Final = 100
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: One ``name=value`` pair of a ``Forwarded`` element and the separator after it. The value is a
 #: token or a quoted string; unquoted IPv6 (``for=[2001:db8::1]``, not RFC 7239) is tolerated.
@@ -173,6 +178,7 @@ class ClientIP:
 
     Raises:
         ValueError: An entry is not an address or network, or the header is not one of the two.
+        TypeError: An entry of ``trusted_proxies`` is not a string.
     """
 
     __slots__ = ("_networks", "_trusted", "forwarded", "header", "trust_all")
@@ -182,7 +188,7 @@ class ClientIP:
         trusted_proxies: str | Iterable[str] = (),
         proxy_header: str = "X-Forwarded-For",
     ) -> None:
-        header = _HEADERS.get(str(proxy_header).lower()) if isinstance(proxy_header, str) else None
+        header = _HEADERS.get(proxy_header.lower()) if isinstance(proxy_header, str) else None
         if header is None:
             msg = f"proxy_header: {proxy_header!r} is not 'X-Forwarded-For' or 'Forwarded'"
             raise ValueError(msg)
@@ -226,10 +232,9 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
-        # At most MAX_HOPS entries are read, from the right: what a client writes in front of
-        # them cannot change the result. When there are more, the left-most entry read holds
-        # the rest, which is not an address, so a chain of only trusted proxies that long
-        # counts as garbage.
+        # At most MAX_HOPS entries are read, from the right. When there are more, the left-most
+        # entry read stands for the rest and is not an address: a chain of trusted proxies that
+        # long counts as garbage.
         if self.forwarded:
             hops = _split_forwarded(header)
             if hops is None:

@@ -1,4 +1,4 @@
-"""
+r"""
 Make request-derived text safe to put in a log line (CWE-117, log injection).
 
 A request can carry any character in its path (percent-decoded by the server), its headers and
@@ -7,10 +7,10 @@ a forged line, an ESC sequence drives the reader's terminal, and a Unicode bidi 
 what a human sees. Every value ctxlog takes from a request goes through :func:`sanitize`:
 
 * C0 controls (U+0000-U+001F, tab included), DEL and the C1 controls (U+0080-U+009F) become
-  ``\\t``, ``\\n``, ``\\r`` or ``\\xNN``;
+  ``\t``, ``\n``, ``\r`` or ``\xNN``;
 * the bidi controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069), the line and paragraph
-  separators U+2028/U+2029 and lone surrogates become ``\\uNNNN``;
-* a backslash becomes ``\\\\``, so an escape in the log always means the character was there;
+  separators U+2028/U+2029 and lone surrogates become ``\uNNNN``;
+* a backslash becomes ``\\``, so an escape in the log always means the character was there;
 * the value is cut at a length cap, with ``...`` appended when it was cut.
 
 Text that needs none of this (nearly all of it) is returned as it is, after one regex search.
@@ -48,9 +48,10 @@ def sanitize(value: str, limit: int) -> str:
 
     The result never contains a line break, an ESC or a bidi control, and is at most
     ``6 * limit + 3`` characters long (every kept character may become a six-character escape).
+    A negative ``limit`` counts as 0.
     """
     if len(value) > limit:
-        value = value[:limit] + "..."
+        value = value[: max(limit, 0)] + "..."
     if _UNSAFE.search(value) is None:
         return value
     return _UNSAFE.sub(_escape, value)

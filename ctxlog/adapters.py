@@ -40,9 +40,7 @@ def _merge(
 ) -> Mapping[str, object]:
     base, local = fields_for_record()
     if local or static or caller:
-        merged = {**base, **local}
-        if static:
-            merged.update(static)
+        merged = {**static, **base, **local} if static else {**base, **local}
         if caller:
             if not RESERVED.isdisjoint(caller):
                 caller = {
@@ -63,11 +61,19 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         extra: Fixed fields for every record of this adapter (``{"component": "billing"}``);
             the context and a call's own ``extra=`` take precedence over them.
 
+    Raises:
+        ValueError: A name in ``extra`` is an attribute every LogRecord already has.
+
     .. versionadded:: 0.1.0
     """
 
     def __init__(self, logger: logging.Logger, extra: Mapping[str, object] | None = None) -> None:
-        super().__init__(logger, dict(extra or {}))
+        extra = dict(extra or {})
+        clash = sorted(name for name in extra if name in RESERVED)
+        if clash:
+            msg = f"ContextAdapter: extra names LogRecord attributes {clash}; rename them"
+            raise ValueError(msg)
+        super().__init__(logger, extra)
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]

@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from ctxlog._middleware import MAX_HEADER, MAX_PATH, Settings, method_field, text, user_name
+from ctxlog._middleware import MAX_PATH, MAX_USER, Settings, method_field, text, user_name
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
 from ctxlog.context import MISSING, RequestState, _request
 
@@ -108,7 +108,7 @@ class ASGIMiddleware:
         if self.settings.user is not None:
             return self.settings.call_user(scope)
         name = user_name(scope.get("user"))
-        return sanitize(name, MAX_HEADER) if name else None
+        return sanitize(name, MAX_USER) if name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection: set its context, run the app, echo the id, log access."""
@@ -162,8 +162,8 @@ class ASGIMiddleware:
             self._resolve_user,
             scope,
         )
-        state.current()
         token = _request.set(state)
+        state.current()  # the user, if already known; a failing user= reports in context
         status = 0
         size = 0
         finished = 0.0

@@ -53,21 +53,26 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add the context to ``record`` and let it through."""
-        base, local = fields_for_record()
-        if self.defaults:
-            base = _with_defaults(base, self.defaults)
-        attrs = record.__dict__
-        if local:
-            for name, value in local.items():
-                if name not in attrs:
-                    attrs[name] = value
-        if base.keys().isdisjoint(attrs):
-            attrs.update(base)
-        else:
-            for name, value in base.items():
-                if name not in attrs:
-                    attrs[name] = value
+        stamp(record, self.defaults)
         return True
+
+
+def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) -> None:
+    """Put the current context on ``record``, keeping every attribute it already has."""
+    base, local = fields_for_record()
+    if defaults:
+        base = _with_defaults(base, defaults)
+    attrs = record.__dict__
+    if local:
+        for name, value in local.items():
+            if name not in attrs:
+                attrs[name] = value
+    if base.keys().isdisjoint(attrs):
+        attrs.update(base)
+    else:
+        for name, value in base.items():
+            if name not in attrs:
+                attrs[name] = value
 
 
 def _with_defaults(base: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -129,8 +129,8 @@ class WSGIMiddleware:
             self._resolve_user,
             environ,
         )
-        state.current()
         _request.set(state)
+        state.current()  # the user, if already known; a failing user= reports in context
         response = _Response(context, settings, environ, started)
         header = (self._id_header, request_id)
 

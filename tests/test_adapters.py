@@ -165,15 +165,19 @@ def test_log_with_a_non_integer_level_raises_like_the_stdlib():
 
 
 def test_static_extra_of_the_adapter(plain):
-    """ContextAdapter(logger, extra) adds fixed fields under the context and the call's extra."""
-    adapter = ctxlog.ContextAdapter(
-        logging.getLogger("adapted"), {"component": "billing", "user": "static"}
-    )
+    """ContextAdapter(logger, extra) adds fixed fields; the context and a call's extra win over them."""
+    adapter = ctxlog.ContextAdapter(logging.getLogger("adapted"), {"component": "billing", "user": "static", "tier": "a"})
     _in_request("alice")
-    adapter.info("x")
+    adapter.info("x", extra={"tier": "b"})
 
     record = plain.records[0]
-    assert ("billing", "static") == (record.component, record.user)
+    assert ("billing", "alice", "b") == (record.component, record.user, record.tier)
+
+
+def test_static_extra_with_record_attribute_names_is_rejected():
+    """A fixed extra named like a LogRecord attribute fails at construction, not at log time."""
+    with pytest.raises(ValueError, match="name"):
+        ctxlog.ContextAdapter(logging.getLogger("adapted"), {"name": "x"})
 
 
 def test_stdlib_process_path_also_merges(plain):

@@ -61,8 +61,8 @@ def test_no_thread_locals_no_pickle_no_basehttpmiddleware():
 def test_public_names_are_exported_and_sorted():
     """__all__ lists the documented public names, sorted isort-style (constants, classes, functions)."""
     expected = {
-        "ASGIMiddleware", "ContextAdapter", "ContextFilter", "FIELDS", "WSGIMiddleware",
-        "bind", "get_context", "get_logger", "scope", "unbind",
+        "ASGIMiddleware", "ContextAdapter", "ContextFilter", "FIELDS", "QueueHandler", "QueueListener",
+        "WSGIMiddleware", "bind", "get_context", "get_logger", "handlers", "nonblocking", "scope", "unbind",
     }
 
     assert expected == set(ctxlog.__all__)

@@ -1,0 +1,250 @@
+"""
+Handlers for slow destinations. Put them behind :func:`ctxlog.nonblocking`.
+
+:class:`DigestSMTPHandler` sends error reports by e-mail the way an operator wants them: the first
+record after a quiet spell at once, then at most one e-mail per ``interval`` with everything that
+happened in it. An error storm of thousands of records becomes a handful of e-mails, not thousands
+of SMTP connections, and a mail server that is down or slow costs the application nothing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import smtplib
+import ssl
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import Final
+
+from ctxlog._sanitize import sanitize
+
+__all__ = ["DigestSMTPHandler"]
+
+_MAX_SUBJECT: Final = 200
+_live: weakref.WeakSet[DigestSMTPHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_live):
+        handler._after_fork()  # noqa: SLF001
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class DigestSMTPHandler(logging.Handler):
+    """
+    E-mail records in digests: at most one e-mail per ``interval`` seconds.
+
+    The first record after a quiet spell is sent at once. Records that follow within
+    ``interval`` are collected (up to ``capacity``; beyond that only counted) and sent together
+    when the interval is over. :meth:`close` and :meth:`flush` send what is collected.
+
+    If the server cannot be reached, the handler keeps what it collected (within ``capacity``),
+    writes one line to stderr, counts the failures, and tries again once per interval; when the
+    server is back it says so once and goes on. Its ``emit`` can take up to ``timeout`` seconds
+    while it talks to the server: put it behind :func:`ctxlog.nonblocking`.
+
+    The subject is the text given here, plus a count; it is never built from record data, so a
+    request cannot inject headers into the e-mail.
+
+    Args:
+        mailhost: ``"host"`` or ``("host", port)``.
+        fromaddr: The sender address.
+        toaddrs: One address or a list of them.
+        subject: The subject line (control characters are escaped).
+        credentials: ``(username, password)`` to log in with.
+        secure: ``None`` for plain SMTP; an :class:`ssl.SSLContext` or ``()`` (default context)
+            to use STARTTLS.
+        timeout: Seconds to wait for the server on each operation.
+        interval: Seconds between e-mails.
+        capacity: The most records one e-mail carries; the others are counted in it.
+
+    Raises:
+        ValueError: An empty recipient list, a non-positive interval, timeout or capacity.
+        TypeError: ``secure`` is neither ``None``, ``()`` nor an SSL context.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        mailhost: str | tuple[str, int],
+        fromaddr: str,
+        toaddrs: str | Sequence[str],
+        subject: str,
+        *,
+        credentials: tuple[str, str] | None = None,
+        secure: ssl.SSLContext | tuple[()] | None = None,
+        timeout: float = 10.0,
+        interval: float = 60.0,
+        capacity: int = 100,
+    ) -> None:
+        super().__init__()
+        if isinstance(mailhost, tuple | list):
+            self.mailhost, self.mailport = str(mailhost[0]), int(mailhost[1])
+        else:
+            self.mailhost, self.mailport = str(mailhost), smtplib.SMTP_PORT
+        self.fromaddr = fromaddr
+        self.toaddrs = [toaddrs] if isinstance(toaddrs, str) else list(toaddrs)
+        if not self.toaddrs:
+            msg = "DigestSMTPHandler: toaddrs is empty; give at least one recipient"
+            raise ValueError(msg)
+        self.subject = sanitize(str(subject), _MAX_SUBJECT)
+        self.credentials = credentials
+        if secure is not None and secure != () and not isinstance(secure, ssl.SSLContext):
+            msg = f"DigestSMTPHandler: secure={secure!r}; use None, () or an ssl.SSLContext"
+            raise TypeError(msg)
+        self.secure = secure
+        for name, value in (("timeout", timeout), ("interval", interval)):
+            if not isinstance(value, int | float) or value <= 0:
+                msg = f"DigestSMTPHandler: {name}={value!r} is not a positive number of seconds"
+                raise ValueError(msg)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            msg = f"DigestSMTPHandler: capacity={capacity!r} is not a positive integer"
+            raise ValueError(msg)
+        self.timeout = float(timeout)
+        self.interval = float(interval)
+        self.capacity = capacity
+        #: E-mails sent, records they carried, records left out (over capacity), failed sends.
+        self.sent = 0
+        self.records_sent = 0
+        self.omitted = 0
+        self.failures = 0
+        self._buffer: list[str] = []
+        self._over = 0
+        self._last_attempt = float("-inf")
+        self._timer: threading.Timer | None = None
+        self._failing = False
+        _live.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Collect ``record``; send now if no e-mail went out within the last interval."""
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - the stdlib contract: errors go to handleError
+            self.handleError(record)
+            return
+        # Handler.handle() holds self.lock around emit(); the timer thread takes it too.
+        if len(self._buffer) < self.capacity:
+            self._buffer.append(text)
+        else:
+            self._over += 1
+        if self._timer is not None:
+            return
+        wait = self._last_attempt + self.interval - time.monotonic()
+        if wait <= 0:
+            self._send()
+        else:
+            self._schedule(wait)
+
+    def _schedule(self, wait: float) -> None:
+        timer = threading.Timer(wait, self._on_timer)
+        timer.name = f"ctxlog-smtp-digest-{id(self):x}"
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _on_timer(self) -> None:
+        with self.lock:  # type: ignore[union-attr] # Handler.createLock() made it
+            self._timer = None
+            if self._buffer or self._over:
+                self._send()
+
+    def flush(self) -> None:
+        """Send what is collected now, whatever the interval."""
+        with self.lock:  # type: ignore[union-attr]
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._buffer or self._over:
+                self._send()
+
+    def close(self) -> None:
+        """Send what is collected, then close."""
+        try:
+            self.flush()
+        finally:
+            _live.discard(self)
+            super().close()
+
+    def _send(self) -> None:
+        lines, over = self._buffer, self._over
+        self._buffer, self._over = [], 0
+        self._last_attempt = time.monotonic()
+        try:
+            self._deliver(self._message(lines, over))
+        except (OSError, smtplib.SMTPException) as error:
+            self.failures += 1
+            # Keep what fits for the next attempt; count the rest as omitted.
+            keep = lines[: self.capacity]
+            self.omitted += len(lines) - len(keep)
+            self._buffer, self._over = keep + self._buffer, over + self._over
+            del self._buffer[self.capacity :]
+            if not self._failing:
+                self._failing = True
+                _stderr(
+                    f"ctxlog: DigestSMTPHandler could not send to {self.mailhost}:{self.mailport}"
+                    f" ({error!r}); retrying every {self.interval:g} s, further failures are "
+                    "counted in .failures, not printed"
+                )
+            if self._timer is None and not self._closing():
+                self._schedule(self.interval)
+            return
+        self.sent += 1
+        self.records_sent += len(lines)
+        self.omitted += over
+        if self._failing:
+            self._failing = False
+            _stderr(
+                f"ctxlog: DigestSMTPHandler reaches {self.mailhost}:{self.mailport} again "
+                f"after {self.failures} failed attempts"
+            )
+
+    def _closing(self) -> bool:
+        return self not in _live
+
+    def _message(self, lines: list[str], over: int) -> EmailMessage:
+        count = len(lines) + over
+        message = EmailMessage()
+        message["From"] = self.fromaddr
+        message["To"] = ", ".join(self.toaddrs)
+        message["Date"] = email.utils.formatdate(localtime=True)
+        message["Subject"] = self.subject if count == 1 else f"{self.subject} ({count} records)"
+        body = "\n".join(lines)
+        if over:
+            body += f"\n\n... and {over} more records (more than capacity={self.capacity})\n"
+        message.set_content(body)
+        return message
+
+    def _deliver(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self.mailhost, self.mailport, timeout=self.timeout) as smtp:
+            if self.secure is not None:
+                context = self.secure if isinstance(self.secure, ssl.SSLContext) else None
+                smtp.starttls(context=context or ssl.create_default_context())
+            if self.credentials is not None:
+                smtp.login(*self.credentials)
+            smtp.send_message(message, self.fromaddr, self.toaddrs)
+
+    def _after_fork(self) -> None:
+        # The parent's timer thread does not exist here; the parent sends what it collected.
+        self._timer = None
+        self._buffer, self._over = [], 0
+
+    def __repr__(self) -> str:
+        return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({logging.getLevelName(self.level)})>"
+
+
+def _stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,718 @@
+"""
+Deliver records to slow handlers without ever making the application wait.
+
+An SMTP, socket or syslog handler can take seconds per record; called from a request it stalls the
+response. The standard library's answer is a ``QueueHandler`` in front and a ``QueueListener``
+thread behind. ctxlog's pair are drop-in subclasses that fix what goes wrong with them in a web
+app:
+
+* the request's context is captured in the thread that logs (:meth:`QueueHandler.prepare`), not
+  in the listener's thread, where no request exists;
+* ``start()``/``stop()`` can be called in any order, any number of times, on every Python;
+* a record logged by a handler running on a listener thread (urllib3, smtplib debug output) is
+  never fed back into the queue it came from.
+
+:func:`nonblocking` builds the whole path in one call: one bounded queue and one thread per target
+handler (a slow target never delays the others), an overflow policy instead of unbounded memory,
+counters, a drop report at most once per interval, draining at exit and a fresh set of threads in
+a forked child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import copy
+import logging
+import logging.handlers
+import os
+import queue as stdlib_queue
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any, Final, Literal
+
+from ctxlog.context import DEFAULTS
+from ctxlog.filters import stamp
+
+__all__ = ["BoundedQueue", "NonBlockingHandler", "QueueHandler", "QueueListener", "nonblocking"]
+
+Overflow = Literal["drop_oldest", "drop_newest", "block"]
+OVERFLOW_POLICIES: Final = ("drop_oldest", "drop_newest", "block")
+
+_RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_PLAIN_TYPES: Final = (str, int, float, bool, type(None))
+_exception_formatter = logging.Formatter()
+
+
+class _State:
+    """All of this module's global state, in one place."""
+
+    def __init__(self) -> None:
+        #: Idents of the threads that run ctxlog listeners: their records are never re-queued.
+        self.workers: set[int] = set()
+        #: The nonblocking() handlers alive in this process (drained at exit, restarted on fork).
+        self.live: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
+        self.hooks_installed = False
+
+
+_state = _State()
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` if it pickles and serialises as it is, else its text."""
+    if isinstance(value, _PLAIN_TYPES):
+        return value
+    if depth < 4:
+        if isinstance(value, list | tuple):
+            return [_plain(item, depth + 1) for item in value]
+        if isinstance(value, dict):
+            return {str(key): _plain(item, depth + 1) for key, item in value.items()}
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _make_plain(record: logging.LogRecord) -> None:
+    """Turn every extra attribute that is not plain data into text (for pickle and JSON)."""
+    attrs = record.__dict__
+    changed = {
+        key: _plain(value)
+        for key, value in attrs.items()
+        if type(value) not in _PLAIN_TYPES and key not in _RECORD_ATTRS
+    }
+    attrs.update(changed)
+
+
+class QueueHandler(logging.handlers.QueueHandler):
+    """
+    A :class:`logging.handlers.QueueHandler` that keeps the request's context.
+
+    Same constructor and behaviour as the standard library's, with these differences:
+
+    * :meth:`prepare` stamps the current context (``ip``, ``user``, ``request_id``, ``method``,
+      ``path`` and bound fields) on the record in the logging thread, so handlers behind the
+      queue see the request's values; a ``ContextFilter`` there never overwrites them.
+    * Without a formatter of its own, the queued record keeps the merged message in ``msg`` and
+      the traceback as text in ``exc_text`` (and ``stack_info`` as it is), so the formatter of
+      the handler behind the queue renders them once, in its own layout. With a formatter set,
+      ``msg`` is that formatter's output, as in the standard library.
+    * Extra attributes that are not plain data become text, so the record pickles (a
+      :class:`multiprocessing.Queue` works) and serialises to JSON.
+    * A record logged on a ctxlog listener thread is not queued again (a handler that logs while
+      it emits would otherwise feed its own queue forever); such records are counted in
+      ``suppressed``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, queue: Any) -> None:
+        super().__init__(queue)
+        #: Records logged on ctxlog's own listener threads and therefore not queued.
+        self.suppressed = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy of ``record`` with the context stamped on and nothing unpicklable."""
+        stamp(record)
+        if self.formatter is not None:
+            prepared = super().prepare(record)
+        else:
+            message = record.getMessage()
+            exc_text = record.exc_text
+            if record.exc_info and not exc_text:
+                exc_text = _exception_formatter.formatException(record.exc_info)
+            prepared = copy.copy(record)
+            prepared.msg = prepared.message = message
+            prepared.args = None
+            prepared.exc_info = None
+            prepared.exc_text = exc_text
+        _make_plain(prepared)
+        return prepared
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue ``record``, unless it comes from a ctxlog listener thread."""
+        if threading.get_ident() in _state.workers:
+            self.suppressed += 1
+            return
+        try:
+            self.enqueue(self.prepare(record))
+        except Exception:  # noqa: BLE001 - the stdlib contract: errors go to handleError
+            self.handleError(record)
+
+
+class QueueListener(logging.handlers.QueueListener):
+    """
+    A :class:`logging.handlers.QueueListener` whose lifecycle cannot be misused.
+
+    Same constructor and behaviour as the standard library's, and on every supported Python:
+
+    * ``start()`` twice starts one thread; ``stop()`` before ``start()`` or twice is harmless
+      (on 3.11 and 3.12 the standard library's second ``stop()`` leaves a sentinel behind that
+      silently kills the next ``start()``);
+    * ``stop(timeout)`` waits at most ``timeout`` seconds for the queue to drain;
+    * the thread is a daemon named after the listener, registered so that records its handlers
+      log are not queued again by a ctxlog :class:`QueueHandler`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, queue: Any, *handlers: logging.Handler, respect_handler_level: bool = False
+    ) -> None:
+        super().__init__(queue, *handlers, respect_handler_level=respect_handler_level)
+        self._lifecycle = threading.Lock()
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the listener thread, unless it is already running."""
+        with self._lifecycle:
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = thread = threading.Thread(
+                target=self._monitor, name=f"ctxlog-listener-{id(self):x}", daemon=True
+            )
+            thread.start()
+
+    def _monitor(self) -> None:
+        ident = threading.get_ident()
+        _state.workers.add(ident)
+        try:
+            super()._monitor()
+        finally:
+            _state.workers.discard(ident)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """
+        Process what is queued, then stop the thread.
+
+        Args:
+            timeout: Give up waiting after this many seconds (``None``: wait until drained).
+
+        Returns:
+            ``True`` if the thread has stopped, ``False`` if the timeout ran out first; a later
+            ``stop()`` waits again.
+        """
+        with self._lifecycle:
+            thread = self._thread
+            if thread is None:
+                return True
+            if not self._stopping:
+                self._stopping = True
+                self.enqueue_sentinel()
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+            self._thread = None
+            self._stopping = False
+            return True
+
+    def _after_fork(self) -> None:
+        """Forget the parent's thread (it does not exist in a forked child)."""
+        self._lifecycle = threading.Lock()
+        self._thread = None
+        self._stopping = False
+
+
+class BoundedQueue:
+    """
+    A queue that never blocks the producer for long and never holds more than ``maxsize`` items.
+
+    It has the methods ``QueueHandler`` and ``QueueListener`` use (``put_nowait``, ``get``) and
+    takes no lock on the producer side, so a signal handler that logs while the interrupted code
+    was itself logging cannot deadlock. The listener's stop sentinel is never dropped.
+
+    Args:
+        maxsize: How many items it holds at most.
+        overflow: What a full queue does with a new item: ``"drop_oldest"`` (make room by
+            dropping the oldest), ``"drop_newest"`` (drop the new one), or ``"block"`` (wait up
+            to ``block_timeout`` seconds for room, then drop the new one).
+        block_timeout: The longest wait for ``"block"``.
+
+    Raises:
+        ValueError: ``maxsize`` is not a positive integer, ``overflow`` is not a known policy,
+            or ``block_timeout`` is negative.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, maxsize: int = 10_000, overflow: Overflow = "drop_oldest", block_timeout: float = 1.0
+    ) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            msg = f"maxsize: {maxsize!r} is not a positive integer"
+            raise ValueError(msg)
+        if overflow not in OVERFLOW_POLICIES:
+            msg = f"overflow: {overflow!r} is not one of {', '.join(map(repr, OVERFLOW_POLICIES))}"
+            raise ValueError(msg)
+        if not isinstance(block_timeout, int | float) or block_timeout < 0:
+            msg = f"block_timeout: {block_timeout!r} is not a number of seconds >= 0"
+            raise ValueError(msg)
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self.block_timeout = float(block_timeout)
+        #: Items dropped because the queue was full. Counters are plain ints: CPython with the
+        #: GIL does not switch threads inside ``+= 1`` on an int attribute.
+        self.dropped = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake: stdlib_queue.SimpleQueue[None] = stdlib_queue.SimpleQueue()
+        self._waiting = False
+
+    def qsize(self) -> int:
+        """Return how many items are queued."""
+        return len(self._items)
+
+    def empty(self) -> bool:
+        """Tell whether nothing is queued."""
+        return not self._items
+
+    def full(self) -> bool:
+        """Tell whether the queue holds ``maxsize`` items."""
+        return len(self._items) >= self.maxsize
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002
+        """Queue ``item`` following the overflow policy (the arguments exist for compatibility)."""
+        self.put_nowait(item)
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item``; if the queue is full, apply the overflow policy."""
+        items = self._items
+        if item is not None and len(items) >= self.maxsize and not self._make_room():
+            self.dropped += 1
+            return
+        items.append(item)
+        if self._waiting:
+            self._wake.put(None)
+
+    def _make_room(self) -> bool:
+        items = self._items
+        if self.overflow == "drop_oldest":
+            try:
+                oldest = items.popleft()
+            except IndexError:
+                return True
+            if oldest is None:  # the listener's stop sentinel stays
+                items.appendleft(oldest)
+                return False
+            self.dropped += 1
+            return True
+        if self.overflow == "block":
+            deadline = time.monotonic() + self.block_timeout
+            while len(items) >= self.maxsize:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.0005)
+            return True
+        return False
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item, waiting for one if ``block`` is true."""
+        items = self._items
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return items.popleft()
+            except IndexError:
+                pass
+            if not block:
+                raise stdlib_queue.Empty
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise stdlib_queue.Empty
+            self._waiting = True
+            try:
+                if items:  # something arrived between popleft() and _waiting
+                    continue
+                try:
+                    self._wake.get(timeout=remaining)
+                except stdlib_queue.Empty:
+                    pass
+            finally:
+                self._waiting = False
+
+    def get_nowait(self) -> Any:
+        """Remove and return the oldest item, or raise :class:`queue.Empty`."""
+        return self.get(block=False)
+
+
+class _Worker(QueueListener):
+    """The listener of one target: counts, reports drops, fails quietly and visibly."""
+
+    def __init__(self, queue: BoundedQueue, handler: logging.Handler, report_interval: float) -> None:
+        super().__init__(queue, handler, respect_handler_level=False)
+        self.bounded = queue
+        self.target = handler
+        self.report_interval = report_interval
+        self.delivered = 0
+        self.failed = 0
+        self.busy = False
+        self.last_progress = time.monotonic()
+        self._reported_drops = 0
+        self._next_drop_report = 0.0
+        self._failures_unreported = 0
+        self._next_failure_report = 0.0
+        self._handle_error = handler.handleError
+        handler.handleError = self._count_failure  # type: ignore[method-assign]
+
+    def restore(self) -> None:
+        """Give the target its own handleError back."""
+        if self.target.__dict__.get("handleError") == self._count_failure:
+            del self.target.handleError
+
+    def handle(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to the target, after a drop report if one is due."""
+        self.busy = True
+        try:
+            self._report_drops()
+            self.target.handle(record)
+            self.delivered += 1
+        except Exception:  # noqa: BLE001 - e.g. a raising filter: count it, keep the thread alive
+            self._count_failure(record)
+        finally:
+            self.busy = False
+            self.last_progress = time.monotonic()
+
+    def drain_here(self) -> None:
+        """Deliver whatever is still queued, in the calling thread."""
+        while True:
+            try:
+                record = self.bounded.get_nowait()
+            except stdlib_queue.Empty:
+                return
+            if record is not None:
+                self.handle(record)
+
+    def _count_failure(self, record: logging.LogRecord) -> None:
+        self.failed += 1
+        now = time.monotonic()
+        if now < self._next_failure_report:
+            self._failures_unreported += 1
+            return
+        self._next_failure_report = now + self.report_interval
+        if self._failures_unreported:
+            _stderr(
+                f"ctxlog: {self._failures_unreported} more failures of {self.target!r} were "
+                f"counted, not printed, in the last {self.report_interval:g} s"
+            )
+            self._failures_unreported = 0
+        self._handle_error(record)
+
+    def _report_drops(self) -> None:
+        dropped = self.bounded.dropped
+        now = time.monotonic()
+        if dropped == self._reported_drops or now < self._next_drop_report:
+            return
+        count = dropped - self._reported_drops
+        self._reported_drops = dropped
+        self._next_drop_report = now + self.report_interval
+        text = (
+            f"ctxlog dropped {count} records for {self.target!r}: its queue was full "
+            f"(maxsize={self.bounded.maxsize}, overflow={self.bounded.overflow})"
+        )
+        if self.target.level > logging.WARNING:
+            _stderr(text)
+            return
+        report = logging.LogRecord(
+            "ctxlog.queue", logging.WARNING, __file__, 0, text, None, None, "_report_drops"
+        )
+        report.__dict__.update(DEFAULTS)
+        self.target.handle(report)
+
+    def after_fork(self) -> None:
+        """Start afresh in a forked child: empty queue, zero counters, new thread."""
+        self._after_fork()
+        self.bounded._reset()  # noqa: SLF001 - the queue belongs to this worker
+        self.bounded.dropped = 0
+        self.delivered = self.failed = self._reported_drops = 0
+        self.busy = False
+
+
+def _stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # no stderr, or it is closed
+        pass
+
+
+class NonBlockingHandler(QueueHandler):
+    """
+    Put records on one bounded queue per target; one thread per target delivers them.
+
+    Made by :func:`nonblocking`, which starts it. A log call only snapshots the record and appends
+    it to the queues; it never waits for a target (unless ``overflow="block"`` and a queue is
+    full). After :meth:`close`, records are handed to the targets directly, in the caller's
+    thread, so that nothing logged at exit is lost.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        targets: list[logging.Handler],
+        *,
+        maxsize: int,
+        overflow: Overflow,
+        respect_handler_level: bool,
+        block_timeout: float,
+        report_interval: float,
+        stall_timeout: float,
+    ) -> None:
+        workers = [
+            _Worker(BoundedQueue(maxsize, overflow, block_timeout), target, report_interval)
+            for target in targets
+        ]
+        super().__init__(workers[0].bounded)
+        self.workers = workers
+        self.respect_handler_level = respect_handler_level
+        self.stall_timeout = stall_timeout
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start every target's thread (idempotent)."""
+        for worker in self.workers:
+            worker.start()
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        """Put ``record`` on the queue of every target whose level admits it."""
+        workers = self.workers
+        respect = self.respect_handler_level
+        if self._closed:
+            self._deliver_now(record)
+            return
+        if len(workers) == 1:
+            worker = workers[0]
+            if not respect or record.levelno >= worker.target.level:
+                worker.bounded.put_nowait(record)
+            return
+        for worker in workers:
+            if not respect or record.levelno >= worker.target.level:
+                # Each target formats in its own thread: give each its own copy.
+                worker.bounded.put_nowait(copy.copy(record))
+
+    def _deliver_now(self, record: logging.LogRecord) -> None:
+        for worker in self.workers:
+            if not self.respect_handler_level or record.levelno >= worker.target.level:
+                worker.target.handle(copy.copy(record))
+                worker.delivered += 1
+
+    def stats(self) -> dict[str, Any]:
+        """
+        Return the counters: ``queued``, ``delivered``, ``dropped``, ``failed``, ``suppressed``.
+
+        ``targets`` breaks the first four down per target handler, in the order given.
+        """
+        targets = [
+            {
+                "handler": repr(worker.target),
+                "queued": worker.bounded.qsize(),
+                "delivered": worker.delivered,
+                "dropped": worker.bounded.dropped,
+                "failed": worker.failed,
+            }
+            for worker in self.workers
+        ]
+        totals = {
+            key: sum(target[key] for target in targets)  # type: ignore[misc]
+            for key in ("queued", "delivered", "dropped", "failed")
+        }
+        return {**totals, "suppressed": self.suppressed, "targets": targets}
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """
+        Wait until every queue is empty and every target idle, then flush the targets.
+
+        Args:
+            timeout: The longest wait in seconds; ``None`` waits as long as the targets make
+                progress, giving up on one that has delivered nothing for ``stall_timeout``.
+
+        Returns:
+            ``True`` if everything queued was handed to the targets.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = [w for w in self.workers if w.busy or not w.bounded.empty()]
+            if not pending:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            alive = [w for w in pending if w._thread is not None and w._thread.is_alive()]  # noqa: SLF001
+            if not alive or all(now - w.last_progress > self.stall_timeout for w in alive):
+                return False
+            time.sleep(0.002)
+        for worker in self.workers:
+            try:
+                worker.target.flush()
+            except Exception:  # noqa: BLE001 - a failing flush must not stop the others
+                worker.failed += 1
+        return True
+
+    def close(self) -> None:
+        """Deliver what is queued (see :meth:`flush`), stop the threads, and close."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        _state.live.discard(self)
+        for worker in self.workers:
+            if worker._thread is not None:  # noqa: SLF001
+                worker.enqueue_sentinel()
+                worker._stopping = True  # noqa: SLF001
+        for worker in self.workers:
+            thread = worker._thread  # noqa: SLF001
+            while thread is not None and thread.is_alive():
+                thread.join(0.05)
+                idle_for = time.monotonic() - worker.last_progress
+                if idle_for > self.stall_timeout and (worker.busy or worker.bounded.qsize() > 1):
+                    _stderr(
+                        f"ctxlog: gave up waiting for {worker.target!r} after "
+                        f"{self.stall_timeout:g} s without progress; "
+                        f"{worker.bounded.qsize() - 1} records were not delivered"
+                    )
+                    break
+            else:
+                # The thread is gone (never started, or died): deliver the rest from here.
+                worker.drain_here()
+            worker._thread = None  # noqa: SLF001
+            worker._stopping = False  # noqa: SLF001
+            worker.restore()
+        super().close()
+
+    def _after_fork(self) -> None:
+        for worker in self.workers:
+            worker.after_fork()
+        self.suppressed = 0
+        self._close_lock = threading.Lock()
+        if not self._closed:
+            self.start()
+
+    def __enter__(self) -> NonBlockingHandler:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _close_all() -> None:
+    for handler in list(_state.live):
+        handler.close()
+
+
+def _after_fork_in_child() -> None:
+    _state.workers.clear()
+    for handler in list(_state.live):
+        handler._after_fork()  # noqa: SLF001
+
+
+def _install_hooks() -> None:
+    if _state.hooks_installed:
+        return
+    _state.hooks_installed = True
+    atexit.register(_close_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _resolve(handlers: Iterable[logging.Handler | str] | logging.Handler) -> list[logging.Handler]:
+    if isinstance(handlers, logging.Handler):
+        handlers = [handlers]
+    if isinstance(handlers, str):
+        handlers = [handlers]
+    resolved: list[logging.Handler] = []
+    for handler in handlers:
+        if isinstance(handler, str):
+            found = logging.getHandlerByName(handler) if sys.version_info >= (3, 12) else (
+                logging._handlers.get(handler)  # type: ignore[attr-defined] # noqa: SLF001
+            )
+            if found is None:
+                # dictConfig retries handlers whose error is caused by "... not configured yet",
+                # after configuring the others: the order of the config does not matter.
+                msg = f"nonblocking: no handler named {handler!r}"
+                raise ValueError(msg) from LookupError(f"handler {handler!r} not configured yet")
+            handler = found  # noqa: PLW2901
+        if not isinstance(handler, logging.Handler):
+            msg = f"nonblocking: {handler!r} is not a logging.Handler or a handler's name"
+            raise TypeError(msg)
+        resolved.append(handler)
+    if not resolved:
+        msg = "nonblocking: give at least one handler to deliver to"
+        raise ValueError(msg)
+    return resolved
+
+
+def nonblocking(
+    handlers: Iterable[logging.Handler | str] | logging.Handler,
+    *,
+    maxsize: int = 10_000,
+    overflow: Overflow = "drop_oldest",
+    respect_handler_level: bool = True,
+    block_timeout: float = 1.0,
+    report_interval: float = 60.0,
+    stall_timeout: float = 10.0,
+) -> NonBlockingHandler:
+    """
+    Return a started handler that delivers to ``handlers`` without blocking the caller.
+
+    Each target handler gets its own bounded queue and its own thread, so a slow one never delays
+    the others. The request's context is captured when the record is logged. Everything queued is
+    delivered at interpreter exit (and on :meth:`~NonBlockingHandler.close`); a process forked
+    after this call (gunicorn ``--preload``, multiprocessing) gets its own threads.
+
+    ::
+
+        smtp = ctxlog.handlers.DigestSMTPHandler(("mail", 25), "app@x", ["ops@x"], "errors")
+        logging.getLogger().addHandler(ctxlog.nonblocking([smtp], maxsize=10_000))
+
+    In ``dictConfig``: ``{"()": "ctxlog.nonblocking", "handlers": ["smtp", "sock"]}``, with the
+    names of handlers of the same configuration, in any order.
+
+    Args:
+        handlers: Handler objects, or names of handlers configured by ``dictConfig``.
+        maxsize: The most records each target's queue holds.
+        overflow: What a full queue does: ``"drop_oldest"``, ``"drop_newest"`` or ``"block"``
+            (wait up to ``block_timeout`` seconds, then drop the new record).
+        respect_handler_level: Queue a record for a target only if its level admits it.
+        block_timeout: The longest wait of ``overflow="block"``.
+        report_interval: Drops and handler failures are reported at most once per this many
+            seconds: a WARNING record to the target (or a line on stderr if the target's level
+            is above WARNING), never a traceback per record.
+        stall_timeout: At close and exit, give up on a target that has delivered nothing for
+            this many seconds.
+
+    Raises:
+        ValueError: No handlers, a name that no configured handler has, or a bad setting.
+        TypeError: Something that is neither a handler nor a name.
+
+    .. versionadded:: 0.1.0
+    """
+    targets = _resolve(handlers)
+    for name, value in (("report_interval", report_interval), ("stall_timeout", stall_timeout)):
+        if not isinstance(value, int | float) or value <= 0:
+            msg = f"{name}: {value!r} is not a positive number of seconds"
+            raise ValueError(msg)
+    handler = NonBlockingHandler(
+        targets,
+        maxsize=maxsize,
+        overflow=overflow,
+        respect_handler_level=respect_handler_level,
+        block_timeout=block_timeout,
+        report_interval=float(report_interval),
+        stall_timeout=float(stall_timeout),
+    )
+    _install_hooks()
+    _state.live.add(handler)
+    handler.start()
+    return handler
