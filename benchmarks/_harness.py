@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 Runner = Callable[[int], int]
@@ -153,12 +154,48 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "processor": _cpu_model(),
+        "ctxlog": _ctxlog_version(),
     }
+
+
+def _ctxlog_version() -> dict[str, Any]:
+    """Which ctxlog was measured: version, location and, in a git checkout, the commit."""
+    import subprocess
+
+    try:
+        import ctxlog
+    except ImportError:
+        return {}
+    info: dict[str, Any] = {
+        "version": ctxlog.__version__,
+        "path": str(Path(ctxlog.__file__).parent),
+    }
+    try:
+        where = info["path"]
+        commit = subprocess.run(
+            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.split("\n")
+        info["commit"] = commit
+        info["uncommitted"] = sorted(line[3:] for line in dirty if line.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
 
 
 def _cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with Path("/proc/cpuinfo").open(encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
@@ -183,11 +220,13 @@ def report(
         f"{env['date']}, Python {env['python']}, {env['cpus']} CPUs ({env['processor']}), "
         f"{rounds} rounds of ~{BATCH_NS // 1_000_000} ms batches"
     )
+    lib = env["ctxlog"]
+    if lib:
+        changed = f", uncommitted: {' '.join(lib['uncommitted'])}" if lib.get("uncommitted") else ""
+        print(f"ctxlog {lib['version']} at {lib.get('commit', lib['path'])}{changed}")
     width = max(len(r["name"]) for r in rows)
     group = None
-    header = (
-        f"{'contestant':<{width}}  {'ratio':>6}  {'IQR':>13}  {'ns/op':>9}  {'added ns':>9}"
-    )
+    header = f"{'contestant':<{width}}  {'ratio':>6}  {'IQR':>13}  {'ns/op':>9}  {'added ns':>9}"
     for r in rows:
         if r["group"] != group:
             group = r["group"]
@@ -212,12 +251,10 @@ def report(
             "batch_ns": BATCH_NS,
             "argv": sys.argv,
             "results": rows,
-            "raw": {
-                c.name: {"ns_per_op": c.ns_per_op, "ratios": c.ratios} for c in contestants
-            },
+            "raw": {c.name: {"ns_per_op": c.ns_per_op, "ratios": c.ratios} for c in contestants},
             **(extra or {}),
         }
-        with open(args.json, "w", encoding="utf-8") as f:
+        with Path(args.json).open("w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
         print(f"wrote {args.json}")
     return rows

@@ -27,12 +27,11 @@ from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
 
+import ctxlog
 import structlog
 from _harness import Contestant, check, measure, parse_args, report
-from loguru import logger as loguru_logger
-
-import ctxlog
 from ctxlog.context import RequestState, _request
+from loguru import logger as loguru_logger
 
 IP = "203.0.113.7"
 USER = "alice"
@@ -88,7 +87,9 @@ def capture_request_state(*, bind_user: bool) -> RequestState:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def stdlib_logger(name: str, fmt: str, filt: logging.Filter | None = None) -> tuple[logging.Logger, io.StringIO]:
+def stdlib_logger(
+    name: str, fmt: str, filt: logging.Filter | None = None
+) -> tuple[logging.Logger, io.StringIO]:
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)
     handler.setFormatter(logging.Formatter(fmt))
@@ -147,7 +148,7 @@ def leave_three(tokens: Any) -> None:
 # --- the contestants ------------------------------------------------------------------------------
 
 
-def build() -> tuple[list[Contestant], dict[str, tuple[Any, str]]]:
+def build() -> tuple[list[Contestant], dict[str, tuple[Any, ...]]]:
     """Return the contestants and, for the checks, each one's buffer and expected line ending."""
     known = capture_request_state(bind_user=True)
     anonymous = capture_request_state(bind_user=False)
@@ -161,9 +162,11 @@ def build() -> tuple[list[Contestant], dict[str, tuple[Any, str]]]:
         _request.reset(token)
 
     contestants: list[Contestant] = []
-    expect: dict[str, tuple[Any, str]] = {}
+    expect: dict[str, tuple[Any, ...]] = {}
 
-    def add(name: str, call: Any, buf: Any, line: str, enter: Any = None, leave: Any = None) -> None:
+    def add(  # noqa: PLR0917
+        name: str, call: Any, buf: Any, line: str, enter: Any = None, leave: Any = None
+    ) -> None:
         contestants.append(
             Contestant(
                 name=name,
@@ -213,7 +216,12 @@ def build() -> tuple[list[Contestant], dict[str, tuple[Any, str]]]:
         leave_state,
     )
     log, buf = stdlib_logger("bench.ctxfilter_out", CONTEXT_FORMAT, ctxlog.ContextFilter())
-    add("ctxlog ContextFilter, no request", log.info, buf, "INFO bench.ctxfilter_out - - - hello 1\n")
+    add(
+        "ctxlog ContextFilter, no request",
+        log.info,
+        buf,
+        "INFO bench.ctxfilter_out - - - hello 1\n",
+    )
 
     log, buf = stdlib_logger("bench.threevar", CONTEXT_FORMAT, ThreeVarFilter())
     add(

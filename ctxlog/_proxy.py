@@ -34,7 +34,7 @@ __all__ = ["ClientIP", "parse_ip"]
 
 _log = logging.getLogger("ctxlog")
 
-#: At most this many hops are walked; a longer chain is treated as garbage.
+#: At most this many entries are read, from the right; a walk that needs more is garbage.
 MAX_HOPS: Final = 32
 
 _HEADERS: Final = {"x-forwarded-for": "x-forwarded-for", "forwarded": "forwarded"}
@@ -232,17 +232,16 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
-        # At most MAX_HOPS entries are read, from the right. When there are more, the left-most
-        # entry read stands for the rest and is not an address: a chain of trusted proxies that
-        # long counts as garbage.
         if self.forwarded:
             hops = _split_forwarded(header)
             if hops is None:
                 return ip or "-"
-            if len(hops) > MAX_HOPS:
-                hops = ["", *hops[1 - MAX_HOPS :]]
         else:
-            hops = header.rsplit(",", MAX_HOPS - 1)
+            hops = header.rsplit(",", MAX_HOPS)
+        if len(hops) > MAX_HOPS:
+            # Only the right-most MAX_HOPS entries are read. What is left of them stands in as
+            # one entry that is not an address: reached, it makes the header garbage.
+            hops = ["", *hops[-MAX_HOPS:]]
         candidate = ip
         for hop in reversed(hops):
             addr = _parse_ip(hop) if len(hop) <= _MAX_TEXT else None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import os
+import re
 import smtplib
 import ssl
 import sys
@@ -27,6 +29,12 @@ from ctxlog._sanitize import sanitize
 __all__ = ["DigestSMTPHandler"]
 
 _MAX_SUBJECT: Final = 200
+#: What the body must not carry raw: C0 controls but tab and LF, DEL, C1 controls, bidi controls,
+#: line/paragraph separators and lone surrogates (which no encoding accepts: the whole digest
+#: would be lost).
+_BODY_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 _live: weakref.WeakSet[DigestSMTPHandler] = weakref.WeakSet()
 
 
@@ -97,6 +105,10 @@ class DigestSMTPHandler(logging.Handler):
         if not self.toaddrs:
             msg = "DigestSMTPHandler: toaddrs is empty; give at least one recipient"
             raise ValueError(msg)
+        for name, address in [("fromaddr", fromaddr)] + [("toaddrs", a) for a in self.toaddrs]:
+            if not isinstance(address, str) or not address.strip() or _has_line_break(address):
+                msg = f"DigestSMTPHandler: {name} has {address!r}, not an e-mail address"
+                raise ValueError(msg)
         self.subject = sanitize(str(subject), _MAX_SUBJECT)
         self.credentials = credentials
         if secure is not None and secure != () and not isinstance(secure, ssl.SSLContext):
@@ -104,7 +116,12 @@ class DigestSMTPHandler(logging.Handler):
             raise TypeError(msg)
         self.secure = secure
         for name, value in (("timeout", timeout), ("interval", interval)):
-            if not isinstance(value, int | float) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 msg = f"DigestSMTPHandler: {name}={value!r} is not a positive number of seconds"
                 raise ValueError(msg)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
@@ -123,13 +140,19 @@ class DigestSMTPHandler(logging.Handler):
         self._last_attempt = float("-inf")
         self._timer: threading.Timer | None = None
         self._failing = False
+        self._failed_since = 0
+        self._closed = False
         _live.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Collect ``record``; send now if no e-mail went out within the last interval."""
+        if record.levelno < self.level:
+            # A listener with respect_handler_level=False (the standard library's default)
+            # calls handle() whatever the level: an ERROR handler must not mail INFO records.
+            return
         try:
             text = self.format(record)
-        except Exception:  # noqa: BLE001 - the stdlib contract: errors go to handleError
+        except Exception:  # the stdlib contract: errors go to handleError
             self.handleError(record)
             return
         # Handler.handle() holds self.lock around emit(); the timer thread takes it too.
@@ -154,6 +177,10 @@ class DigestSMTPHandler(logging.Handler):
 
     def _on_timer(self) -> None:
         with self.lock:  # type: ignore[union-attr] # Handler.createLock() made it
+            if self._timer is not threading.current_thread():
+                # flush() cancelled this timer while it waited for the lock, and may have
+                # scheduled another one since: that one is in charge.
+                return
             self._timer = None
             if self._buffer or self._over:
                 self._send()
@@ -168,9 +195,20 @@ class DigestSMTPHandler(logging.Handler):
                 self._send()
 
     def close(self) -> None:
-        """Send what is collected, then close."""
+        """Send what is collected (one attempt, no retry afterwards), then close."""
+        with self.lock:  # type: ignore[union-attr]
+            self._closed = True
         try:
             self.flush()
+            with self.lock:  # type: ignore[union-attr]
+                unsent = len(self._buffer) + self._over
+                if unsent:
+                    self.omitted += unsent
+                    self._buffer, self._over = [], 0
+                    _stderr(
+                        f"ctxlog: DigestSMTPHandler closed with {unsent} records not sent to "
+                        f"{self.mailhost}:{self.mailport}"
+                    )
         finally:
             _live.discard(self)
             super().close()
@@ -181,8 +219,9 @@ class DigestSMTPHandler(logging.Handler):
         self._last_attempt = time.monotonic()
         try:
             self._deliver(self._message(lines, over))
-        except (OSError, smtplib.SMTPException) as error:
+        except Exception as error:  # OSError, SMTPException, a bad header: count, retry
             self.failures += 1
+            self._failed_since += 1
             # Keep what fits for the next attempt; count the rest as omitted.
             keep = lines[: self.capacity]
             self.omitted += len(lines) - len(keep)
@@ -195,7 +234,7 @@ class DigestSMTPHandler(logging.Handler):
                     f" ({error!r}); retrying every {self.interval:g} s, further failures are "
                     "counted in .failures, not printed"
                 )
-            if self._timer is None and not self._closing():
+            if self._timer is None and not self._closed:
                 self._schedule(self.interval)
             return
         self.sent += 1
@@ -205,11 +244,9 @@ class DigestSMTPHandler(logging.Handler):
             self._failing = False
             _stderr(
                 f"ctxlog: DigestSMTPHandler reaches {self.mailhost}:{self.mailport} again "
-                f"after {self.failures} failed attempts"
+                f"after {self._failed_since} failed attempts"
             )
-
-    def _closing(self) -> bool:
-        return self not in _live
+            self._failed_since = 0
 
     def _message(self, lines: list[str], over: int) -> EmailMessage:
         count = len(lines) + over
@@ -218,7 +255,7 @@ class DigestSMTPHandler(logging.Handler):
         message["To"] = ", ".join(self.toaddrs)
         message["Date"] = email.utils.formatdate(localtime=True)
         message["Subject"] = self.subject if count == 1 else f"{self.subject} ({count} records)"
-        body = "\n".join(lines)
+        body = _BODY_UNSAFE.sub(_escape, "\n".join(lines))
         if over:
             body += f"\n\n... and {over} more records (more than capacity={self.capacity})\n"
         message.set_content(body)
@@ -239,7 +276,19 @@ class DigestSMTPHandler(logging.Handler):
         self._buffer, self._over = [], 0
 
     def __repr__(self) -> str:
-        return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({logging.getLevelName(self.level)})>"
+        level = logging.getLevelName(self.level)
+        return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({level})>"
+
+
+def _has_line_break(text: str) -> bool:
+    return any(char in text for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x0D:
+        return "\\r"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _stderr(text: str) -> None:

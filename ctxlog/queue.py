@@ -357,6 +357,9 @@ class _Worker(QueueListener):
         self.delivered = 0
         self.failed = 0
         self.busy = False
+        #: Held while a record is being handed to the target; a fork waits for it (see
+        #: _before_fork), so a child never inherits a stream lock held mid-write.
+        self.handling = threading.Lock()
         self.last_progress = time.monotonic()
         self._reported_drops = 0
         self._next_drop_report = 0.0
@@ -374,8 +377,9 @@ class _Worker(QueueListener):
         """Hand ``record`` to the target, after a drop report if one is due."""
         self.busy = True
         try:
-            self._report_drops()
-            self.target.handle(record)
+            with self.handling:
+                self._report_drops()
+                self.target.handle(record)
             self.delivered += 1
         except Exception:  # noqa: BLE001 - e.g. a raising filter: count it, keep the thread alive
             self._count_failure(record)
@@ -432,6 +436,7 @@ class _Worker(QueueListener):
     def after_fork(self) -> None:
         """Start afresh in a forked child: empty queue, zero counters, new thread."""
         self._after_fork()
+        self.handling = threading.Lock()
         self.bounded._reset()  # noqa: SLF001 - the queue belongs to this worker
         self.bounded.dropped = 0
         self.delivered = self.failed = self._reported_drops = 0
@@ -611,7 +616,26 @@ def _close_all() -> None:
         handler.close()
 
 
+_held_for_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    # A worker forked in the middle of writing a record leaves the child a stream whose internal
+    # lock is held by a thread that does not exist there: the child's first write hangs. Wait
+    # until each worker is between records (logging does the same with its module lock).
+    for handler in list(_state.live):
+        for worker in handler.workers:
+            if worker.handling.acquire(timeout=handler.stall_timeout):
+                _held_for_fork.append(worker.handling)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _held_for_fork.clear()
     _state.workers.clear()
     for handler in list(_state.live):
         handler._after_fork()  # noqa: SLF001
@@ -623,7 +647,36 @@ def _install_hooks() -> None:
     _state.hooks_installed = True
     atexit.register(_close_all)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
+
+
+def _let_dictconfig_retry() -> bool:
+    """
+    If dictConfig is calling us, restore the handler's config so that it can retry later.
+
+    ``DictConfigurator.configure_handler`` pops ``"()"`` off the config before calling the
+    factory and restores it from its local ``config_copy`` only for the handlers it knows take a
+    ``target`` (it does the same as this for MemoryHandler on 3.11-3.13). Without the restore, the
+    deferred retry finds no factory.
+    """
+    frame = sys._getframe(1)  # noqa: SLF001
+    for _ in range(6):
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "configure_handler" and frame.f_globals.get(
+            "__name__"
+        ) == "logging.config":
+            config, copy_ = frame.f_locals.get("config"), frame.f_locals.get("config_copy")
+            if isinstance(config, dict) and isinstance(copy_, dict):
+                config.update(copy_)
+                return True
+            return False
+    return False
 
 
 def _resolve(handlers: Iterable[logging.Handler | str] | logging.Handler) -> list[logging.Handler]:
@@ -638,10 +691,13 @@ def _resolve(handlers: Iterable[logging.Handler | str] | logging.Handler) -> lis
                 logging._handlers.get(handler)  # type: ignore[attr-defined] # noqa: SLF001
             )
             if found is None:
-                # dictConfig retries handlers whose error is caused by "... not configured yet",
-                # after configuring the others: the order of the config does not matter.
                 msg = f"nonblocking: no handler named {handler!r}"
-                raise ValueError(msg) from LookupError(f"handler {handler!r} not configured yet")
+                if _let_dictconfig_retry():
+                    # dictConfig retries a handler whose error is caused by "target not
+                    # configured yet" once it has configured the others: the order of the
+                    # handlers in the configuration does not matter.
+                    raise ValueError(msg) from TypeError(f"{handler!r}: target not configured yet")
+                raise ValueError(msg)
             handler = found  # noqa: PLW2901
         if not isinstance(handler, logging.Handler):
             msg = f"nonblocking: {handler!r} is not a logging.Handler or a handler's name"

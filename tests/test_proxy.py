@@ -385,6 +385,19 @@ def test_chain_of_trusted_proxies_longer_than_max_hops_is_garbage(length, expect
     assert expected == ClientIP(TRUSTED, proxy_header).resolve(PROXY, ", ".join(hops))
 
 
+@pytest.mark.parametrize(
+    ("proxies", "expected"), [(MAX_HOPS - 2, CLIENT), (MAX_HOPS - 1, CLIENT), (MAX_HOPS, PROXY)]
+)
+@pytest.mark.parametrize("proxy_header", [XFF, FWD])
+def test_client_is_found_within_max_hops_from_the_right(proxies, expected, proxy_header):
+    """The client is read when it is among the right-most MAX_HOPS entries, and only then."""
+    hops = ["1.1.1.1", "1.1.1.1", CLIENT] + ["10.0.0.2"] * proxies
+    if proxy_header == FWD:
+        hops = [f"for={hop}" for hop in hops]
+
+    assert expected == ClientIP(TRUSTED, proxy_header).resolve(PROXY, ", ".join(hops))
+
+
 @pytest.mark.parametrize("proxy_header", [XFF, FWD])
 def test_client_cannot_hide_behind_a_long_prefix(proxy_header):
     """Any number of entries pre-seeded by the client still gives the real client."""
