@@ -4,10 +4,10 @@ ctxlog: logs that say which client, which user, which request, in any WSGI or AS
 .. versionadded:: 0.1.0
 """
 
+from ctxlog import handlers
 from ctxlog.adapters import ContextAdapter, get_logger
 from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
-from ctxlog import handlers
 from ctxlog.filters import ContextFilter
 from ctxlog.queue import QueueHandler, QueueListener, nonblocking
 from ctxlog.wsgi import WSGIMiddleware

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import copy
 import logging
 import logging.handlers
@@ -32,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 
 from ctxlog.context import DEFAULTS
 from ctxlog.filters import stamp
@@ -48,6 +49,19 @@ _RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
     "taskName",
 }
 _PLAIN_TYPES: Final = (str, int, float, bool, type(None))
+
+
+class _Flush:
+    """Queued to make a worker flush its target, in the worker's thread."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<flush>"
+
+
+#: The flush marker; like the stop sentinel (None), a full queue never drops it.
+FLUSH: Final = _Flush()
 _exception_formatter = logging.Formatter()
 
 
@@ -76,7 +90,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
             return {str(key): _plain(item, depth + 1) for key, item in value.items()}
     try:
         return str(value)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
+    except Exception:
         return f"<unprintable {type(value).__name__}>"
 
 
@@ -122,7 +136,7 @@ class QueueHandler(logging.handlers.QueueHandler):
         """Return a copy of ``record`` with the context stamped on and nothing unpicklable."""
         stamp(record)
         if self.formatter is not None:
-            prepared = super().prepare(record)
+            prepared: logging.LogRecord = super().prepare(record)
         else:
             message = record.getMessage()
             exc_text = record.exc_text
@@ -143,7 +157,7 @@ class QueueHandler(logging.handlers.QueueHandler):
             return
         try:
             self.enqueue(self.prepare(record))
-        except Exception:  # noqa: BLE001 - the stdlib contract: errors go to handleError
+        except Exception:
             self.handleError(record)
 
 
@@ -186,11 +200,11 @@ class QueueListener(logging.handlers.QueueListener):
         ident = threading.get_ident()
         _state.workers.add(ident)
         try:
-            super()._monitor()
+            super()._monitor()  # type: ignore[misc]  # typeshed omits the private method
         finally:
             _state.workers.discard(ident)
 
-    def stop(self, timeout: float | None = None) -> bool:
+    def stop(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """
         Process what is queued, then stop the thread.
 
@@ -228,7 +242,8 @@ class BoundedQueue:
 
     It has the methods ``QueueHandler`` and ``QueueListener`` use (``put_nowait``, ``get``) and
     takes no lock on the producer side, so a signal handler that logs while the interrupted code
-    was itself logging cannot deadlock. The listener's stop sentinel is never dropped.
+    was itself logging cannot deadlock. The listener's stop sentinel (``None``) and ctxlog's flush
+    marker are never dropped.
 
     Args:
         maxsize: How many items it holds at most.
@@ -273,6 +288,10 @@ class BoundedQueue:
         """Return how many items are queued."""
         return len(self._items)
 
+    def records(self) -> int:
+        """Return how many queued items are records (not stop or flush markers)."""
+        return sum(1 for item in list(self._items) if item is not None and item is not FLUSH)
+
     def empty(self) -> bool:
         """Tell whether nothing is queued."""
         return not self._items
@@ -288,7 +307,12 @@ class BoundedQueue:
     def put_nowait(self, item: Any) -> None:
         """Queue ``item``; if the queue is full, apply the overflow policy."""
         items = self._items
-        if item is not None and len(items) >= self.maxsize and not self._make_room():
+        if (
+            len(items) >= self.maxsize
+            and item is not None
+            and item is not FLUSH
+            and not self._make_room()
+        ):
             self.dropped += 1
             return
         items.append(item)
@@ -302,7 +326,7 @@ class BoundedQueue:
                 oldest = items.popleft()
             except IndexError:
                 return True
-            if oldest is None:  # the listener's stop sentinel stays
+            if oldest is None or oldest is FLUSH:  # control items stay
                 items.appendleft(oldest)
                 return False
             self.dropped += 1
@@ -334,10 +358,8 @@ class BoundedQueue:
             try:
                 if items:  # something arrived between popleft() and _waiting
                     continue
-                try:
+                with contextlib.suppress(stdlib_queue.Empty):
                     self._wake.get(timeout=remaining)
-                except stdlib_queue.Empty:
-                    pass
             finally:
                 self._waiting = False
 
@@ -349,7 +371,9 @@ class BoundedQueue:
 class _Worker(QueueListener):
     """The listener of one target: counts, reports drops, fails quietly and visibly."""
 
-    def __init__(self, queue: BoundedQueue, handler: logging.Handler, report_interval: float) -> None:
+    def __init__(
+        self, queue: BoundedQueue, handler: logging.Handler, report_interval: float
+    ) -> None:
         super().__init__(queue, handler, respect_handler_level=False)
         self.bounded = queue
         self.target = handler
@@ -375,14 +399,29 @@ class _Worker(QueueListener):
 
     def handle(self, record: logging.LogRecord) -> None:
         """Hand ``record`` to the target, after a drop report if one is due."""
+        if record is FLUSH:  # type: ignore[comparison-overlap]
+            self._flush_target()
+            return
         self.busy = True
         try:
             with self.handling:
                 self._report_drops()
                 self.target.handle(record)
             self.delivered += 1
-        except Exception:  # noqa: BLE001 - e.g. a raising filter: count it, keep the thread alive
+        except Exception:
             self._count_failure(record)
+        finally:
+            self.busy = False
+            self.last_progress = time.monotonic()
+
+    def _flush_target(self) -> None:
+        self.busy = True
+        try:
+            with self.handling:
+                self._report_drops()
+                self.target.flush()
+        except Exception:
+            self.failed += 1
         finally:
             self.busy = False
             self.last_progress = time.monotonic()
@@ -522,7 +561,7 @@ class NonBlockingHandler(QueueHandler):
         targets = [
             {
                 "handler": repr(worker.target),
-                "queued": worker.bounded.qsize(),
+                "queued": worker.bounded.records(),
                 "delivered": worker.delivered,
                 "dropped": worker.bounded.dropped,
                 "failed": worker.failed,
@@ -537,20 +576,27 @@ class NonBlockingHandler(QueueHandler):
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """
-        Wait until every queue is empty and every target idle, then flush the targets.
+        Deliver everything queued so far and flush the targets, each in its own thread.
 
         Args:
             timeout: The longest wait in seconds; ``None`` waits as long as the targets make
                 progress, giving up on one that has delivered nothing for ``stall_timeout``.
 
         Returns:
-            ``True`` if everything queued was handed to the targets.
+            ``True`` if everything queued was handed to the targets and they were flushed.
         """
+        if self._closed:
+            return True
+        for worker in self.workers:
+            worker.bounded.put_nowait(FLUSH)
+        return self._wait_idle(timeout)
+
+    def _wait_idle(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             pending = [w for w in self.workers if w.busy or not w.bounded.empty()]
             if not pending:
-                break
+                return True
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return False
@@ -558,12 +604,6 @@ class NonBlockingHandler(QueueHandler):
             if not alive or all(now - w.last_progress > self.stall_timeout for w in alive):
                 return False
             time.sleep(0.002)
-        for worker in self.workers:
-            try:
-                worker.target.flush()
-            except Exception:  # noqa: BLE001 - a failing flush must not stop the others
-                worker.failed += 1
-        return True
 
     def close(self) -> None:
         """Deliver what is queued (see :meth:`flush`), stop the threads, and close."""
@@ -574,6 +614,7 @@ class NonBlockingHandler(QueueHandler):
         _state.live.discard(self)
         for worker in self.workers:
             if worker._thread is not None:  # noqa: SLF001
+                worker.bounded.put_nowait(FLUSH)  # a digest handler sends what it collected
                 worker.enqueue_sentinel()
                 worker._stopping = True  # noqa: SLF001
         for worker in self.workers:
@@ -581,11 +622,12 @@ class NonBlockingHandler(QueueHandler):
             while thread is not None and thread.is_alive():
                 thread.join(0.05)
                 idle_for = time.monotonic() - worker.last_progress
-                if idle_for > self.stall_timeout and (worker.busy or worker.bounded.qsize() > 1):
+                undelivered = worker.bounded.records()
+                if idle_for > self.stall_timeout and (worker.busy or undelivered):
                     _stderr(
                         f"ctxlog: gave up waiting for {worker.target!r} after "
                         f"{self.stall_timeout:g} s without progress; "
-                        f"{worker.bounded.qsize() - 1} records were not delivered"
+                        f"{undelivered} records were not delivered"
                     )
                     break
             else:
@@ -604,7 +646,7 @@ class NonBlockingHandler(QueueHandler):
         if not self._closed:
             self.start()
 
-    def __enter__(self) -> NonBlockingHandler:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -626,7 +668,7 @@ def _before_fork() -> None:
     for handler in list(_state.live):
         for worker in handler.workers:
             if worker.handling.acquire(timeout=handler.stall_timeout):
-                _held_for_fork.append(worker.handling)
+                _held_for_fork.append(worker.handling)  # noqa: PERF401 - acquire is a side effect
 
 
 def _after_fork_in_parent() -> None:
@@ -668,9 +710,10 @@ def _let_dictconfig_retry() -> bool:
         frame = frame.f_back  # type: ignore[assignment]
         if frame is None:
             return False
-        if frame.f_code.co_name == "configure_handler" and frame.f_globals.get(
-            "__name__"
-        ) == "logging.config":
+        if (
+            frame.f_code.co_name == "configure_handler"
+            and frame.f_globals.get("__name__") == "logging.config"
+        ):
             config, copy_ = frame.f_locals.get("config"), frame.f_locals.get("config_copy")
             if isinstance(config, dict) and isinstance(copy_, dict):
                 config.update(copy_)
@@ -687,9 +730,8 @@ def _resolve(handlers: Iterable[logging.Handler | str] | logging.Handler) -> lis
     resolved: list[logging.Handler] = []
     for handler in handlers:
         if isinstance(handler, str):
-            found = logging.getHandlerByName(handler) if sys.version_info >= (3, 12) else (
-                logging._handlers.get(handler)  # type: ignore[attr-defined] # noqa: SLF001
-            )
+            # logging.getHandlerByName() from 3.12 on reads the same registry.
+            found = logging._handlers.get(handler)  # type: ignore[attr-defined]  # noqa: SLF001
             if found is None:
                 msg = f"nonblocking: no handler named {handler!r}"
                 if _let_dictconfig_retry():

@@ -72,7 +72,7 @@ class SMTPServer:
         self.delay = 0.0
         self._controller = None
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))

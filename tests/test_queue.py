@@ -16,9 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import ctxlog
+import pytest
 from ctxlog.context import RequestState, _request
 from ctxlog.queue import BoundedQueue
 
@@ -121,7 +120,7 @@ def test_prepared_records_pickle_with_awkward_extras(logger):
     q: queue.Queue[logging.LogRecord] = queue.Queue()
     logger.addHandler(ctxlog.QueueHandler(q))
     logger.info("x", extra={"lock": threading.Lock(), "data": {"n": [1, 2]}, "raw": b"\x00"})
-    record = pickle.loads(pickle.dumps(q.get_nowait()))
+    record = pickle.loads(pickle.dumps(q.get_nowait()))  # noqa: S301 - our own bytes
 
     assert record.lock.startswith("<unlocked")
     assert ({"n": [1, 2]}, "b'\\x00'") == (record.data, record.raw)
@@ -533,7 +532,7 @@ def test_bad_nonblocking_settings_fail_at_construction():
         ctxlog.nonblocking([logging.NullHandler()], overflow="later")
     with pytest.raises(ValueError, match="at least one handler"):
         ctxlog.nonblocking([])
-    with pytest.raises(TypeError, match="not a logging.Handler"):
+    with pytest.raises(TypeError, match=r"not a logging\.Handler"):
         ctxlog.nonblocking([object()])
 
 
@@ -716,3 +715,40 @@ def test_textwrap_is_used_for_scripts():
     """The scripts above are valid Python (guards against a broken edit of this file)."""
     for script in (EXIT_SCRIPT, FORK_SCRIPT, MP_SCRIPT):
         compile(textwrap.dedent(script), "<script>", "exec")
+
+
+def test_flush_runs_target_flush_in_the_worker_and_keeps_its_timeout(logger):
+    """flush(timeout) flushes targets in their own threads; a hanging target flush cannot hold it."""
+    release = threading.Event()
+    flushed_in = []
+
+    class SlowFlush(Sink):
+        def flush(self):
+            flushed_in.append(threading.current_thread().name)
+            release.wait(10)
+
+    handler = ctxlog.nonblocking([SlowFlush()])
+    logger.addHandler(handler)
+    logger.info("x")
+    started = time.monotonic()
+    done = handler.flush(timeout=0.3)
+    elapsed = time.monotonic() - started
+    release.set()
+
+    assert (False, True) == (done, elapsed < 2)
+    assert flushed_in and all(name.startswith("ctxlog-listener") for name in flushed_in)
+
+
+def test_close_sends_what_a_digest_handler_collected(logger, smtp_server):
+    """Closing nonblocking() flushes its targets: the open SMTP digest goes out."""
+    smtp = ctxlog.handlers.DigestSMTPHandler(("127.0.0.1", smtp_server.port), "app@x.test", ["ops@x.test"], "errors", interval=60)
+    handler = ctxlog.nonblocking([smtp])
+    logger.addHandler(handler)
+    for i in range(3):
+        logger.error("e%d", i)
+    handler.close()
+    messages = smtp_server.wait_for(2)
+    smtp.close()
+
+    assert 2 == len(messages)  # the first at once, the other two in the digest flushed at close
+    assert "e1" in messages[1].get_content() and "e2" in messages[1].get_content()
