@@ -19,7 +19,7 @@ MAX_USER: Final = 256
 MAX_HEADER: Final = 512
 MAX_METHOD: Final = 32
 
-_METHODS: Final = frozenset(
+METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
 )
 
@@ -49,7 +49,7 @@ def latin1_text(value: str) -> str:
 
 def method_field(method: str) -> str:
     """Return the request method as a field value."""
-    return method if method in _METHODS else sanitize(method, MAX_METHOD)
+    return method if method in METHODS else sanitize(method, MAX_METHOD)
 
 
 def user_name(user: Any) -> str | None:

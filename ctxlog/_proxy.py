@@ -42,6 +42,8 @@ _HEADERS: Final = {"x-forwarded-for": "x-forwarded-for", "forwarded": "forwarded
 #: Longest text :func:`parse_ip` looks at; anything longer is not an address. This also keeps
 #: attacker-sized strings out of its cache.
 _MAX_TEXT: Final = 100
+#: Headers up to this length have their answer cached (4,096 entries at most).
+_MAX_CACHED_HEADER: Final = 256
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -181,7 +183,7 @@ class ClientIP:
         TypeError: An entry of ``trusted_proxies`` is not a string.
     """
 
-    __slots__ = ("_networks", "_trusted", "forwarded", "header", "trust_all")
+    __slots__ = ("_networks", "_resolved", "_trusted", "forwarded", "header", "trust_all")
 
     def __init__(
         self,
@@ -197,6 +199,9 @@ class ClientIP:
         self.header = header if self.trust_all or self._networks else None
         self.forwarded = header == "forwarded"
         self._trusted = functools.lru_cache(maxsize=1024)(self._is_trusted)
+        # The same client usually sends many requests through the same proxy: remember whole
+        # answers (a pure function of peer and header) for headers of a sensible length.
+        self._resolved = functools.lru_cache(maxsize=4096)(self._walk)
         if self.trust_all:
             _log.warning(
                 "trusted_proxies='*' trusts the %s header from every peer: only use it when every "
@@ -223,10 +228,16 @@ class ClientIP:
             A normalised IP address, or ``"-"`` when the peer is not an IP address (a unix
             socket, a test client) and no trusted header says otherwise.
         """
-        # parse_ip() inlined: this runs for every request.
-        ip = _parse_ip(peer) if peer and len(peer) <= _MAX_TEXT else None
         if header is None or self.header is None:
+            # parse_ip() inlined: this runs for every request.
+            ip = _parse_ip(peer) if peer and len(peer) <= _MAX_TEXT else None
             return ip or "-"
+        if len(header) <= _MAX_CACHED_HEADER:
+            return self._resolved(peer, header)
+        return self._walk(peer, header)
+
+    def _walk(self, peer: str | None, header: str) -> str:
+        ip = _parse_ip(peer) if peer and len(peer) <= _MAX_TEXT else None
         if ip is None:
             if not self.trust_all:
                 return "-"

@@ -18,13 +18,15 @@ It differs from the standard library's adapter in three ways a web app notices:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ctxlog.context import RESERVED, fields_for_record
+from ctxlog.filters import stamp
 
 if TYPE_CHECKING:
-    from logging import _ExcInfoType
+    from logging import _ExcInfoType, _SysExcInfoType
 
 __all__ = ["ContextAdapter", "get_logger"]
 
@@ -35,21 +37,23 @@ _ERROR = logging.ERROR
 _CRITICAL = logging.CRITICAL
 
 
+def _renamed(caller: Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """Return the caller's ``extra`` with names that clash with LogRecord attributes renamed."""
+    if caller and not RESERVED.isdisjoint(caller):
+        return {(f"extra_{k}" if k in RESERVED else k): value for k, value in caller.items()}
+    return caller
+
+
 def _merge(
     static: Mapping[str, object] | None, caller: Mapping[str, object] | None
 ) -> Mapping[str, object]:
+    """Return everything a record gets: the context over ``static``, ``caller`` over both."""
     base, local = fields_for_record()
-    if local or static or caller:
-        merged = {**static, **base, **local} if static else {**base, **local}
-        if caller:
-            if not RESERVED.isdisjoint(caller):
-                caller = {
-                    (f"extra_{key}" if key in RESERVED else key): value
-                    for key, value in caller.items()
-                }
-            merged.update(caller)
-        return merged
-    return base
+    merged = {**static, **base, **local} if static else {**base, **local}
+    caller = _renamed(caller)
+    if caller:
+        merged.update(caller)
+    return merged
 
 
 class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -84,8 +88,47 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
 
     # typeshed gives LoggerAdapter's level methods **kwargs; these take exactly the keywords
     # Logger takes (hence the type: ignore[override]), so a misspelt keyword is a TypeError.
-    # Each level method calls Logger._log itself, so exactly one frame of this module stands
-    # between the caller and the logger: stacklevel + 1 makes findCaller name the caller.
+
+    def _log_record(  # noqa: PLR0917 - Logger._log's own parameters
+        self,
+        level: int,
+        msg: object,
+        args: tuple[object, ...],
+        exc_info: _ExcInfoType,
+        extra: Mapping[str, object] | None,
+        stack_info: bool,
+        stacklevel: int,
+    ) -> None:
+        # What Logger._log does, with the context stamped on the record instead of passed as
+        # extra= (makeRecord copies extra key by key, in Python). Two frames of this module
+        # stand between the caller and findCaller: stacklevel + 2 names the caller.
+        logger = self.logger
+        sinfo = None
+        if logging._srcfile:  # noqa: SLF001 - the stdlib's switch: None turns caller lookup off
+            try:
+                filename, lineno, func, sinfo = logger.findCaller(stack_info, stacklevel + 2)
+            except ValueError:  # pragma: no cover - a stack shallower than stacklevel
+                filename, lineno, func = "(unknown file)", 0, "(unknown function)"
+        else:  # pragma: no cover - the user turned caller lookup off
+            filename, lineno, func = "(unknown file)", 0, "(unknown function)"
+        info: _SysExcInfoType | None = None
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif isinstance(exc_info, tuple):
+                info = exc_info
+            else:
+                info = sys.exc_info()
+        record = logger.makeRecord(
+            logger.name, level, filename, lineno, msg, args, info, func, _renamed(extra), sinfo
+        )
+        stamp(record)
+        if self.extra:
+            attrs = record.__dict__
+            for name, value in self.extra.items():
+                if name not in attrs:
+                    attrs[name] = value
+        logger.handle(record)
 
     def debug(  # type: ignore[override]
         self,
@@ -99,9 +142,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at DEBUG with the context."""
         logger = self.logger
         if logger.isEnabledFor(_DEBUG):
-            logger._log(  # noqa: SLF001 - one frame less than Logger.log
-                _DEBUG, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(_DEBUG, msg, args, exc_info, extra, stack_info, stacklevel)
 
     def info(  # type: ignore[override]
         self,
@@ -115,9 +156,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at INFO with the context."""
         logger = self.logger
         if logger.isEnabledFor(_INFO):
-            logger._log(  # noqa: SLF001
-                _INFO, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(_INFO, msg, args, exc_info, extra, stack_info, stacklevel)
 
     def warning(  # type: ignore[override]
         self,
@@ -131,9 +170,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at WARNING with the context."""
         logger = self.logger
         if logger.isEnabledFor(_WARNING):
-            logger._log(  # noqa: SLF001
-                _WARNING, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(_WARNING, msg, args, exc_info, extra, stack_info, stacklevel)
 
     def error(  # type: ignore[override]
         self,
@@ -147,9 +184,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at ERROR with the context."""
         logger = self.logger
         if logger.isEnabledFor(_ERROR):
-            logger._log(  # noqa: SLF001
-                _ERROR, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(_ERROR, msg, args, exc_info, extra, stack_info, stacklevel)
 
     def exception(  # type: ignore[override]
         self,
@@ -163,9 +198,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at ERROR with the context and the exception being handled."""
         logger = self.logger
         if logger.isEnabledFor(_ERROR):
-            logger._log(  # noqa: SLF001
-                _ERROR, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(_ERROR, msg, args, exc_info, extra, stack_info, stacklevel)
 
     def critical(  # type: ignore[override]
         self,
@@ -179,15 +212,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         """Log ``msg % args`` at CRITICAL with the context."""
         logger = self.logger
         if logger.isEnabledFor(_CRITICAL):
-            logger._log(  # noqa: SLF001
-                _CRITICAL,
-                msg,
-                args,
-                exc_info,
-                _merge(self.extra, extra),
-                stack_info,
-                stacklevel + 1,
-            )
+            self._log_record(_CRITICAL, msg, args, exc_info, extra, stack_info, stacklevel)
 
     fatal = critical
 
@@ -209,9 +234,7 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
             return
         logger = self.logger
         if logger.isEnabledFor(level):
-            logger._log(  # noqa: SLF001
-                level, msg, args, exc_info, _merge(self.extra, extra), stack_info, stacklevel + 1
-            )
+            self._log_record(level, msg, args, exc_info, extra, stack_info, stacklevel)
 
 
 def get_logger(name: str | None = None) -> ContextAdapter:

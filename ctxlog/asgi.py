@@ -33,16 +33,27 @@ is echoed in the response, never anything else from the request.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from contextvars import Token
 from typing import Any
 
-from ctxlog._middleware import MAX_PATH, MAX_USER, Settings, method_field, text, user_name
-from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
+from ctxlog._middleware import (
+    MAX_PATH,
+    MAX_USER,
+    METHODS,
+    Settings,
+    method_field,
+    text,
+    user_name,
+)
+from ctxlog._sanitize import REQUEST_ID_BYTES, new_request_id, sanitize
 from ctxlog.context import MISSING, RequestState, _request
 
 __all__ = ["ASGIMiddleware"]
+
+_VALID_ID = REQUEST_ID_BYTES.fullmatch
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,6 +112,11 @@ class ASGIMiddleware:
             log_query=log_query,
         )
         self._id_name = self.settings.request_id_header.encode("latin-1")
+        client_ip = self.settings.client_ip
+        # Client addresses by (peer, raw header bytes): a repeat visitor costs one cache hit.
+        self._client_ip = functools.lru_cache(maxsize=4096)(
+            lambda peer, raw: client_ip.resolve(peer, None if raw is None else text(raw))
+        )
         header = self.settings.client_ip.header
         self._proxy_name = None if header is None else header.encode("latin-1")
 
@@ -116,8 +132,8 @@ class ASGIMiddleware:
         if kind not in {"http", "websocket"}:
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         settings = self.settings
+        started = time.perf_counter() if settings.access_log else 0.0
         id_name = self._id_name
         proxy_name = self._proxy_name
         access_log = settings.access_log
@@ -136,39 +152,49 @@ class ASGIMiddleware:
                     user_agent = value
                 elif name == b"referer":
                     referer = value
-        if (
-            incoming is not None
-            and not duplicate_id
-            and incoming.isascii()
-            and valid_request_id(request_id := incoming.decode("ascii"))
-        ):
+        if incoming is not None and not duplicate_id and _VALID_ID(incoming) is not None:
+            request_id = incoming.decode("ascii")
             echo = incoming
         else:
             request_id = new_request_id()
             echo = request_id.encode("ascii")
         client = scope.get("client")
         path = scope.get("path") or "/"
+        if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
+            path = sanitize(path, MAX_PATH)
+        method = scope.get("method", "GET") if kind == "http" else "WS"
         state = RequestState(
             {
-                "ip": settings.client_ip.resolve(
-                    client[0] if client else None,
-                    None if proxy is None else text(proxy),
-                ),
+                "ip": self._client_ip(client[0] if client else None, proxy),
                 "user": MISSING,
                 "request_id": request_id,
-                "method": method_field(scope.get("method", "GET")) if kind == "http" else "WS",
-                "path": sanitize(path, MAX_PATH),
+                "method": method if method in METHODS else method_field(method),
+                "path": path,
             },
             self._resolve_user,
             scope,
         )
         token = _request.set(state)
-        state.current()  # the user, if already known; a failing user= reports in context
+        if settings.user is not None or "user" in scope:
+            state.current()  # the user, if already known; a failing user= reports in context
+        if not access_log:
+            # Only the id to echo: the lean path of most deployments.
+            async def send_with_id(message: Message) -> None:
+                if message["type"] in {"http.response.start", "websocket.accept"}:
+                    message["headers"] = [*message.get("headers", ()), (id_name, echo)]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                _reset(token)
+            return
+
         status = 0
         size = 0
         finished = 0.0
 
-        async def send_with_id(message: Message) -> None:
+        async def send_and_measure(message: Message) -> None:
             nonlocal status, size, finished
             kind = message["type"]
             if kind in {"http.response.start", "websocket.accept"}:
@@ -181,14 +207,14 @@ class ASGIMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_and_measure)
         except BaseException:
             if status == 0:
                 status = 500
             raise
         finally:
             try:
-                if access_log and kind == "http":
+                if scope["type"] == "http":
                     settings.write_access(
                         method=state.fields["method"],
                         path=state.fields["path"],
@@ -201,7 +227,14 @@ class ASGIMiddleware:
                         user_agent=text(user_agent),
                     )
             finally:
-                # The coroutine may be finished from another Context (a server cancelling an
-                # abandoned request); that Context never saw our value, so there is nothing to undo.
-                with contextlib.suppress(ValueError, RuntimeError):
-                    _request.reset(token)
+                _reset(token)
+
+
+def _reset(token: Token[RequestState | None]) -> None:
+    # The coroutine may be finished from another Context (a server cancelling an abandoned
+    # request); that Context never saw our value, so there is nothing to undo. (A plain try is
+    # cheaper than contextlib.suppress on this path, which every request takes.)
+    try:  # noqa: SIM105 - see above
+        _request.reset(token)
+    except (ValueError, RuntimeError):
+        pass

@@ -46,8 +46,10 @@ MISSING: Final = "-"
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
-#: The fields of a record made outside any request.
-DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(dict.fromkeys(FIELDS, MISSING))
+#: The fields of a record made outside any request. ``DEFAULT_FIELDS`` is the same as a plain
+#: dict, which ``dict.update`` and key views handle faster; nothing may change it.
+DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
+DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
 #: Attribute names a LogRecord has of its own, plus the two the Formatter adds. A bound field
 #: with one of these names could never reach a record, so bind() refuses them.
@@ -230,7 +232,9 @@ def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """
     request = _request.get()
     if request is None:
-        return DEFAULTS, _local.get()
+        return DEFAULT_FIELDS, _local.get()
+    if request.resolve_user is None:
+        return request.fields, _local.get()
     return request.current(), _local.get()
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ctxlog.context import MISSING, RESERVED, fields_for_record
+from ctxlog.context import DEFAULT_FIELDS, MISSING, RESERVED, _local, _request
 
 __all__ = ["ContextFilter"]
 
@@ -59,20 +59,26 @@ class ContextFilter(logging.Filter):
 
 def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) -> None:
     """Put the current context on ``record``, keeping every attribute it already has."""
-    base, local = fields_for_record()
+    # This runs for every record, so fields_for_record() is inlined. Adding the fields one by
+    # one keeps the record's compact attribute dict; dict.update() measured slower.
+    request = _request.get()
+    if request is None:
+        base = DEFAULT_FIELDS
+    elif request.resolve_user is None:
+        base = request.fields
+    else:
+        base = request.current()
     if defaults:
         base = _with_defaults(base, defaults)
     attrs = record.__dict__
+    local = _local.get()
     if local:
         for name, value in local.items():
             if name not in attrs:
                 attrs[name] = value
-    if base.keys().isdisjoint(attrs):
-        attrs.update(base)
-    else:
-        for name, value in base.items():
-            if name not in attrs:
-                attrs[name] = value
+    for name, value in base.items():
+        if name not in attrs:
+            attrs[name] = value
 
 
 def _with_defaults(base: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

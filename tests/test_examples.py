@@ -360,3 +360,172 @@ def test_no_request_state_left_in_test_thread(flask_example, logged):
         pass
     assert logged.messages("shop")[-1].user == "alice"
     assert ctxlog.get_context() == {}
+
+
+# --- nonblocking_smtp.py: errors e-mailed through ctxlog.nonblocking() -----------------------
+
+SMTP_CLIENT = ("192.0.2.44", 5000)  # the peer address TestClient reports; no proxies trusted
+
+
+@pytest.fixture(scope="module")
+def smtp_example():
+    return load_example("nonblocking_smtp.py")
+
+
+@pytest.fixture
+def mail_log(smtp_example, smtp_server):
+    """The example's logging pointed at the test's SMTP server: (handler, mail, console text)."""
+    root = logging.getLogger()
+    level = root.level
+    console = io.StringIO()
+    handler = smtp_example.configure_logging("127.0.0.1", smtp_server.port, stream=console)
+    (mail, _) = targets = [worker.target for worker in handler.workers]
+    try:
+        yield handler, mail, console
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+        for target in targets:
+            target.close()
+
+
+def mail_body(message) -> str:
+    return message.get_content().replace("\r\n", "\n")
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_smtp_error_is_mailed_without_slowing_the_request(smtp_example, smtp_server, mail_log):
+    """A slow mail server delays neither the response nor the console; the mail names the request."""
+    handler, _, console = mail_log
+    smtp_server.delay = 1.5  # every e-mail takes 1.5 s to be accepted
+    with TestClient(smtp_example.app, client=SMTP_CLIENT) as client:
+        started = time.monotonic()
+        response = client.get(
+            "/checkout", auth=("alice", "wonderland"), headers={"X-Request-ID": "mail-1"}
+        )
+        elapsed = time.monotonic() - started
+        assert response.status_code == 502
+        assert response.headers["X-Request-ID"] == "mail-1"
+        assert elapsed < 1.0, elapsed
+        # The console has its own thread: its line is out while the e-mail is still on its way.
+        assert wait_until(lambda: "alice mail-1 shop: checkout failed" in console.getvalue())
+        assert smtp_server.messages == []
+        (message,) = smtp_server.wait_for(1)
+
+    assert message["Subject"] == "shop: errors"
+    assert message["To"] == "ops@localhost"
+    body = mail_body(message)
+    assert "ERROR shop: checkout failed\n" in body
+    assert "client=192.0.2.44 user=alice request_id=mail-1 GET /checkout\n" in body
+    assert "PaymentGatewayError: payment gateway timed out charging 12 EUR to alice" in body
+    assert "checking out" not in body  # INFO records never reach the ERROR-level mail queue
+    assert " INFO 192.0.2.44 alice mail-1 shop: checking out 12 EUR\n" in console.getvalue()
+    stats = handler.stats()
+    assert stats["dropped"] == stats["failed"] == 0
+
+
+def test_smtp_unhandled_error_then_digest_sent_at_shutdown(smtp_example, smtp_server, mail_log):
+    """The first error is mailed at once; later ones wait for the digest, sent at app shutdown."""
+    handler, mail, _ = mail_log
+    with TestClient(smtp_example.app, client=SMTP_CLIENT, raise_server_exceptions=False) as client:
+        failed = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        assert failed.status_code == 500
+        assert failed.headers["X-Request-ID"] == "boom-1"
+        (first,) = smtp_server.wait_for(1)
+        for number in (1, 2):
+            response = client.get(
+                "/checkout", auth=("bob", "builder"), headers={"X-Request-ID": f"later-{number}"}
+            )
+            assert response.headers["X-Request-ID"] == f"later-{number}"
+        # Both were handed to the mail handler, which keeps them for the next digest.
+        assert wait_until(lambda: handler.stats()["targets"][0]["delivered"] == 3)
+        assert len(smtp_server.messages) == 1
+    # Leaving the TestClient ran the app's lifespan shutdown, which flushed the handler.
+    first_body = mail_body(first)
+    assert "ERROR shop: unhandled error\n" in first_body
+    assert "client=192.0.2.44 user=- request_id=boom-1 GET /boom\n" in first_body
+    assert "RuntimeError: something broke" in first_body
+    (_, digest) = smtp_server.wait_for(2)
+    assert digest["Subject"] == "shop: errors (2 records)"
+    body = mail_body(digest)
+    for number in (1, 2):
+        assert f"client=192.0.2.44 user=bob request_id=later-{number} GET /checkout\n" in body
+    assert mail.sent == 2
+
+
+def test_smtp_server_down_costs_the_request_nothing(smtp_example, smtp_server, mail_log, capfd):
+    """With the mail server down the request is as fast; the report is kept and sent later."""
+    handler, mail, console = mail_log
+    smtp_server.stop()
+    with TestClient(smtp_example.app, client=SMTP_CLIENT) as client:
+        started = time.monotonic()
+        response = client.get(
+            "/checkout", auth=("alice", "wonderland"), headers={"X-Request-ID": "down-1"}
+        )
+        assert time.monotonic() - started < 1.0
+        assert response.status_code == 502
+        assert wait_until(lambda: mail.failures == 1)
+        assert "alice down-1 shop: checkout failed" in console.getvalue()
+        smtp_server.start()
+        assert handler.flush(timeout=10)  # also flushes the mail handler: it tries again now
+        (message,) = smtp_server.wait_for(1)
+    assert "user=alice request_id=down-1" in mail_body(message)
+    err = capfd.readouterr().err
+    assert err.count("DigestSMTPHandler could not send") == 1
+    assert "reaches 127.0.0.1:" in err
+
+
+def test_smtp_example_under_uvicorn(tmp_path, smtp_server):
+    """Run as a script: errors are mailed, and the digest still pending goes out on SIGTERM."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "SMTP_PORT": str(smtp_server.port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    output = tmp_path / "server.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "nonblocking_smtp.py")],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+        try:
+            wait_for_port(process, port, timeout=30)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                for number in (1, 2, 3):
+                    response = client.get(
+                        "/checkout",
+                        auth=("alice", "wonderland"),
+                        headers={"X-Request-ID": f"uv-mail-{number}"},
+                    )
+                    assert response.status_code == 502
+                    assert response.headers["X-Request-ID"] == f"uv-mail-{number}"
+            assert len(smtp_server.wait_for(1)) == 1
+        finally:
+            process.terminate()  # SIGTERM: uvicorn shuts down gracefully
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+    text = output.read_text(encoding="utf-8", errors="replace")
+    first, digest = smtp_server.wait_for(2)
+    assert "user=alice request_id=uv-mail-1 GET /checkout" in mail_body(first)
+    assert digest["Subject"] == "shop: errors (2 records)", text
+    assert "request_id=uv-mail-2 " in mail_body(digest)
+    assert "request_id=uv-mail-3 " in mail_body(digest)
+    assert " ERROR 127.0.0.1 alice uv-mail-1 shop: checkout failed\n" in text, text
+    assert "Traceback (most recent call last):" in text

@@ -251,12 +251,12 @@ def test_sanitize_changes_safe_text_only_by_cutting(value, limit):
         "abc-123_x.y",
         "0f8fad5b-d9cb-469f-a165-70867728950e",
         "{0f8fad5b-d9cb-469f-a165-70867728950e}",
-        "!~\"'<>;=,\\",
+        "!~\"'<>;=\\",
         "x" * MAX_REQUEST_ID,
     ],
 )
 def test_valid_request_id_accepts_printable_ascii(value):
-    """1 to 200 printable ASCII characters without spaces are a valid request id."""
+    """1 to 200 printable ASCII characters without spaces or commas are a valid request id."""
     assert valid_request_id(value)
 
 
@@ -283,10 +283,12 @@ def test_valid_request_id_accepts_printable_ascii(value):
         "a\u202eb",
         "\ud800",
         "\xff\xfe\xc3(",
+        "a,b",
+        "a, b",
     ],
 )
 def test_valid_request_id_rejects_the_rest(value):
-    """Empty, too long, spaces, tabs, controls and non-ASCII are rejected."""
+    """Empty, too long, spaces, commas, tabs, controls and non-ASCII are rejected."""
     assert not valid_request_id(value)
 
 
@@ -304,8 +306,8 @@ def test_max_request_id_is_200():
     )
 )
 def test_valid_request_id_matches_its_definition(value):
-    """A request id is valid exactly when it is 1-200 characters from "!" to "~"."""
-    expected = 0 < len(value) <= 200 and all("!" <= char <= "~" for char in value)
+    """A request id is valid exactly when it is 1-200 characters from "!" to "~", no comma."""
+    expected = 0 < len(value) <= 200 and all("!" <= char <= "~" and char != "," for char in value)
 
     assert expected == valid_request_id(value)
 

@@ -463,3 +463,13 @@ def test_failing_user_callable_is_reported_once_and_logs_dash(capture):
     assert 1 == len(reports)
     assert reports[0].exc_info is not None
     assert ["-", "-"] == [r.user for r in capture.named("wsgi.app")]
+
+
+def test_request_id_sent_twice_is_replaced_as_in_asgi(capture):
+    """A server joins a repeated X-Request-ID with a comma; like ASGI, neither value is trusted."""
+    # What gunicorn and wsgiref put in the environ for two X-Request-ID lines (WebTest keeps one).
+    response = _testapp(hello).get("/", extra_environ={"HTTP_X_REQUEST_ID": "a,b"})
+
+    logged = capture.named("wsgi.app")[0].request_id
+    assert re.fullmatch("[0-9a-f]{32}", logged)
+    assert logged == response.headers["X-Request-ID"]
