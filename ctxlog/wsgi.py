@@ -23,13 +23,19 @@ start a new log line.
 from __future__ import annotations
 
 import contextvars
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ctxlog._middleware import MAX_PATH, MAX_USER, Settings, latin1_text, method_field
+from ctxlog._middleware import (
+    MAX_PATH,
+    MAX_USER,
+    METHODS,
+    Settings,
+    latin1_text,
+    method_field,
+)
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
 from ctxlog.context import MISSING, RequestState, _request
 
@@ -117,20 +123,24 @@ class WSGIMiddleware:
         incoming = environ.get(self._id_key)
         request_id = incoming if incoming and valid_request_id(incoming) else new_request_id()
         proxy = environ.get(self._proxy_key) if self._proxy_key else None
-        path = latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+        if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
+            path = sanitize(path, MAX_PATH)
+        method = environ.get("REQUEST_METHOD", "GET")
         state = RequestState(
             {
                 "ip": settings.client_ip.resolve(environ.get("REMOTE_ADDR"), proxy),
                 "user": MISSING,
                 "request_id": request_id,
-                "method": method_field(environ.get("REQUEST_METHOD", "GET")),
-                "path": sanitize(path, MAX_PATH) if path else "/",
+                "method": method if method in METHODS else method_field(method),
+                "path": path,
             },
             self._resolve_user,
             environ,
         )
         _request.set(state)
-        state.current()  # the user, if already known; a failing user= reports in context
+        if settings.user is not None or "REMOTE_USER" in environ:
+            state.current()  # the user, if already known; a failing user= reports in context
         response = _Response(context, settings, environ, started)
         header = (self._id_header, request_id)
 
@@ -156,9 +166,9 @@ class _Response:
     __slots__ = (
         "body",
         "context",
+        "entered",
         "environ",
         "iterator",
-        "owner",
         "settings",
         "size",
         "started",
@@ -180,7 +190,7 @@ class _Response:
         self.size = 0
         self.body: Iterable[bytes] = ()
         self.iterator: Iterator[bytes] | None = None
-        self.owner: int | None = None
+        self.entered = False
 
     def counting(self, write: Callable[[bytes], object]) -> Callable[[bytes], object]:
         def counted(data: bytes) -> object:
@@ -192,13 +202,13 @@ class _Response:
     def _run(self, fn: Callable[[], Any]) -> Any:
         # A Context can be entered by one thread at a time, and not twice. A server that calls
         # close() from inside an iteration step or from another thread still gets it done.
-        if self.owner is not None:
+        if self.entered:
             return fn()
-        self.owner = threading.get_ident()
+        self.entered = True
         try:
             return self.context.run(fn)
         finally:
-            self.owner = None
+            self.entered = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self
