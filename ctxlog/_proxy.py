@@ -106,12 +106,19 @@ def parse_ip(text: str) -> str | None:
 
 def _network(item: str) -> IPNetwork:
     """Parse one ``trusted_proxies`` entry; an IPv4-mapped IPv6 network becomes IPv4."""
-    network = ipaddress.ip_network(item, strict=False)
+    network = ipaddress.ip_network(item)
     if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
         mapped = network.network_address.ipv4_mapped
         if mapped is not None:
             return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
+
+
+def _loose_network(item: str) -> IPNetwork | None:
+    try:
+        return ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return None
 
 
 def _parse_networks(spec: str | Iterable[str]) -> tuple[bool, tuple[IPNetwork, ...]]:
@@ -131,6 +138,16 @@ def _parse_networks(spec: str | Iterable[str]) -> tuple[bool, tuple[IPNetwork, .
         try:
             networks.append(_network(item.strip()))
         except ValueError:
+            loose = _loose_network(item.strip())
+            if loose is not None:
+                # "10.1.2.3/8": an address with a prefix is most likely a typo; widening it
+                # silently would trust far more peers than meant.
+                msg = (
+                    f"trusted_proxies: {item!r} has bits set beyond its /{loose.prefixlen} "
+                    f"prefix; write {str(loose)!r} to trust the network, or "
+                    f"{item.strip().split('/')[0]!r} for the one address"
+                )
+                raise ValueError(msg) from None
             msg = (
                 f"trusted_proxies: {item!r} is not an IP address or network "
                 "(write '10.0.0.1', '10.0.0.0/8', '2001:db8::/32' or '*')"

@@ -224,9 +224,10 @@ def test_comma_separated_string_lists_several_proxies():
     assert "10.0.0.2" == client_ip.resolve("10.0.0.2", CLIENT)
 
 
-def test_network_with_host_bits_is_accepted():
-    """'10.0.0.1/8' means the network 10.0.0.0/8."""
-    assert CLIENT == ClientIP(["10.0.0.1/8"]).resolve("10.9.9.9", CLIENT)
+def test_network_with_host_bits_is_refused_with_both_readings():
+    """'10.0.0.1/8' is probably a typo: refused, naming the network and the single address."""
+    with pytest.raises(ValueError, match=r"write '10\.0\.0\.0/8' to trust the network, or '10\.0\.0\.1'"):
+        ClientIP(["10.0.0.1/8"])
 
 
 # --- resolve: table --------------------------------------------------------------------------
