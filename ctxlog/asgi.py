@@ -27,8 +27,9 @@ is logged for it. ``"*"`` trusts every peer: use it only when the app is reachab
 proxy and nothing else. Every value taken from the request (path, user, headers) is escaped and
 length-capped before it is stored: a request can never start a new log line, send a terminal
 escape sequence or reorder text with bidi controls. The request id is accepted from the client
-only when it is 1-200 printable ASCII characters without spaces, otherwise a new one is made; it
-is echoed in the response, never anything else from the request.
+only when it is 1-200 printable ASCII characters without spaces or commas, otherwise a new one
+is made (also when the header comes twice); it is echoed in the response, never anything else
+from the request.
 """
 
 from __future__ import annotations
