@@ -9,7 +9,7 @@ from ctxlog.adapters import ContextAdapter, get_logger
 from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
 from ctxlog.filters import ContextFilter
-from ctxlog.queue import QueueHandler, QueueListener, nonblocking
+from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
 from ctxlog.wsgi import WSGIMiddleware
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "QueueListener",
     "WSGIMiddleware",
     "bind",
+    "flush",
     "get_context",
     "get_logger",
     "handlers",

@@ -163,7 +163,8 @@ class DigestSMTPHandler(logging.Handler):
         if self._timer is not None:
             return
         wait = self._last_attempt + self.interval - time.monotonic()
-        if wait <= 0:
+        if wait <= 0 or self._closed:
+            # After close() there is no later: records logged at exit go out now.
             self._send()
         else:
             self._schedule(wait)

@@ -38,7 +38,14 @@ from typing import Any, Final, Literal, Self
 from ctxlog.context import DEFAULTS
 from ctxlog.filters import stamp
 
-__all__ = ["BoundedQueue", "NonBlockingHandler", "QueueHandler", "QueueListener", "nonblocking"]
+__all__ = [
+    "BoundedQueue",
+    "NonBlockingHandler",
+    "QueueHandler",
+    "QueueListener",
+    "flush",
+    "nonblocking",
+]
 
 Overflow = Literal["drop_oldest", "drop_newest", "block"]
 OVERFLOW_POLICIES: Final = ("drop_oldest", "drop_newest", "block")
@@ -74,9 +81,15 @@ class _State:
         #: The nonblocking() handlers alive in this process (drained at exit, restarted on fork).
         self.live: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
         self.hooks_installed = False
+        self.autostart_lock = threading.Lock()
 
 
 _state = _State()
+
+
+def _stop_listener(listener: logging.handlers.QueueListener) -> None:
+    if getattr(listener, "_thread", None) is not None:
+        listener.stop()
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -123,6 +136,9 @@ class QueueHandler(logging.handlers.QueueHandler):
     * A record logged on a ctxlog listener thread is not queued again (a handler that logs while
       it emits would otherwise feed its own queue forever); such records are counted in
       ``suppressed``.
+    * A ``listener`` attached by ``dictConfig`` (Python 3.12+, ``"handlers": [...]``) that nobody
+      started is started by the first record, and stopped (drained) at exit: the standard
+      library leaves it stopped, and records pile up in the queue.
 
     .. versionadded:: 0.1.0
     """
@@ -131,6 +147,17 @@ class QueueHandler(logging.handlers.QueueHandler):
         super().__init__(queue)
         #: Records logged on ctxlog's own listener threads and therefore not queued.
         self.suppressed = 0
+        self._listener_checked = False
+
+    def _start_listener(self) -> None:
+        with _state.autostart_lock:
+            if self._listener_checked:
+                return
+            listener = getattr(self, "listener", None)
+            if listener is not None and getattr(listener, "_thread", None) is None:
+                listener.start()
+                atexit.register(_stop_listener, listener)
+            self._listener_checked = True
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return a copy of ``record`` with the context stamped on and nothing unpicklable."""
@@ -155,6 +182,8 @@ class QueueHandler(logging.handlers.QueueHandler):
         if threading.get_ident() in _state.workers:
             self.suppressed += 1
             return
+        if not self._listener_checked:
+            self._start_listener()
         try:
             self.enqueue(self.prepare(record))
         except Exception:
@@ -658,16 +687,48 @@ def _close_all() -> None:
         handler.close()
 
 
+def flush(timeout: float | None = None) -> bool:
+    """
+    Deliver what every :func:`nonblocking` handler of this process has queued so far.
+
+    Call it where a process may end without running ``atexit``: uvicorn re-raises SIGTERM after
+    a graceful shutdown, which ends the process before exit handlers run, so flush in the
+    application's lifespan shutdown. Exit handlers and :meth:`NonBlockingHandler.close` drain
+    by themselves.
+
+    Args:
+        timeout: The longest wait in seconds for all handlers together; ``None`` waits while
+            the targets make progress.
+
+    Returns:
+        ``True`` if everything was delivered in time.
+
+    .. versionadded:: 0.1.0
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for handler in list(_state.live):
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        done = handler.flush(remaining) and done
+    return done
+
+
 _held_for_fork: list[threading.Lock] = []
 
 
 def _before_fork() -> None:
     # A worker forked in the middle of writing a record leaves the child a stream whose internal
     # lock is held by a thread that does not exist there: the child's first write hangs. Wait
-    # until each worker is between records (logging does the same with its module lock).
-    for handler in list(_state.live):
+    # until each worker is between records (logging does the same with its module lock), at
+    # most the longest stall_timeout in all.
+    handlers = list(_state.live)
+    if not handlers:
+        return
+    deadline = time.monotonic() + max(handler.stall_timeout for handler in handlers)
+    for handler in handlers:
         for worker in handler.workers:
-            if worker.handling.acquire(timeout=handler.stall_timeout):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if worker.handling.acquire(timeout=remaining):
                 _held_for_fork.append(worker.handling)  # noqa: PERF401 - acquire is a side effect
 
 
@@ -679,8 +740,20 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _held_for_fork.clear()
     _state.workers.clear()
-    for handler in list(_state.live):
+    live = list(_state.live)
+    for handler in live:
         handler._after_fork()  # noqa: SLF001
+    # A multiprocessing child started by fork leaves through os._exit(), which skips atexit;
+    # multiprocessing runs its own finalizers first, so drain there too. Its child start-up
+    # clears the finalizers after this hook, then runs its after-fork callbacks: register there.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if live and mp_util is not None:
+        mp_util.register_after_fork(_state, _finalize_with_multiprocessing)
+
+
+def _finalize_with_multiprocessing(_: object) -> None:
+    mp_util = sys.modules["multiprocessing.util"]
+    mp_util.Finalize(None, _close_all, exitpriority=100)
 
 
 def _install_hooks() -> None:

@@ -62,7 +62,7 @@ def test_public_names_are_exported_and_sorted():
     """__all__ lists the documented public names, sorted isort-style (constants, classes, functions)."""
     expected = {
         "ASGIMiddleware", "ContextAdapter", "ContextFilter", "FIELDS", "QueueHandler", "QueueListener",
-        "WSGIMiddleware", "bind", "get_context", "get_logger", "handlers", "nonblocking", "scope", "unbind",
+        "WSGIMiddleware", "bind", "flush", "get_context", "get_logger", "handlers", "nonblocking", "scope", "unbind",
     }
 
     assert expected == set(ctxlog.__all__)

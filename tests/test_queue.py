@@ -752,3 +752,89 @@ def test_close_sends_what_a_digest_handler_collected(logger, smtp_server):
 
     assert 2 == len(messages)  # the first at once, the other two in the digest flushed at close
     assert "e1" in messages[1].get_content() and "e2" in messages[1].get_content()
+
+
+def test_listener_attached_by_dictconfig_is_started_by_the_first_record(tmp_path):
+    """A QueueHandler whose listener nobody started (3.12+ dictConfig) starts it when used."""
+    path = tmp_path / "dc.log"
+    if sys.version_info >= (3, 12):
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "file": {"class": "logging.FileHandler", "filename": str(path)},
+                    "q": {"class": "ctxlog.QueueHandler", "handlers": ["file"]},
+                },
+                "loggers": {"dc312": {"handlers": ["q"], "level": "INFO", "propagate": False}},
+            }
+        )
+        handler = logging.getLogger("dc312").handlers[0]
+    else:  # what 3.12's dictConfig does, by hand
+        handler = ctxlog.QueueHandler(queue.Queue())
+        handler.listener = logging.handlers.QueueListener(handler.queue, logging.FileHandler(path))
+        logging.getLogger("dc312").addHandler(handler)
+        logging.getLogger("dc312").propagate = False
+        logging.getLogger("dc312").setLevel(logging.INFO)
+    log = logging.getLogger("dc312")
+    for i in range(3):
+        log.info("m%d", i)
+    handler.listener.stop()
+
+    assert ["m0", "m1", "m2"] == path.read_text().splitlines()
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    for h in handler.listener.handlers:
+        h.close()
+
+
+MP_FORK_SCRIPT = """
+import logging, multiprocessing, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+import ctxlog
+
+def child(n):
+    log = logging.getLogger("mpchild")
+    with ctxlog.scope(user=f"child{n}"):
+        for i in range(300):
+            log.info("record %d", i)
+    # no close(), no flush(): the process ends through multiprocessing's os._exit()
+
+if __name__ == "__main__":
+    sink = logging.FileHandler(sys.argv[1])
+    sink.setFormatter(logging.Formatter("%(user)s %(message)s"))
+    log = logging.getLogger("mpchild")
+    log.addHandler(ctxlog.nonblocking([sink]))
+    log.setLevel(logging.INFO)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=child, args=(n,)) for n in range(2)]
+    for p in procs: p.start()
+    for p in procs: p.join(30)
+    print([p.exitcode for p in procs])
+"""
+
+
+def test_multiprocessing_fork_children_drain_before_os_exit(tmp_path):
+    """A multiprocessing child started by fork delivers what it queued, though it ends with os._exit."""
+    script = tmp_path / "mp_fork.py"
+    script.write_text(MP_FORK_SCRIPT)
+    path = tmp_path / "out.log"
+    result = subprocess.run([sys.executable, str(script), str(path)], timeout=60, capture_output=True, text=True, check=False)
+
+    assert "[0, 0]" == result.stdout.strip(), result.stderr
+    lines = path.read_text().splitlines()
+    for n in range(2):
+        assert [f"child{n} record {i}" for i in range(300)] == [line for line in lines if line.startswith(f"child{n} ")]
+
+
+def test_module_flush_delivers_everything_queued(logger):
+    """ctxlog.flush() waits for every nonblocking() handler of the process."""
+    slow_a, slow_b = Sink(delay=0.002), Sink(delay=0.002)
+    logger.addHandler(ctxlog.nonblocking([slow_a]))
+    logger.addHandler(ctxlog.nonblocking([slow_b]))
+    for i in range(100):
+        logger.info("m%d", i)
+
+    assert ctxlog.flush(timeout=10)
+    assert (100, 100) == (len(slow_a.records), len(slow_b.records))
