@@ -729,7 +729,7 @@ def _before_fork() -> None:
         for worker in handler.workers:
             remaining = max(deadline - time.monotonic(), 0.0)
             if worker.handling.acquire(timeout=remaining):
-                _held_for_fork.append(worker.handling)  # noqa: PERF401 - acquire is a side effect
+                _held_for_fork.append(worker.handling)
 
 
 def _after_fork_in_parent() -> None:
