@@ -156,9 +156,7 @@ async def lifespan(app):
     yield
     # uvicorn ends with the default SIGTERM action after a graceful shutdown, which skips
     # ctxlog's exit hook: deliver what is queued, and send the collected digest, now.
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, ctxlog.queue.NonBlockingHandler):
-            handler.flush(timeout=10)
+    ctxlog.flush(timeout=10)
 
 
 def create_app() -> ctxlog.ASGIMiddleware:
