@@ -121,30 +121,29 @@ class Settings:
         self.log_query = bool(log_query)
         self.user_errors = 0
 
-    def call_user(self, source: Any) -> str | None:
+    def resolve_user(self, source: Any, lookup: Callable[[Any], Any]) -> str | None:
         """
-        Call the ``user=`` callable; ``None`` means the user is not known (yet).
+        Return the request's user: from the ``user=`` callable if set, else from ``lookup``.
 
-        The callable runs while records are being logged, where an exception would break the
-        application's log call, so an exception is reported once (with its traceback) and the
-        user is logged as ``"-"`` for that request.
+        ``None`` means the user is not known (yet). This runs while records are being logged,
+        where an exception would break the application's log call, so an exception (from the
+        callable, from a user object, from its ``__str__``) is reported once with its traceback,
+        and the user is logged as ``"-"`` for that request.
         """
-        if self.user is None:
-            return None
         try:
-            value = self.user(source)
+            value = self.user(source) if self.user is not None else lookup(source)
+            if value is None or value == "":
+                return None
+            return sanitize(str(value), MAX_USER)
         except Exception:
             self.user_errors += 1
             if self.user_errors == 1:
                 _ctxlog.exception(
-                    "the user= callable %r raised; the user of this request is logged as '-' "
-                    "(reported once)",
-                    self.user,
+                    "looking up the user (%s) raised; the user of this request is logged as "
+                    "'-' (reported once)",
+                    "user=" + repr(self.user) if self.user is not None else "the default lookup",
                 )
             return MISSING
-        if value is None or value == "":
-            return None
-        return sanitize(str(value), MAX_USER)
 
     def write_access(
         self,

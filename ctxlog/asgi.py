@@ -42,7 +42,6 @@ from typing import Any
 
 from ctxlog._middleware import (
     MAX_PATH,
-    MAX_USER,
     METHODS,
     Settings,
     method_field,
@@ -55,6 +54,7 @@ from ctxlog.context import MISSING, RequestState, _request
 __all__ = ["ASGIMiddleware"]
 
 _VALID_ID = REQUEST_ID_BYTES.fullmatch
+_MAX_CACHED = 256
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -115,17 +115,14 @@ class ASGIMiddleware:
         self._id_name = self.settings.request_id_header.encode("latin-1")
         client_ip = self.settings.client_ip
         # Client addresses by (peer, raw header bytes): a repeat visitor costs one cache hit.
-        self._client_ip = functools.lru_cache(maxsize=4096)(
-            lambda peer, raw: client_ip.resolve(peer, None if raw is None else text(raw))
-        )
+        # Long headers are not cached (a client could fill the cache with big keys).
+        self._walk = lambda peer, raw: client_ip.resolve(peer, None if raw is None else text(raw))
+        self._client_ip = functools.lru_cache(maxsize=4096)(self._walk)
         header = self.settings.client_ip.header
         self._proxy_name = None if header is None else header.encode("latin-1")
 
     def _resolve_user(self, scope: Scope) -> str | None:
-        if self.settings.user is not None:
-            return self.settings.call_user(scope)
-        name = user_name(scope.get("user"))
-        return sanitize(name, MAX_USER) if name else None
+        return self.settings.resolve_user(scope, _scope_user)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection: set its context, run the app, echo the id, log access."""
@@ -166,7 +163,9 @@ class ASGIMiddleware:
         method = scope.get("method", "GET") if kind == "http" else "WS"
         state = RequestState(
             {
-                "ip": self._client_ip(client[0] if client else None, proxy),
+                "ip": (
+                    self._client_ip if proxy is None or len(proxy) <= _MAX_CACHED else self._walk
+                )(client[0] if client else None, proxy),
                 "user": MISSING,
                 "request_id": request_id,
                 "method": method if method in METHODS else method_field(method),
@@ -229,6 +228,10 @@ class ASGIMiddleware:
                     )
             finally:
                 _reset(token)
+
+
+def _scope_user(scope: Scope) -> str | None:
+    return user_name(scope.get("user"))
 
 
 def _reset(token: Token[RequestState | None]) -> None:

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from ctxlog._middleware import (
     MAX_PATH,
-    MAX_USER,
     METHODS,
     Settings,
     latin1_text,
@@ -107,10 +106,7 @@ class WSGIMiddleware:
         return context.run(self._call, context, environ, start_response)
 
     def _resolve_user(self, environ: WSGIEnvironment) -> str | None:
-        if self.settings.user is not None:
-            return self.settings.call_user(environ)
-        user = environ.get("REMOTE_USER")
-        return sanitize(latin1_text(user), MAX_USER) if user else None
+        return self.settings.resolve_user(environ, _remote_user)
 
     def _call(
         self,
@@ -148,16 +144,48 @@ class WSGIMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             response.status = status
-            headers.append(header)
-            write = start_response(status, headers, exc_info)
+            # A new list: the app may pass the same list object to every request.
+            write = start_response(status, [*headers, header], exc_info)
             return response.counting(write) if settings.access_log else write
 
         try:
-            response.body = self.app(environ, _start_response)
+            body = self.app(environ, _start_response)
         except BaseException:
             response.failed()
             raise
+        response.body = body
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            # Keep the server's fast path (sendfile): hand back its own wrapper, with our close.
+            closer = _Closer(getattr(body, "close", None))
+            try:
+                body.close = response.close  # type: ignore[attr-defined]
+            except AttributeError:  # a wrapper with __slots__: wrap it like any body
+                return response
+            response.body = closer
+            return body
         return response
+
+
+class _Closer:
+    """Stands in for a file wrapper's own close() once ours is attached to it."""
+
+    __slots__ = ("close_body",)
+
+    def __init__(self, close_body: Callable[[], object] | None) -> None:
+        self.close_body = close_body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        if self.close_body is not None:
+            self.close_body()
+
+
+def _remote_user(environ: WSGIEnvironment) -> str | None:
+    user = environ.get("REMOTE_USER")
+    return latin1_text(user) if user else None
 
 
 class _Response:
@@ -212,6 +240,13 @@ class _Response:
 
     def __iter__(self) -> Iterator[bytes]:
         return self
+
+    def __len__(self) -> int:
+        # Servers take len() of a sized body to send Content-Length; TypeError means unsized.
+        return len(self.body)  # type: ignore[arg-type]
+
+    def __bool__(self) -> bool:
+        return True
 
     def __next__(self) -> bytes:
         return self._run(self._next)  # type: ignore[no-any-return]

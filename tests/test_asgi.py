@@ -631,3 +631,41 @@ def test_logging_level_of_access_logger_is_respected(capture):
         logging.getLogger("ctxlog.access").setLevel(logging.NOTSET)
 
     assert [] == capture.named("ctxlog.access")
+
+
+def test_user_object_that_raises_never_breaks_a_log_call(capture):
+    """A scope['user'] whose is_authenticated raises: the view logs '-', the error is reported once."""
+
+    class LazyUser:
+        @property
+        def is_authenticated(self):
+            msg = "database is gone"
+            raise RuntimeError(msg)
+
+    async def app(scope, receive, send):
+        scope["user"] = LazyUser()
+        log.info("in view")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = ctxlog.ASGIMiddleware(app)
+    for _ in range(2):
+        asyncio.run(call(mw))
+
+    assert ["-", "-"] == [r.user for r in capture.named("asgi.app")]
+    assert 1 == len(capture.named("ctxlog"))
+
+
+def test_user_callable_returning_unprintable_object_is_reported(capture):
+    """A user= result whose __str__ raises is reported once; the request is served."""
+
+    class Weird:
+        def __str__(self):
+            msg = "no"
+            raise ValueError(msg)
+
+    sent = asyncio.run(call(make_app(user=lambda scope: Weird())))
+
+    assert 200 == sent[0]["status"]
+    assert "-" == capture.named("asgi.app")[0].user
+    assert 1 == len(capture.named("ctxlog"))

@@ -473,3 +473,66 @@ def test_request_id_sent_twice_is_replaced_as_in_asgi(capture):
     logged = capture.named("wsgi.app")[0].request_id
     assert re.fullmatch("[0-9a-f]{32}", logged)
     assert logged == response.headers["X-Request-ID"]
+
+
+def test_app_header_list_is_not_changed(capture):
+    """An app passing the same header list to every request does not collect ids in it."""
+    headers = [("Content-Type", "text/plain")]
+
+    def app(environ, start_response):
+        start_response("200 OK", headers)
+        return [b"x"]
+
+    wsgi = _testapp(app)
+    for _ in range(3):
+        response = wsgi.get("/")
+        assert 1 == len(response.headers.getall("X-Request-ID"))
+    assert [("Content-Type", "text/plain")] == headers
+
+
+def test_sized_body_keeps_content_length_under_wsgiref():
+    """A list body stays sized, so wsgiref still sends Content-Length."""
+    import http.client
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, ctxlog.WSGIMiddleware(hello), handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    thread.join(5)
+    server.server_close()
+
+    assert "5" == response.getheader("Content-Length")
+
+
+def test_file_wrapper_is_handed_back_and_close_still_logs(capture, tmp_path):
+    """A wsgi.file_wrapper body reaches the server as is (sendfile); close() still logs access."""
+    from wsgiref.util import FileWrapper
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"file body")
+    opened = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        handle = path.open("rb")
+        opened.append(handle)
+        return environ["wsgi.file_wrapper"](handle)
+
+    mw = ctxlog.WSGIMiddleware(app, access_log=True)
+    body = mw({"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "REMOTE_ADDR": "192.0.2.1", "wsgi.file_wrapper": FileWrapper}, lambda *a: None)
+    assert isinstance(body, FileWrapper)
+    assert b"file body" == b"".join(body)
+    body.close()
+
+    assert opened[0].closed
+    assert ["/f"] == [r.path for r in capture.named("ctxlog.access")]
