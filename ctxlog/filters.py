@@ -58,7 +58,12 @@ class ContextFilter(logging.Filter):
 
 
 def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) -> None:
-    """Put the current context on ``record``, keeping every attribute it already has."""
+    """
+    Put the current context on ``record``, keeping every attribute it already has.
+
+    ``defaults`` fill fields the record lacks or holds as ``"-"`` (a record made by
+    ``get_logger()`` outside a request already carries the placeholders).
+    """
     # This runs for every record, so fields_for_record() is inlined. Adding the fields one by
     # one keeps the record's compact attribute dict; dict.update() measured slower.
     request = _request.get()
@@ -68,8 +73,6 @@ def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) 
         base = request.fields
     else:
         base = request.current()
-    if defaults:
-        base = _with_defaults(base, defaults)
     attrs = record.__dict__
     local = _local.get()
     if local:
@@ -79,12 +82,8 @@ def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) 
     for name, value in base.items():
         if name not in attrs:
             attrs[name] = value
-
-
-def _with_defaults(base: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    missing = {
-        name: value
-        for name, value in defaults.items()
-        if name not in base or (isinstance(base[name], str) and base[name] == MISSING)
-    }
-    return {**base, **missing}
+    if defaults:
+        for name, value in defaults.items():
+            current = attrs.get(name, MISSING)
+            if isinstance(current, str) and current == MISSING:
+                attrs[name] = value

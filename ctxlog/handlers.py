@@ -16,7 +16,6 @@ import os
 import re
 import smtplib
 import ssl
-import sys
 import threading
 import time
 import weakref
@@ -24,7 +23,8 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from ctxlog._sanitize import sanitize
+from ctxlog._sanitize import _escape, sanitize
+from ctxlog._stderr import write_line
 
 __all__ = ["DigestSMTPHandler"]
 
@@ -43,8 +43,14 @@ def _after_fork_in_child() -> None:
         handler._after_fork()  # noqa: SLF001
 
 
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_hooks: list[bool] = []
+
+
+def _install_fork_hook() -> None:
+    # On first use, not at import: importing ctxlog changes nothing in the process.
+    if not _hooks and hasattr(os, "register_at_fork"):
+        _hooks.append(True)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DigestSMTPHandler(logging.Handler):
@@ -142,6 +148,7 @@ class DigestSMTPHandler(logging.Handler):
         self._failing = False
         self._failed_since = 0
         self._closed = False
+        _install_fork_hook()
         _live.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -163,11 +170,12 @@ class DigestSMTPHandler(logging.Handler):
         if self._timer is not None:
             return
         wait = self._last_attempt + self.interval - time.monotonic()
-        if wait <= 0 or self._closed:
-            # After close() there is no later: records logged at exit go out now.
+        if wait <= 0:
             self._send()
-        else:
+        elif not self._closed:
             self._schedule(wait)
+        # After close() no timer runs: what comes within the interval waits for the next record
+        # after it (still at most one e-mail per interval).
 
     def _schedule(self, wait: float) -> None:
         timer = threading.Timer(wait, self._on_timer)
@@ -206,7 +214,7 @@ class DigestSMTPHandler(logging.Handler):
                 if unsent:
                     self.omitted += unsent
                     self._buffer, self._over = [], 0
-                    _stderr(
+                    write_line(
                         f"ctxlog: DigestSMTPHandler closed with {unsent} records not sent to "
                         f"{self.mailhost}:{self.mailport}"
                     )
@@ -230,7 +238,7 @@ class DigestSMTPHandler(logging.Handler):
             del self._buffer[self.capacity :]
             if not self._failing:
                 self._failing = True
-                _stderr(
+                write_line(
                     f"ctxlog: DigestSMTPHandler could not send to {self.mailhost}:{self.mailport}"
                     f" ({error!r}); retrying every {self.interval:g} s, further failures are "
                     "counted in .failures, not printed"
@@ -243,7 +251,7 @@ class DigestSMTPHandler(logging.Handler):
         self.omitted += over
         if self._failing:
             self._failing = False
-            _stderr(
+            write_line(
                 f"ctxlog: DigestSMTPHandler reaches {self.mailhost}:{self.mailport} again "
                 f"after {self._failed_since} failed attempts"
             )
@@ -283,18 +291,3 @@ class DigestSMTPHandler(logging.Handler):
 
 def _has_line_break(text: str) -> bool:
     return any(char in text for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code == 0x0D:
-        return "\\r"
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def _stderr(text: str) -> None:
-    try:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):
-        pass

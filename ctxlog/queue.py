@@ -35,7 +35,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Final, Literal, Self
 
-from ctxlog.context import DEFAULTS
+from ctxlog._stderr import write_line
+from ctxlog.context import DEFAULTS, RESERVED
 from ctxlog.filters import stamp
 
 __all__ = [
@@ -50,25 +51,35 @@ __all__ = [
 Overflow = Literal["drop_oldest", "drop_newest", "block"]
 OVERFLOW_POLICIES: Final = ("drop_oldest", "drop_newest", "block")
 
-_RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-}
 _PLAIN_TYPES: Final = (str, int, float, bool, type(None))
 
 
 class _Flush:
-    """Queued to make a worker flush its target, in the worker's thread."""
+    """
+    Queued to make a worker flush its target, in the worker's thread; ``done`` is set after.
 
-    __slots__ = ()
+    Like the stop sentinel (``None``), a full queue never drops it.
+    """
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
 
     def __repr__(self) -> str:
         return "<flush>"
 
 
-#: The flush marker; like the stop sentinel (None), a full queue never drops it.
-FLUSH: Final = _Flush()
+def _is_control(item: object) -> bool:
+    return item is None or type(item) is _Flush
+
+
+def _holds_logging_lock() -> bool:
+    """Tell whether this thread holds the logging module's lock (dictConfig, shutdown)."""
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned is not None and is_owned())
+
+
 _exception_formatter = logging.Formatter()
 
 
@@ -80,6 +91,8 @@ class _State:
         self.workers: set[int] = set()
         #: The nonblocking() handlers alive in this process (drained at exit, restarted on fork).
         self.live: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
+        #: Handlers closed while logging's lock was held: their workers finish on their own.
+        self.draining: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
         self.hooks_installed = False
         self.autostart_lock = threading.Lock()
 
@@ -113,7 +126,7 @@ def _make_plain(record: logging.LogRecord) -> None:
     changed = {
         key: _plain(value)
         for key, value in attrs.items()
-        if type(value) not in _PLAIN_TYPES and key not in _RECORD_ATTRS
+        if type(value) not in _PLAIN_TYPES and key not in RESERVED
     }
     attrs.update(changed)
 
@@ -155,8 +168,18 @@ class QueueHandler(logging.handlers.QueueHandler):
                 return
             listener = getattr(self, "listener", None)
             if listener is not None and getattr(listener, "_thread", None) is None:
-                listener.start()
-                atexit.register(_stop_listener, listener)
+                if type(listener) is logging.handlers.QueueListener:
+                    # dictConfig's default listener class. Make it ours (same state, safe
+                    # start/stop), so that the application's own later start() is harmless.
+                    listener = QueueListener.adopt(listener)
+                if isinstance(listener, QueueListener):
+                    listener.start()
+                    atexit.register(_stop_listener, listener)
+                else:
+                    write_line(
+                        f"ctxlog: the listener of {self!r} was never started; records wait in "
+                        "its queue until something calls its start()"
+                    )
             self._listener_checked = True
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
@@ -212,6 +235,15 @@ class QueueListener(logging.handlers.QueueListener):
         super().__init__(queue, *handlers, respect_handler_level=respect_handler_level)
         self._lifecycle = threading.Lock()
         self._stopping = False
+
+    @classmethod
+    def adopt(cls, listener: logging.handlers.QueueListener) -> QueueListener:
+        """Turn a standard library listener (not yet started) into one of these, in place."""
+        listener.__class__ = cls
+        adopted: QueueListener = listener  # type: ignore[assignment]
+        adopted._lifecycle = threading.Lock()
+        adopted._stopping = False
+        return adopted
 
     def start(self) -> None:
         """Start the listener thread, unless it is already running."""
@@ -319,7 +351,7 @@ class BoundedQueue:
 
     def records(self) -> int:
         """Return how many queued items are records (not stop or flush markers)."""
-        return sum(1 for item in list(self._items) if item is not None and item is not FLUSH)
+        return sum(1 for item in list(self._items) if not _is_control(item))
 
     def empty(self) -> bool:
         """Tell whether nothing is queued."""
@@ -336,12 +368,7 @@ class BoundedQueue:
     def put_nowait(self, item: Any) -> None:
         """Queue ``item``; if the queue is full, apply the overflow policy."""
         items = self._items
-        if (
-            len(items) >= self.maxsize
-            and item is not None
-            and item is not FLUSH
-            and not self._make_room()
-        ):
+        if len(items) >= self.maxsize and not _is_control(item) and not self._make_room():
             self.dropped += 1
             return
         items.append(item)
@@ -355,7 +382,7 @@ class BoundedQueue:
                 oldest = items.popleft()
             except IndexError:
                 return True
-            if oldest is None or oldest is FLUSH:  # control items stay
+            if _is_control(oldest):  # stop and flush markers stay
                 items.appendleft(oldest)
                 return False
             self.dropped += 1
@@ -426,10 +453,13 @@ class _Worker(QueueListener):
         if self.target.__dict__.get("handleError") == self._count_failure:
             del self.target.handleError
 
-    def handle(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord | _Flush) -> None:
         """Hand ``record`` to the target, after a drop report if one is due."""
-        if record is FLUSH:  # type: ignore[comparison-overlap]
-            self._flush_target()
+        if isinstance(record, _Flush):
+            try:
+                self._flush_target()
+            finally:
+                record.done.set()
             return
         self.busy = True
         try:
@@ -473,7 +503,7 @@ class _Worker(QueueListener):
             return
         self._next_failure_report = now + self.report_interval
         if self._failures_unreported:
-            _stderr(
+            write_line(
                 f"ctxlog: {self._failures_unreported} more failures of {self.target!r} were "
                 f"counted, not printed, in the last {self.report_interval:g} s"
             )
@@ -493,7 +523,7 @@ class _Worker(QueueListener):
             f"(maxsize={self.bounded.maxsize}, overflow={self.bounded.overflow})"
         )
         if self.target.level > logging.WARNING:
-            _stderr(text)
+            write_line(text)
             return
         report = logging.LogRecord(
             "ctxlog.queue", logging.WARNING, __file__, 0, text, None, None, "_report_drops"
@@ -509,14 +539,6 @@ class _Worker(QueueListener):
         self.bounded.dropped = 0
         self.delivered = self.failed = self._reported_drops = 0
         self.busy = False
-
-
-def _stderr(text: str) -> None:
-    try:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):  # no stderr, or it is closed
-        pass
 
 
 class NonBlockingHandler(QueueHandler):
@@ -616,23 +638,28 @@ class NonBlockingHandler(QueueHandler):
         """
         if self._closed:
             return True
+        markers = []
         for worker in self.workers:
-            worker.bounded.put_nowait(FLUSH)
-        return self._wait_idle(timeout)
-
-    def _wait_idle(self, timeout: float | None) -> bool:
+            marker = _Flush()
+            worker.bounded.put_nowait(marker)
+            markers.append((worker, marker))
+        if _holds_logging_lock():
+            # dictConfig and logging.shutdown() call us holding logging's lock, which a target
+            # may need (any logger.debug() in it): waiting here could deadlock. The markers are
+            # queued; the workers flush on their own.
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pending = [w for w in self.workers if w.busy or not w.bounded.empty()]
-            if not pending:
-                return True
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return False
-            alive = [w for w in pending if w._thread is not None and w._thread.is_alive()]  # noqa: SLF001
-            if not alive or all(now - w.last_progress > self.stall_timeout for w in alive):
-                return False
-            time.sleep(0.002)
+        for worker, marker in markers:
+            while not marker.done.wait(0.005):
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return False
+                thread = worker._thread  # noqa: SLF001
+                if thread is None or not thread.is_alive():
+                    return False
+                if now - worker.last_progress > self.stall_timeout:
+                    return False
+        return True
 
     def close(self) -> None:
         """Deliver what is queued (see :meth:`flush`), stop the threads, and close."""
@@ -643,9 +670,18 @@ class NonBlockingHandler(QueueHandler):
         _state.live.discard(self)
         for worker in self.workers:
             if worker._thread is not None:  # noqa: SLF001
-                worker.bounded.put_nowait(FLUSH)  # a digest handler sends what it collected
+                worker.bounded.put_nowait(_Flush())  # a digest handler sends what it collected
                 worker.enqueue_sentinel()
                 worker._stopping = True  # noqa: SLF001
+        if _holds_logging_lock():
+            # See flush(): the workers drain and stop on their own; the exit hook waits for them.
+            _state.draining.add(self)
+        else:
+            self._join_workers()
+        super().close()
+
+    def _join_workers(self) -> None:
+        _state.draining.discard(self)
         for worker in self.workers:
             thread = worker._thread  # noqa: SLF001
             while thread is not None and thread.is_alive():
@@ -653,7 +689,7 @@ class NonBlockingHandler(QueueHandler):
                 idle_for = time.monotonic() - worker.last_progress
                 undelivered = worker.bounded.records()
                 if idle_for > self.stall_timeout and (worker.busy or undelivered):
-                    _stderr(
+                    write_line(
                         f"ctxlog: gave up waiting for {worker.target!r} after "
                         f"{self.stall_timeout:g} s without progress; "
                         f"{undelivered} records were not delivered"
@@ -665,7 +701,6 @@ class NonBlockingHandler(QueueHandler):
             worker._thread = None  # noqa: SLF001
             worker._stopping = False  # noqa: SLF001
             worker.restore()
-        super().close()
 
     def _after_fork(self) -> None:
         for worker in self.workers:
@@ -685,6 +720,8 @@ class NonBlockingHandler(QueueHandler):
 def _close_all() -> None:
     for handler in list(_state.live):
         handler.close()
+    for handler in list(_state.draining):
+        handler._join_workers()  # noqa: SLF001
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -714,6 +751,8 @@ def flush(timeout: float | None = None) -> bool:
 
 
 _held_for_fork: list[threading.Lock] = []
+#: The longest a fork waits for the workers to be between records.
+_FORK_WAIT: Final = 5.0
 
 
 def _before_fork() -> None:
@@ -724,7 +763,7 @@ def _before_fork() -> None:
     handlers = list(_state.live)
     if not handlers:
         return
-    deadline = time.monotonic() + max(handler.stall_timeout for handler in handlers)
+    deadline = time.monotonic() + min(_FORK_WAIT, max(h.stall_timeout for h in handlers))
     for handler in handlers:
         for worker in handler.workers:
             remaining = max(deadline - time.monotonic(), 0.0)
@@ -740,6 +779,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _held_for_fork.clear()
     _state.workers.clear()
+    _state.draining = weakref.WeakSet()  # the parent delivers what those were draining
     live = list(_state.live)
     for handler in live:
         handler._after_fork()  # noqa: SLF001
@@ -832,7 +872,7 @@ def nonblocking(
     respect_handler_level: bool = True,
     block_timeout: float = 1.0,
     report_interval: float = 60.0,
-    stall_timeout: float = 10.0,
+    stall_timeout: float = 30.0,
 ) -> NonBlockingHandler:
     """
     Return a started handler that delivers to ``handlers`` without blocking the caller.

@@ -124,3 +124,27 @@ def test_filter_in_dictconfig():
     handler.filter(record)
 
     assert ("-", "-") == (record.tenant, record.ip)
+
+
+def test_defaults_also_apply_to_records_from_get_logger(capture):
+    """A record from get_logger() already holds '-'; the filter's defaults still replace it."""
+    flt = ctxlog.ContextFilter(defaults={"user": "anonymous"})
+    record = ctxlog.get_logger("app")  # noqa: F841 - made like a user would
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, rec):
+            seen.append(rec.user)
+
+    handler = Keep()
+    handler.addFilter(flt)
+    logger = logging.getLogger("defaults.adapter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        ctxlog.get_logger("defaults.adapter").info("x")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+    assert ["anonymous"] == seen

@@ -838,3 +838,74 @@ def test_module_flush_delivers_everything_queued(logger):
 
     assert ctxlog.flush(timeout=10)
     assert (100, 100) == (len(slow_a.records), len(slow_b.records))
+
+
+RECONFIGURE_SCRIPT = """
+import logging, logging.config, sys, time
+import ctxlog
+
+class NeedsLoggingLock(logging.Handler):
+    def __init__(self, path):
+        super().__init__()
+        self.out = open(path, "a")
+    def emit(self, record):
+        time.sleep(0.01)
+        logging.getLogger(f"lib.{record.getMessage()}")  # takes logging's module lock
+        self.out.write(record.getMessage() + "\\n")
+        self.out.flush()
+
+target = NeedsLoggingLock(sys.argv[1])
+root = logging.getLogger()
+root.addHandler(ctxlog.nonblocking([target]))
+root.setLevel(logging.INFO)
+for i in range(50):
+    root.info("r%d", i)
+# dictConfig holds logging's lock while it shuts the old handlers down.
+logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+print("reconfigured")
+"""
+
+
+def test_reconfiguring_logging_does_not_deadlock_and_loses_nothing(tmp_path):
+    """dictConfig closing a nonblocking() handler whose target needs logging's lock: no hang."""
+    path = tmp_path / "out.log"
+    result = subprocess.run([sys.executable, "-c", RECONFIGURE_SCRIPT, str(path)], timeout=60, capture_output=True, text=True, check=False)
+
+    assert ("reconfigured", 0) == (result.stdout.strip(), result.returncode), result.stderr
+    assert [f"r{i}" for i in range(50)] == path.read_text().splitlines()
+
+
+ADOPT_SCRIPT = """
+import logging, logging.config, logging.handlers, queue, sys, threading
+import ctxlog
+if sys.version_info >= (3, 12):
+    logging.config.dictConfig({
+        "version": 1,
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": sys.argv[1]},
+            "q": {"class": "ctxlog.QueueHandler", "handlers": ["file"]},
+        },
+        "root": {"handlers": ["q"], "level": "INFO"},
+    })
+    handler = logging.getHandlerByName("q")
+else:  # what 3.12's dictConfig does, by hand
+    handler = ctxlog.QueueHandler(queue.Queue())
+    handler.listener = logging.handlers.QueueListener(handler.queue, logging.FileHandler(sys.argv[1]))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+logging.info("before the application starts the listener")
+handler.listener.start()  # what the Python docs tell you to do
+logging.info("after")
+listeners = [t for t in threading.enumerate() if t.name.startswith("ctxlog-listener")]
+handler.listener.stop()
+print(len(listeners))
+"""
+
+
+def test_dictconfig_listener_started_early_and_again_by_the_app(tmp_path):
+    """The first record starts dictConfig's listener; the app's own start() then starts no second one."""
+    path = tmp_path / "out.log"
+    result = subprocess.run([sys.executable, "-c", ADOPT_SCRIPT, str(path)], timeout=30, capture_output=True, text=True, check=False)
+
+    assert ("1", 0) == (result.stdout.strip(), result.returncode), result.stderr
+    assert ["before the application starts the listener", "after"] == path.read_text().splitlines()
