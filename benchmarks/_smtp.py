@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 RECORD = re.compile(r"contestant=(\S+) seq=(\d+)")
 
@@ -49,7 +49,7 @@ class _Counter:
         self.messages_of: dict[str, int] = {}
         self.subjects: dict[str, int] = {}
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -117,7 +117,7 @@ class SlowSMTPServer:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        self._process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--delay", str(self.delay)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -132,7 +132,9 @@ class SlowSMTPServer:
         self.port = int(line.split()[1])
 
     def stats(self) -> dict[str, Any]:
-        assert self._process is not None and self._process.stdin and self._process.stdout
+        assert self._process is not None
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
         with self._lock:
             self._process.stdin.write("stats\n")
             self._process.stdin.flush()
@@ -163,7 +165,7 @@ class SlowSMTPServer:
             process.kill()
             process.wait(timeout=10)
 
-    def __enter__(self) -> SlowSMTPServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

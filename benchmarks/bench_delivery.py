@@ -63,7 +63,7 @@ from ctxlog.context import _request
 from ctxlog.handlers import DigestSMTPHandler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _smtp import SlowSMTPServer  # noqa: E402
+from _smtp import SlowSMTPServer
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 FROM, TO = "app@example.com", ["ops@example.com"]
@@ -78,11 +78,14 @@ def environment() -> dict[str, Any]:
         from _harness import environment as harness_environment
 
         return harness_environment()
-    except Exception:  # noqa: BLE001 - the shared harness may be mid-edit; this is only metadata
+    except Exception:
         import platform
 
-        return {"python": sys.version.split()[0], "platform": platform.platform(),
-                "cpus": os.cpu_count()}
+        return {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -117,11 +120,21 @@ def request_state() -> Any:
         pass
 
     scope = {
-        "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/checkout", "raw_path": b"/checkout", "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"example.com"), (b"x-forwarded-for", b"203.0.113.7, 10.0.0.2"),
-                    (b"x-request-id", b"4bf92f3577b34da6a3ce929d0e0e4736")],
-        "client": ("10.1.2.3", 54321), "server": ("127.0.0.1", 8000),
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/checkout",
+        "raw_path": b"/checkout",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"example.com"),
+            (b"x-forwarded-for", b"203.0.113.7, 10.0.0.2"),
+            (b"x-request-id", b"4bf92f3577b34da6a3ce929d0e0e4736"),
+        ],
+        "client": ("10.1.2.3", 54321),
+        "server": ("127.0.0.1", 8000),
     }
     asyncio.run(ctxlog.ASGIMiddleware(app, trusted_proxies=["10.0.0.0/8"])(scope, receive, send))
     return captured[0]
@@ -163,14 +176,15 @@ def bench_latency(args: argparse.Namespace) -> dict[str, Any]:
     server = SlowSMTPServer(SMTP_DELAY)
     server.start()
     try:
-        return _run_latency(args, server, rounds, warmup, direct_calls, rng)
+        return _run_latency(
+            server, rounds=rounds, warmup=warmup, direct_calls=direct_calls, rng=rng
+        )
     finally:
         server.stop()
 
 
 def _run_latency(
-    args: argparse.Namespace, server: SlowSMTPServer, rounds: int, warmup: int,
-    direct_calls: int, rng: random.Random,
+    server: SlowSMTPServer, *, rounds: int, warmup: int, direct_calls: int, rng: random.Random
 ) -> dict[str, Any]:
     port = server.port
     memory = MemoryHandler()
@@ -181,8 +195,9 @@ def _run_latency(
     stdlib_qh = logging.handlers.QueueHandler(stdlib_queue)
     stdlib_ql = logging.handlers.QueueListener(stdlib_queue, stdlib_target)
     stdlib_ql.start()
-    digest = DigestSMTPHandler(("127.0.0.1", port), FROM, TO, "digest", interval=1.0,
-                               capacity=10_000, timeout=10.0)
+    digest = DigestSMTPHandler(
+        ("127.0.0.1", port), FROM, TO, "digest", interval=1.0, capacity=10_000, timeout=10.0
+    )
     digest.setFormatter(logging.Formatter(FORMAT))
     nb_digest = ctxlog.nonblocking([digest])
     nb_smtp_target = smtp_handler(port, "nb smtp")
@@ -231,7 +246,7 @@ def _run_latency(
     close_started = time.monotonic()
     nb_stats = {"nb-digest": None, "nb-smtp": None}
     nb_digest.close()
-    left_in_digest = len(digest._buffer)  # noqa: SLF001 - what nonblocking.close() left behind
+    left_in_digest = len(digest._buffer)
     digest.close()
     nb_stats["nb-digest"] = nb_digest.stats()
     nb_smtp.close()
@@ -254,38 +269,67 @@ def _run_latency(
         else:
             delivered, messages = got.get("unique", 0), got.get("messages", 0)
         p50, p99 = percentile(values, 50), percentile(values, 99)
-        rows.append({
-            "name": name, "calls": len(values), "p50_us": p50 / 1e3, "p99_us": p99 / 1e3,
-            "max_us": max(values) / 1e3, "p50_ratio": p50 / base_p50, "p99_ratio": p99 / base_p99,
-            "sent": sent[name], "delivered": delivered, "duplicates": got.get("total", 0)
-            - got.get("unique", 0), "emails": messages,
-        })
+        rows.append(
+            {
+                "name": name,
+                "calls": len(values),
+                "p50_us": p50 / 1e3,
+                "p99_us": p99 / 1e3,
+                "max_us": max(values) / 1e3,
+                "p50_ratio": p50 / base_p50,
+                "p99_ratio": p99 / base_p99,
+                "sent": sent[name],
+                "delivered": delivered,
+                "duplicates": got.get("total", 0) - got.get("unique", 0),
+                "emails": messages,
+            }
+        )
 
-    print(f"\n[latency] one log.error() inside a request, SMTP server {SMTP_DELAY * 1000:.0f} ms "
-          f"per DATA; {rounds} rounds (+{warmup} warm-up), 2-5 ms pause before each call")
-    header = (f"{'contestant':<18} {'calls':>5} {'p50 µs':>9} {'p99 µs':>10} {'p50 x':>7} "
-              f"{'p99 x':>7} {'max µs':>10}  {'delivered/sent':>14} {'e-mails':>7}")
+    print(
+        f"\n[latency] one log.error() inside a request, SMTP server {SMTP_DELAY * 1000:.0f} ms "
+        f"per DATA; {rounds} rounds (+{warmup} warm-up), 2-5 ms pause before each call"
+    )
+    header = (
+        f"{'contestant':<18} {'calls':>5} {'p50 µs':>9} {'p99 µs':>10} {'p50 x':>7} "
+        f"{'p99 x':>7} {'max µs':>10}  {'delivered/sent':>14} {'e-mails':>7}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['name']:<18} {row['calls']:>5} {row['p50_us']:>9.1f} {row['p99_us']:>10.1f} "
-              f"{row['p50_ratio']:>6.2f}x {row['p99_ratio']:>6.2f}x {row['max_us']:>10.1f}  "
-              f"{row['delivered']:>6}/{row['sent']:<7} {row['emails']:>7}")
+        print(
+            f"{row['name']:<18} {row['calls']:>5} {row['p50_us']:>9.1f} {row['p99_us']:>10.1f} "
+            f"{row['p50_ratio']:>6.2f}x {row['p99_ratio']:>6.2f}x {row['max_us']:>10.1f}  "
+            f"{row['delivered']:>6}/{row['sent']:<7} {row['emails']:>7}"
+        )
     lost = [r["name"] for r in rows if r["delivered"] != r["sent"] or r["duplicates"]]
-    print(f"measuring {measuring_s:.1f} s; close + delivery {drain_s:.1f} s; "
-          f"nb-digest: {digest.sent} digests, {digest.records_sent} records, "
-          f"omitted {digest.omitted}, left in digest buffer after nonblocking.close(): "
-          f"{left_in_digest}")
+    print(
+        f"measuring {measuring_s:.1f} s; close + delivery {drain_s:.1f} s; "
+        f"nb-digest: {digest.sent} digests, {digest.records_sent} records, "
+        f"omitted {digest.omitted}, left in digest buffer after nonblocking.close(): "
+        f"{left_in_digest}"
+    )
     for name, st in nb_stats.items():
-        print(f"{name} stats: queued={st['queued']} delivered={st['delivered']} "
-              f"dropped={st['dropped']} failed={st['failed']}")
+        print(
+            f"{name} stats: queued={st['queued']} delivered={st['delivered']} "
+            f"dropped={st['dropped']} failed={st['failed']}"
+        )
     print("ALL DELIVERED" if not lost else f"RECORDS LOST OR DUPLICATED: {lost} — not a result")
     return {
-        "rounds": rounds, "warmup": warmup, "rows": rows, "server": stats,
-        "nonblocking_stats": nb_stats, "left_in_digest_after_nb_close": left_in_digest,
-        "digest": {"sent": digest.sent, "records_sent": digest.records_sent,
-                   "omitted": digest.omitted, "failures": digest.failures},
-        "all_delivered": not lost, "measuring_s": measuring_s, "drain_s": drain_s,
+        "rounds": rounds,
+        "warmup": warmup,
+        "rows": rows,
+        "server": stats,
+        "nonblocking_stats": nb_stats,
+        "left_in_digest_after_nb_close": left_in_digest,
+        "digest": {
+            "sent": digest.sent,
+            "records_sent": digest.records_sent,
+            "omitted": digest.omitted,
+            "failures": digest.failures,
+        },
+        "all_delivered": not lost,
+        "measuring_s": measuring_s,
+        "drain_s": drain_s,
         "raw_ns": samples,
     }
 
@@ -319,8 +363,14 @@ class Counter(logging.Handler):
 class Pipe:
     """One throughput contestant: a logger, the counting target, and how to stop it."""
 
-    def __init__(self, name: str, counter: Counter, handler: logging.Handler,
-                 stop: Callable[[], None], dropped: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        name: str,
+        counter: Counter,
+        handler: logging.Handler,
+        stop: Callable[[], None],
+        dropped: Callable[[], int],
+    ) -> None:
         self.name = name
         self.counter = counter
         self.log = make_logger(f"bench.throughput.{name}", handler, logging.INFO)
@@ -333,24 +383,29 @@ class Pipe:
 
 def make_pipes(n: int) -> list[Pipe]:
     pipes = []
-    for name, make_queue in (("stdlib-SimpleQueue", queue.SimpleQueue),
-                             ("stdlib-Queue", lambda: queue.Queue(-1))):
+    for name, make_queue in (
+        ("stdlib-SimpleQueue", queue.SimpleQueue),
+        ("stdlib-Queue", lambda: queue.Queue(-1)),
+    ):
         counter = Counter()
         q = make_queue()
         listener = logging.handlers.QueueListener(q, counter)
         listener.start()
-        pipes.append(Pipe(name, counter, logging.handlers.QueueHandler(q), listener.stop,
-                          lambda: 0))
+        pipes.append(
+            Pipe(name, counter, logging.handlers.QueueHandler(q), listener.stop, lambda: 0)
+        )
     counter = Counter()
     nb = ctxlog.nonblocking([counter], maxsize=n + 10_000)
-    pipes.append(Pipe("ctxlog-nonblocking", counter, nb, nb.close,
-                      lambda nb=nb: nb.stats()["dropped"]))
+    pipes.append(
+        Pipe("ctxlog-nonblocking", counter, nb, nb.close, lambda nb=nb: nb.stats()["dropped"])
+    )
     counter = Counter()
     q2: queue.Queue[Any] = queue.Queue(-1)
     listener2 = ctxlog.QueueListener(q2, counter)
     listener2.start()
-    pipes.append(Pipe("ctxlog-QH+QL-Queue", counter, ctxlog.QueueHandler(q2), listener2.stop,
-                      lambda: 0))
+    pipes.append(
+        Pipe("ctxlog-QH+QL-Queue", counter, ctxlog.QueueHandler(q2), listener2.stop, lambda: 0)
+    )
     return pipes
 
 
@@ -407,18 +462,24 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     def ratios(name: str, base: str) -> list[float]:
         return [a / b for a, b in zip(by_name[name].rates, by_name[base].rates, strict=True)]
 
-    print(f"\n[throughput] {n:,} log.info() records per contestant per round, to a handler that "
-          f"only counts; {rounds} interleaved rounds; inside a request")
-    header = (f"{'contestant':<20} {'records/s':>10} {'caller rec/s':>12} "
-              f"{'vs SimpleQueue (IQR)':>22} {'vs Queue (IQR)':>22} {'lost rounds':>11}")
+    print(
+        f"\n[throughput] {n:,} log.info() records per contestant per round, to a handler that "
+        f"only counts; {rounds} interleaved rounds; inside a request"
+    )
+    header = (
+        f"{'contestant':<20} {'records/s':>10} {'caller rec/s':>12} "
+        f"{'vs SimpleQueue (IQR)':>22} {'vs Queue (IQR)':>22} {'lost rounds':>11}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
     for pipe in pipes:
-        row: dict[str, Any] = {"name": pipe.name, "lost_rounds": pipe.lost,
-                               "records_per_s": statistics.median(pipe.rates) if pipe.rates else 0,
-                               "caller_records_per_s": statistics.median(pipe.put_rates)
-                               if pipe.put_rates else 0}
+        row: dict[str, Any] = {
+            "name": pipe.name,
+            "lost_rounds": pipe.lost,
+            "records_per_s": statistics.median(pipe.rates) if pipe.rates else 0,
+            "caller_records_per_s": statistics.median(pipe.put_rates) if pipe.put_rates else 0,
+        }
         cells = []
         for base in ("stdlib-SimpleQueue", "stdlib-Queue"):
             if complete:
@@ -428,20 +489,32 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 cells.append("n/a")
         rows.append(row)
-        print(f"{pipe.name:<20} {row['records_per_s']:>10,.0f} {row['caller_records_per_s']:>12,.0f}"
-              f" {cells[0]:>22} {cells[1]:>22} {pipe.lost:>11}")
-    print("nothing dropped" if complete else "RECORDS LOST in some rounds — those rounds are no result")
-    return {"records_per_round": n, "rounds": rounds, "rows": rows, "complete": complete,
-            "raw": {p.name: {"records_per_s": p.rates, "caller_records_per_s": p.put_rates}
-                    for p in pipes}}
+        print(
+            f"{pipe.name:<20} {row['records_per_s']:>10,.0f} {row['caller_records_per_s']:>12,.0f}"
+            f" {cells[0]:>22} {cells[1]:>22} {pipe.lost:>11}"
+        )
+    print(
+        "nothing dropped"
+        if complete
+        else "RECORDS LOST in some rounds — those rounds are no result"
+    )
+    return {
+        "records_per_round": n,
+        "rounds": rounds,
+        "rows": rows,
+        "complete": complete,
+        "raw": {
+            p.name: {"records_per_s": p.rates, "caller_records_per_s": p.put_rates} for p in pipes
+        },
+    }
 
 
 # --- 3. memory under 10x overload ---------------------------------------------------------------
 
 
 def rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    statm = Path("/proc/self/statm").read_text(encoding="ascii")
+    return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class SlowTarget(logging.Handler):
@@ -471,9 +544,13 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
 
         def counters() -> dict[str, int]:
             st = nb.stats()
-            return {"queued": st["queued"], "delivered": st["delivered"],
-                    "dropped": st["dropped"], "failed": st["failed"],
-                    "in_flight": int(nb.workers[0].busy)}
+            return {
+                "queued": st["queued"],
+                "delivered": st["delivered"],
+                "dropped": st["dropped"],
+                "failed": st["failed"],
+                "in_flight": int(nb.workers[0].busy),
+            }
 
         def finish() -> None:
             nb.close()
@@ -484,11 +561,17 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
         listener.start()
 
         def counters() -> dict[str, int]:
-            return {"queued": q.qsize(), "delivered": target.count, "dropped": 0, "failed": 0,
-                    "in_flight": 0}
+            return {
+                "queued": q.qsize(),
+                "delivered": target.count,
+                "dropped": 0,
+                "failed": 0,
+                "in_flight": 0,
+            }
 
         def finish() -> None:
             listener.stop()
+
     log = make_logger("bench.overload", handler, logging.INFO)
     token = _request.set(request_state())
     gc.collect()
@@ -509,8 +592,10 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
                 produced[i] = n
             time.sleep(0.001)
 
-    threads = [threading.Thread(target=produce, args=(i,), name=f"producer-{i}", daemon=True)
-               for i in range(producers)]
+    threads = [
+        threading.Thread(target=produce, args=(i,), name=f"producer-{i}", daemon=True)
+        for i in range(producers)
+    ]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -523,9 +608,16 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
         max_queued = max(max_queued, counters()["queued"])
         if now >= next_sample:
             c = counters()
-            series.append({"t": round(now - started, 2), "rss_mb": rss_bytes() / 2**20,
-                           "queued": c["queued"], "produced": sum(produced),
-                           "delivered": c["delivered"], "dropped": c["dropped"]})
+            series.append(
+                {
+                    "t": round(now - started, 2),
+                    "rss_mb": rss_bytes() / 2**20,
+                    "queued": c["queued"],
+                    "produced": sum(produced),
+                    "delivered": c["delivered"],
+                    "dropped": c["dropped"],
+                }
+            )
             next_sample += 1.0
         if now >= end:
             break
@@ -539,26 +631,48 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
     finish()
     drain_s = time.monotonic() - drain_started
     _request.reset(token)
-    final = {"produced": sum(produced), **counters(), "target_count": target.count,
-             "drop_reports": target.other}
+    final = {
+        "produced": sum(produced),
+        **counters(),
+        "target_count": target.count,
+        "drop_reports": target.other,
+    }
     final["balanced"] = (
         final["produced"] == final["delivered"] + final["dropped"] + final["queued"]
         and final["target_count"] == final["delivered"]
     )
-    return {"variant": variant, "seconds": seconds, "rate": rate, "producers": producers,
-            "rss_start_mb": rss_start / 2**20, "series": series, "max_queued": max_queued,
-            "at_stop": at_stop, "final": final, "drain_s": drain_s,
-            "produced_per_s": at_stop["produced"] / seconds}
+    return {
+        "variant": variant,
+        "seconds": seconds,
+        "rate": rate,
+        "producers": producers,
+        "rss_start_mb": rss_start / 2**20,
+        "series": series,
+        "max_queued": max_queued,
+        "at_stop": at_stop,
+        "final": final,
+        "drain_s": drain_s,
+        "produced_per_s": at_stop["produced"] / seconds,
+    }
 
 
 def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.overload_seconds or (5.0 if args.quick else 30.0)
     results = {}
     for variant in ("ctxlog", "stdlib"):
-        proc = subprocess.run(  # noqa: S603 - this script, in our own interpreter
-            [sys.executable, str(Path(__file__).resolve()), "--child-overload", variant,
-             "--overload-seconds", str(seconds)],
-            capture_output=True, text=True, timeout=seconds + 300, check=False,
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child-overload",
+                variant,
+                "--overload-seconds",
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+            check=False,
         )
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -566,9 +680,13 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(msg)
         results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
     a, b = results["ctxlog"], results["stdlib"]
-    print(f"\n[memory] 10x overload for {seconds:g} s: 2 producers x 5,000 records/s, target "
-          "1 ms/record; nonblocking(maxsize=10_000, drop_oldest) vs stdlib unbounded queue")
-    header = f"{'t s':>4} | {'ctxlog RSS MB':>13} {'queued':>7} | {'stdlib RSS MB':>13} {'queued':>8}"
+    print(
+        f"\n[memory] 10x overload for {seconds:g} s: 2 producers x 5,000 records/s, target "
+        "1 ms/record; nonblocking(maxsize=10_000, drop_oldest) vs stdlib unbounded queue"
+    )
+    header = (
+        f"{'t s':>4} | {'ctxlog RSS MB':>13} {'queued':>7} | {'stdlib RSS MB':>13} {'queued':>8}"
+    )
     print(header)
     print("-" * len(header))
     for i in range(max(len(a["series"]), len(b["series"]))):
@@ -580,15 +698,21 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{t:>4.0f} | {left} | {right}")
     for name, r in results.items():
         s, f = r["at_stop"], r["final"]
-        print(f"{name}: RSS start {r['rss_start_mb']:.1f} MB, at stop {s['rss_mb']:.1f} MB; "
-              f"max queued {r['max_queued']}; produced {r['produced_per_s']:,.0f}/s")
-        print(f"  at stop: produced {s['produced']} = delivered {s['delivered']} + dropped "
-              f"{s['dropped']} + queued {s['queued']} + in flight {s['in_flight']} -> "
-              f"{'exact' if s['produced'] == s['delivered'] + s['dropped'] + s['queued'] + s['in_flight'] else 'MISMATCH'}")
-        print(f"  after drain ({r['drain_s']:.1f} s, target made fast): produced {f['produced']} = "
-              f"delivered {f['delivered']} + dropped {f['dropped']} + queued {f['queued']} "
-              f"(target counted {f['target_count']}, drop reports {f['drop_reports']}) -> "
-              f"{'EXACT' if f['balanced'] else 'MISMATCH'}")
+        print(
+            f"{name}: RSS start {r['rss_start_mb']:.1f} MB, at stop {s['rss_mb']:.1f} MB; "
+            f"max queued {r['max_queued']}; produced {r['produced_per_s']:,.0f}/s"
+        )
+        print(
+            f"  at stop: produced {s['produced']} = delivered {s['delivered']} + dropped "
+            f"{s['dropped']} + queued {s['queued']} + in flight {s['in_flight']} -> "
+            f"{'exact' if s['produced'] == s['delivered'] + s['dropped'] + s['queued'] + s['in_flight'] else 'MISMATCH'}"
+        )
+        print(
+            f"  after drain ({r['drain_s']:.1f} s, target made fast): produced {f['produced']} = "
+            f"delivered {f['delivered']} + dropped {f['dropped']} + queued {f['queued']} "
+            f"(target counted {f['target_count']}, drop reports {f['drop_reports']}) -> "
+            f"{'EXACT' if f['balanced'] else 'MISMATCH'}"
+        )
     return {"seconds": seconds, "results": results}
 
 
@@ -599,16 +723,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds each")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--only", default="latency,throughput,memory",
-                        help="comma-separated subset of latency,throughput,memory")
+    parser.add_argument(
+        "--only",
+        default="latency,throughput,memory",
+        help="comma-separated subset of latency,throughput,memory",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the round order")
     parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 1000)")
-    parser.add_argument("--records", type=int, default=None,
-                        help="throughput records per round (default 100,000)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="throughput measuring time (default 60)")
-    parser.add_argument("--overload-seconds", type=float, default=None,
-                        help="memory overload duration (default 30)")
+    parser.add_argument(
+        "--records", type=int, default=None, help="throughput records per round (default 100,000)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="throughput measuring time (default 60)"
+    )
+    parser.add_argument(
+        "--overload-seconds", type=float, default=None, help="memory overload duration (default 30)"
+    )
     parser.add_argument("--child-overload", choices=("ctxlog", "stdlib"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_overload:
@@ -617,8 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     env = environment()
-    print(f"bench_delivery: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"ctxlog {ctxlog.__version__}, argv {' '.join(sys.argv[1:])}")
+    print(
+        f"bench_delivery: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"ctxlog {ctxlog.__version__}, argv {' '.join(sys.argv[1:])}"
+    )
     doc: dict[str, Any] = {"benchmark": "delivery", "environment": env, "argv": sys.argv}
     benches = {"latency": bench_latency, "throughput": bench_throughput, "memory": bench_memory}
     for name in wanted:
