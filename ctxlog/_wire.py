@@ -1,0 +1,262 @@
+"""
+The wire format of records sent between processes: length-prefixed JSON frames, no pickle.
+
+Groundwork for ``JSONSocketHandler`` and ``ctxlog receive`` (not used by them yet). Defined once,
+here, for both sides; another language can send records by following this description.
+
+Frame
+-----
+::
+
+    magic    2 bytes   b"CX"
+    version  1 byte    1
+    flags    1 byte    bit 0: signed (a tag follows the header)
+    length   4 bytes   unsigned big-endian: the number of body bytes
+    tag      32 bytes  only if signed: HMAC-SHA256(key, header + body)
+    body     length bytes of UTF-8 JSON: one object
+
+Body
+----
+Required: ``name`` (str), ``levelno`` (int 0-100), ``msg`` (str: the message already merged with
+its arguments; receivers never apply ``%`` to network data), ``created`` (finite number, seconds
+since the epoch). Optional strings: ``levelname``, ``pathname``, ``filename``, ``module``,
+``funcName``, ``threadName``, ``processName``, ``taskName``, ``exc_text`` (a formatted
+traceback), ``stack_info``, and the context fields ``ip``, ``user``, ``request_id``, ``method``,
+``path``. Optional integers: ``lineno``, ``process``, ``thread``. ``extra``: an object of at most
+64 further fields, each an identifier that is not a LogRecord attribute, with a string, number,
+boolean or null value. Anything else makes the frame invalid.
+
+Security
+--------
+Decoding never runs code: JSON only, a hard size cap read from the header before any body byte
+is read, a strict schema, no ``NaN``/``Infinity``, bounded nesting. With a key, a frame whose tag
+does not match (or that carries none) is rejected; tags are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any, Final, TypeGuard
+
+from ctxlog.context import FIELDS, RESERVED
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_BODY",
+    "TAG_SIZE",
+    "WireError",
+    "decode",
+    "encode",
+    "read_header",
+]
+
+MAGIC: Final = b"CX"
+VERSION: Final = 1
+SIGNED: Final = 0x01
+HEADER_SIZE: Final = 8
+TAG_SIZE: Final = 32
+#: The default cap on a frame's body.
+MAX_BODY: Final = 1024 * 1024
+#: The most extra fields one record carries.
+MAX_EXTRA: Final = 64
+
+_HEADER: Final = struct.Struct(">2sBBI")
+_STRINGS: Final = (
+    "levelname",
+    "pathname",
+    "filename",
+    "module",
+    "funcName",
+    "threadName",
+    "processName",
+    "taskName",
+    "exc_text",
+    "stack_info",
+    *FIELDS,
+)
+_INTEGERS: Final = ("lineno", "process", "thread")
+_PLAIN: Final = (str, int, float, bool, type(None))
+
+
+class WireError(ValueError):
+    """A frame that is not a valid ctxlog record; the message says why."""
+
+
+def encode(record: logging.LogRecord, key: bytes | None = None) -> bytes:
+    """
+    Return ``record`` as one frame, signed with ``key`` if one is given.
+
+    The message is merged with its arguments, a traceback becomes text, and extra attributes
+    that are not plain data are sent as their ``str()``.
+    """
+    body: dict[str, Any] = {
+        "name": str(record.name),
+        "levelno": int(record.levelno),
+        "msg": record.getMessage(),
+        "created": float(record.created),
+    }
+    attrs = record.__dict__
+    for name in _STRINGS:
+        value = attrs.get(name)
+        if value is not None:
+            body[name] = str(value)
+    for name in _INTEGERS:
+        value = attrs.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            body[name] = value
+    if record.exc_info and "exc_text" not in body:
+        body["exc_text"] = logging.Formatter().formatException(record.exc_info)
+    extra = {
+        name: value if isinstance(value, _PLAIN) else str(value)
+        for name, value in attrs.items()
+        if name not in RESERVED and name not in body and name.isidentifier()
+    }
+    if extra:
+        body["extra"] = dict(list(extra.items())[:MAX_EXTRA])
+    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, default=str).encode()
+    if len(payload) > 0xFFFFFFFF:  # pragma: no cover - a 4 GiB record
+        msg = "record too large for one frame"
+        raise WireError(msg)
+    flags = SIGNED if key is not None else 0
+    header = _HEADER.pack(MAGIC, VERSION, flags, len(payload))
+    if key is None:
+        return header + payload
+    return header + hmac.new(key, header + payload, hashlib.sha256).digest() + payload
+
+
+def read_header(header: bytes, max_body: int = MAX_BODY) -> tuple[bool, int]:
+    """
+    Check a frame header; return ``(signed, body_length)``.
+
+    Raises:
+        WireError: Not a ctxlog frame, an unknown version or flag, or a body over ``max_body``.
+    """
+    if len(header) != HEADER_SIZE:
+        msg = f"header is {len(header)} bytes, not {HEADER_SIZE}"
+        raise WireError(msg)
+    magic, version, flags, length = _HEADER.unpack(header)
+    if magic != MAGIC:
+        msg = "not a ctxlog frame (bad magic)"
+        raise WireError(msg)
+    if version != VERSION:
+        msg = f"unknown frame version {version}"
+        raise WireError(msg)
+    if flags & ~SIGNED:
+        msg = f"unknown frame flags {flags:#x}"
+        raise WireError(msg)
+    if length > max_body:
+        msg = f"frame body of {length} bytes is over the limit of {max_body}"
+        raise WireError(msg)
+    return bool(flags & SIGNED), length
+
+
+def decode(
+    header: bytes,
+    body: bytes,
+    tag: bytes | None = None,
+    key: bytes | None = None,
+    max_body: int = MAX_BODY,
+) -> logging.LogRecord:
+    """
+    Return the record in a frame, after checking its header, tag and schema.
+
+    Args:
+        header: The 8 header bytes.
+        body: The body bytes.
+        tag: The 32 tag bytes of a signed frame.
+        key: If given, only frames signed with it are accepted.
+        max_body: The cap on the body size.
+
+    Raises:
+        WireError: Anything wrong with the frame (never another exception).
+    """
+    signed, length = read_header(header, max_body)
+    if len(body) != length:
+        msg = f"body is {len(body)} bytes, the header says {length}"
+        raise WireError(msg)
+    if key is not None:
+        if not signed or tag is None:
+            msg = "unsigned frame: a key is required"
+            raise WireError(msg)
+        expected = hmac.new(key, header + body, hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, tag):
+            msg = "bad signature"
+            raise WireError(msg)
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        msg = f"body is not JSON: {type(error).__name__}"
+        raise WireError(msg) from None
+    return logging.makeLogRecord(_checked(data))
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not allowed"
+    raise ValueError(msg)
+
+
+def _checked(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        msg = "body is not a JSON object"
+        raise WireError(msg)
+    unknown = set(data) - {"name", "levelno", "msg", "created", "extra", *_STRINGS, *_INTEGERS}
+    if unknown:
+        msg = f"unknown fields {sorted(unknown)[:5]}"
+        raise WireError(msg)
+    name, levelno, message, created = (data.get(k) for k in ("name", "levelno", "msg", "created"))
+    if not isinstance(name, str) or not isinstance(message, str):
+        msg = "name and msg must be strings"
+        raise WireError(msg)
+    if not _is_int(levelno) or not 0 <= levelno <= 100:
+        msg = "levelno must be an integer from 0 to 100"
+        raise WireError(msg)
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        msg = "created must be a number"
+        raise WireError(msg)
+    if not math.isfinite(created) or created < 0:
+        msg = "created must be a finite number of seconds since the epoch"
+        raise WireError(msg)
+    fields: dict[str, Any] = {
+        "name": name,
+        "levelno": levelno,
+        "levelname": logging.getLevelName(levelno),
+        "msg": message,
+        "args": None,
+        "created": float(created),
+        "msecs": (created - int(created)) * 1000.0,
+    }
+    for key in _STRINGS:
+        if key in data:
+            if not isinstance(data[key], str):
+                msg = f"{key} must be a string"
+                raise WireError(msg)
+            fields[key] = data[key]
+    for key in _INTEGERS:
+        if key in data:
+            if not _is_int(data[key]):
+                msg = f"{key} must be an integer"
+                raise WireError(msg)
+            fields[key] = data[key]
+    extra = data.get("extra", {})
+    if not isinstance(extra, Mapping) or len(extra) > MAX_EXTRA:
+        msg = f"extra must be an object of at most {MAX_EXTRA} fields"
+        raise WireError(msg)
+    for key, value in extra.items():
+        if not key.isidentifier() or key in RESERVED or key in fields:
+            msg = f"extra field {key[:40]!r} is not allowed"
+            raise WireError(msg)
+        if not isinstance(value, _PLAIN) or (isinstance(value, float) and not math.isfinite(value)):
+            msg = f"extra field {key!r} is not a string, number, boolean or null"
+            raise WireError(msg)
+        fields[key] = value
+    return fields
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
