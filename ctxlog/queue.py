@@ -687,10 +687,8 @@ class NonBlockingHandler(QueueHandler):
             self._closed = True
         _state.live.discard(self)
         for worker in self.workers:
-            if worker._thread is not None:  # noqa: SLF001
-                worker.bounded.put_nowait(_Flush())  # a digest handler sends what it collected
-                worker.enqueue_sentinel()
-                worker._stopping = True  # noqa: SLF001
+            worker.bounded.put_nowait(_Flush())  # a digest handler sends what it collected
+            worker.stop(timeout=0)  # stop after what is queued; waiting is _join_workers' job
         if _holds_logging_lock():
             # See flush(): the workers drain and stop on their own; the exit hook waits for them.
             _state.draining.add(self)
@@ -701,9 +699,7 @@ class NonBlockingHandler(QueueHandler):
     def _join_workers(self) -> None:
         _state.draining.discard(self)
         for worker in self.workers:
-            thread = worker._thread  # noqa: SLF001
-            while thread is not None and thread.is_alive():
-                thread.join(0.05)
+            while not worker.stop(timeout=0.05):
                 idle_for = time.monotonic() - worker.last_progress
                 undelivered = worker.bounded.records()
                 if idle_for > self.stall_timeout and (worker.busy or undelivered):
@@ -714,10 +710,8 @@ class NonBlockingHandler(QueueHandler):
                     )
                     break
             else:
-                # The thread is gone (never started, or died): deliver the rest from here.
+                # Stopped, or never started, or died: deliver what is left from here.
                 worker.drain_here()
-            worker._thread = None  # noqa: SLF001
-            worker._stopping = False  # noqa: SLF001
             worker.restore()
 
     def _after_fork(self) -> None:
