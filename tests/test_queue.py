@@ -845,9 +845,16 @@ import logging, logging.config, sys, time
 import ctxlog
 
 class NeedsLoggingLock(logging.Handler):
+    # It takes logging's module lock without holding its own handler lock (handle() below):
+    # logging.shutdown() itself, under the module lock, takes every handler's lock, so a
+    # handler that held its own while waiting for the module lock would deadlock with
+    # dictConfig in the standard library already, ctxlog or not.
     def __init__(self, path):
         super().__init__()
         self.out = open(path, "a")
+    def handle(self, record):
+        self.emit(record)
+        return True
     def emit(self, record):
         time.sleep(0.01)
         logging.getLogger(f"lib.{record.getMessage()}")  # takes logging's module lock
