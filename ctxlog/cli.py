@@ -18,6 +18,32 @@ def _parser() -> argparse.ArgumentParser:
         help="serve an example app on 127.0.0.1, send requests from several users "
         "through a trusted proxy and print the log lines it produced",
     )
+    from ctxlog.receiver import add_arguments  # noqa: PLC0415 - stdlib only, kept out of import ctxlog
+
+    add_arguments(
+        commands.add_parser(
+            "receive",
+            help="receive records from JSONSocketHandler senders and write them to one place",
+            description="Receive records sent by ctxlog.handlers.JSONSocketHandler (length-"
+            "prefixed JSON frames, never pickle) from any number of processes and write them "
+            "through one logging configuration: a rotating file, or your own dictConfig.",
+        )
+    )
+    config = commands.add_parser(
+        "config", help="change the logging configuration of a running app (see config push)"
+    )
+    config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
+    config_commands.required = True
+    push = config_commands.add_parser(
+        "push",
+        help="send a signed logging configuration to an app running ctxlog.config_server()",
+    )
+    push.add_argument("file", help="a dictConfig as JSON (.json) or TOML (.toml)")
+    push.add_argument("--host", default="127.0.0.1", help="the app's host (default 127.0.0.1)")
+    push.add_argument("--port", type=int, default=9030, help="the app's port (default 9030)")
+    push.add_argument(
+        "--secret-file", required=True, help="a file holding the secret shared with the app"
+    )
     return parser
 
 
@@ -28,4 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ctxlog._demo import run  # noqa: PLC0415 - only the demo needs its imports
 
         return run(sys.stdout)
+    if args.command == "receive":
+        from ctxlog.receiver import main as receive  # noqa: PLC0415
+
+        return receive(args)
+    if args.command == "config":
+        from ctxlog._config_server import push_main  # noqa: PLC0415
+
+        return push_main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

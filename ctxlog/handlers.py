@@ -1,6 +1,9 @@
 """
 Handlers for slow destinations. Put them behind :func:`ctxlog.nonblocking`.
 
+:class:`JSONSocketHandler` sends records to ``ctxlog receive`` as JSON frames (see
+:mod:`ctxlog.receiver`); :class:`SyslogHandler` sends RFC 5424 messages to a syslog daemon.
+
 :class:`DigestSMTPHandler` sends error reports by e-mail the way an operator wants them: the first
 record after a quiet spell at once, then at most one e-mail per ``interval`` with everything that
 happened in it. An error storm of thousands of records becomes a handful of e-mails, not thousands
@@ -24,9 +27,10 @@ from email.message import EmailMessage
 from typing import Final
 
 from ctxlog._sanitize import _escape, sanitize
+from ctxlog._socket import JSONSocketHandler
 from ctxlog._stderr import write_line
 
-__all__ = ["DigestSMTPHandler"]
+__all__ = ["DigestSMTPHandler", "JSONSocketHandler"]
 
 _MAX_SUBJECT: Final = 200
 #: What the body must not carry raw: C0 controls but tab and LF, DEL, C1 controls, bidi controls,
