@@ -45,6 +45,7 @@ from typing import Final
 
 from ctxlog import _wire
 from ctxlog._stderr import write_line
+from ctxlog.filters import stamp
 
 __all__ = ["JSONSocketHandler"]
 
@@ -170,6 +171,10 @@ class JSONSocketHandler(logging.Handler):
         """Send ``record`` as one frame now, or keep it until the receiver can be reached."""
         if record.levelno < self.level:
             return
+        if "request_id" not in record.__dict__:
+            # Attached directly, not behind ctxlog's QueueHandler or a ContextFilter: this is
+            # the thread that logged, so the request's context is the current one.
+            stamp(record)
         try:
             frame = _wire.encode(record, self._secret)
         except Exception:  # a record the wire format cannot carry; the stdlib contract
