@@ -598,6 +598,19 @@ class NonBlockingHandler(QueueHandler):
         for worker in self.workers:
             worker.start()
 
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - stdlib name
+        """
+        Give ``fmt`` to each target that has no formatter of its own.
+
+        The targets format records, in their own threads; this handler only merges each
+        message with its arguments. So ``logging.basicConfig(format=..., handlers=[handler])``
+        and a dictConfig ``formatter`` on this handler style the targets' output, instead of
+        being baked into every message.
+        """
+        for worker in self.workers:
+            if worker.target.formatter is None:
+                worker.target.setFormatter(fmt)
+
     def enqueue(self, record: logging.LogRecord) -> None:
         """Put ``record`` on the queue of every target whose level admits it."""
         workers = self.workers

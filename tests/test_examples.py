@@ -529,3 +529,61 @@ def test_smtp_example_under_uvicorn(tmp_path, smtp_server):
     assert "request_id=uv-mail-3 " in mail_body(digest)
     assert " ERROR 127.0.0.1 alice uv-mail-1 shop: checkout failed\n" in text, text
     assert "Traceback (most recent call last):" in text
+
+
+# --- many workers, one file (examples/many_workers.py) -----------------------------------------
+
+
+def test_many_workers_example_under_gunicorn(tmp_path):
+    """Four gunicorn workers of the example send to one ctxlog receive; one file has it all."""
+    log_file = tmp_path / "shop.log"
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0",
+         "--file", str(log_file), "--max-bytes", "1MB", "--backup-count", "3"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    port = free_port()
+    gunicorn = None
+    try:
+        first = receiver.stderr.readline()
+        receiver_port = re.search(r"listening on 127\.0\.0\.1:(\d+)", first).group(1)
+        env = {
+            **os.environ,
+            "RECEIVER": f"127.0.0.1:{receiver_port}",
+            "TRUSTED_PROXIES": "127.0.0.1",
+        }
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}",
+             "--chdir", str(EXAMPLES), "many_workers:app"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(gunicorn, port, timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for n in range(40):
+                response = client.get(
+                    f"/pay?amount={n}",
+                    headers={
+                        "X-User": f"user{n}",
+                        "X-Request-ID": f"many-{n}",
+                        "X-Forwarded-For": f"203.0.113.{n}",
+                    },
+                )
+                assert 200 == response.status_code
+        gunicorn.terminate()  # graceful: the workers deliver what they queued on the way out
+        assert 0 == gunicorn.wait(timeout=30)
+    finally:
+        if gunicorn is not None and gunicorn.poll() is None:
+            gunicorn.kill()
+            gunicorn.wait(timeout=10)
+        receiver.terminate()
+        _, err = receiver.communicate(timeout=30)
+    assert 0 == receiver.returncode, err
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    for n in range(40):
+        mine = [line for line in lines if f" 203.0.113.{n} user{n} many-{n} " in line]
+        assert 2 == len(mine), (n, mine)  # the payment and the access line, once each
+        assert any(f"shop paid {n} EUR" in line for line in mine), mine
+        assert any("ctxlog.access" in line for line in mine)

@@ -916,3 +916,29 @@ def test_dictconfig_listener_started_early_and_again_by_the_app(tmp_path):
 
     assert ("1", 0) == (result.stdout.strip(), result.returncode), result.stderr
     assert ["before the application starts the listener", "after"] == path.read_text().splitlines()
+
+
+def test_basicconfig_format_styles_the_targets_not_the_message(tmp_path):
+    """basicConfig(format=..., handlers=[nonblocking(...)]) formats in the target, once."""
+    script = tmp_path / "basic.py"
+    script.write_text(
+        textwrap.dedent("""
+        import logging, sys
+        import ctxlog
+        plain = logging.StreamHandler(sys.stdout)
+        styled = logging.StreamHandler(sys.stdout)
+        styled.setFormatter(logging.Formatter("own: %(message)s"))
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(levelname)s %(request_id)s %(message)s",
+            handlers=[ctxlog.nonblocking([plain]), ctxlog.nonblocking([styled])],
+        )
+        with ctxlog.scope(request_id="r-1"):
+            logging.getLogger("app").info("paid %d", 5)
+        """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert 0 == done.returncode, done.stderr
+    assert ["INFO r-1 paid 5", "own: paid 5"] == sorted(done.stdout.splitlines())

@@ -394,3 +394,21 @@ def test_receiver_port_zero_is_reported(tmp_path: Path):
     """ReceiverThread exposes the port it bound when asked for port 0."""
     with ReceiverThread(Receiver(port=0, dispatch=Collect())) as thread:
         assert thread.receiver.port > 0
+
+
+def test_the_hand_built_frame_in_the_docs_is_accepted():
+    """docs/wire-format.md's sender, written without ctxlog, gets its record through."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", page, re.DOTALL).group(1)
+    got = Collect()
+    with ReceiverThread(Receiver(port=0, dispatch=got)) as thread:
+        code = snippet.replace("9020", str(thread.receiver.port))
+        exec(compile(code, "wire-format.md", "exec"), {})  # noqa: S102 - our own docs
+        assert wait_for(lambda: len(got.records) == 1)
+    (record,) = got.records
+    assert ("billing", "invoice 17 sent", "4be1c0d2a9f34e6b") == (
+        record.name,
+        record.getMessage(),
+        record.request_id,
+    )
+    assert {} == thread.receiver.rejected
