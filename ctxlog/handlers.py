@@ -29,8 +29,9 @@ from typing import Final
 from ctxlog._sanitize import _escape, sanitize
 from ctxlog._socket import JSONSocketHandler
 from ctxlog._stderr import write_line
+from ctxlog._syslog import SyslogHandler
 
-__all__ = ["DigestSMTPHandler", "JSONSocketHandler"]
+__all__ = ["DigestSMTPHandler", "JSONSocketHandler", "SyslogHandler"]
 
 _MAX_SUBJECT: Final = 200
 #: What the body must not carry raw: C0 controls but tab and LF, DEL, C1 controls, bidi controls,
