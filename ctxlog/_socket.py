@@ -15,6 +15,9 @@ differs from SocketHandler where that one loses records or corrupts the stream:
   are waiting, so they do not depend on the next record to leave. When the buffer is full the
   *oldest* frame is dropped and counted in :attr:`JSONSocketHandler.dropped`; the first drop of
   an outage is reported on stderr.
+- **A closed connection is noticed before writing.** The receiver never sends anything, so a
+  connection that has become readable was closed by it (idle timeout, restart): the handler
+  opens a new one instead of writing a record into a dead one.
 - **A frame is never cut.** If a send fails or times out part-way through a frame, that
   connection is closed (the receiver discards the half frame) and the whole frame is sent again
   on the next connection.
@@ -45,6 +48,7 @@ from typing import Final
 
 from ctxlog import _wire
 from ctxlog._stderr import write_line
+from ctxlog._syslog import _peer_closed
 from ctxlog.filters import stamp
 
 __all__ = ["JSONSocketHandler"]
@@ -244,6 +248,11 @@ class JSONSocketHandler(logging.Handler):
             self.dropped += over
 
     def _send_pending(self) -> None:
+        if self._sock is not None and _peer_closed(self._sock, self.timeout):
+            # The receiver closed this connection (idle timeout, restart): a frame written into
+            # it now would vanish without an error. Open a new one instead.
+            self._disconnect()
+            self._next_attempt = 0.0
         if self._sock is None:
             if time.monotonic() < self._next_attempt:
                 self._start_retry()

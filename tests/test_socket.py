@@ -412,3 +412,23 @@ def test_the_hand_built_frame_in_the_docs_is_accepted():
         record.request_id,
     )
     assert {} == thread.receiver.rejected
+
+
+def test_a_connection_the_receiver_closed_is_replaced_before_the_next_record():
+    """After the receiver's idle timeout closes the connection, the next record is not lost."""
+    got = Collect()
+    thread = ReceiverThread(Receiver(port=0, idle_timeout=0.2, dispatch=got)).start()
+    handler = JSONSocketHandler("127.0.0.1", thread.receiver.port)
+    log = sender_logger("test.socket.idle", handler)
+    try:
+        log.info("before the idle timeout")
+        assert wait_for(lambda: thread.receiver.idle_closed == 1)
+        time.sleep(0.1)  # the FIN has reached the sender
+        log.info("after the idle timeout")
+        assert wait_for(lambda: len(got.records) == 2)
+    finally:
+        handler.close()
+        thread.stop(grace=1.0)
+    assert ["before the idle timeout", "after the idle timeout"] == got.messages()
+    assert 2 == handler.connections
+    assert 0 == handler.failures
