@@ -1,0 +1,683 @@
+"""Live reconfiguration: a real listener thread on 127.0.0.1, signed pushes, hostile messages."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ctxlog
+import pytest
+from ctxlog import _config_server
+from ctxlog._config_server import MAX_PAYLOAD, ConfigServer, _seal, config_server, push
+from ctxlog.cli import main
+
+SECRET = b"test-secret-0123456789abcdef"
+OTHER_SECRET = b"another-secret-0123456789abcdef"
+APP = "ctxlog_test_live.app"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+not_exported = pytest.mark.xfail(
+    not hasattr(ctxlog, "config_server"),
+    reason="ctxlog.config_server is not re-exported from ctxlog/__init__.py yet",
+    strict=True,
+)
+
+
+def _logger_state() -> dict[str, Any]:
+    """Everything about loggers and named handlers a configuration could change."""
+    manager = logging.Logger.manager
+    loggers = {
+        name: (logger.level, tuple(logger.handlers), logger.disabled, logger.propagate)
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    }
+    root = logging.getLogger()
+    named = {name: (h, h.level) for name, h in list(logging._handlers.items())}
+    return {"root": (root.level, tuple(root.handlers)), "loggers": loggers, "handlers": named}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put loggers, named handlers and the handler list back as they were."""
+    manager = logging.Logger.manager
+    saved = {
+        name: (logger.level, list(logger.handlers), logger.disabled, logger.propagate)
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    }
+    root = logging.getLogger()
+    root_saved = (root.level, list(root.handlers))
+    named = dict(logging._handlers)
+    handler_list = list(logging._handlerList)
+    yield
+    with logging._lock:
+        for name, (level, handlers, disabled, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.disabled = disabled
+            logger.propagate = propagate
+        root.setLevel(root_saved[0])
+        root.handlers[:] = root_saved[1]
+        logging._handlers.clear()
+        logging._handlers.update(named)
+        logging._handlerList[:] = handler_list
+    for name in list(manager.loggerDict):
+        if name.startswith("ctxlog_test_live") and name not in saved:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+            logging.getLogger(name).handlers.clear()
+
+
+@pytest.fixture
+def server() -> Iterator[ConfigServer]:
+    with config_server(0, secret=SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+def full_server() -> Iterator[ConfigServer]:
+    with config_server(0, secret=SECRET, allow_full_config=True) as running:
+        yield running
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_bytes(SECRET + b"\n")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def send_raw(port: int, payload: bytes, *, length: int | None = None) -> None:
+    """Send one frame the way the Cookbook's client does; return when the listener hangs up."""
+    header = struct.pack(">L", len(payload) if length is None else length)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(header + payload)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass
+
+
+def push_cli(config: Path, port: int, secret: Path) -> int:
+    return main(["config", "push", str(config), "--port", str(port), "--secret-file", str(secret)])
+
+
+def signed(body: bytes, secret: bytes = SECRET) -> bytes:
+    return hmac.new(secret, body, hashlib.sha256).digest() + body
+
+
+def envelope(config: object, **changes: object) -> bytes:
+    fields: dict[str, object] = {
+        "v": 1,
+        "ts": time.time(),
+        "nonce": os.urandom(16).hex(),
+        "config": config,
+    }
+    fields.update(changes)
+    return json.dumps(fields).encode()
+
+
+def rejections(capture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in capture.named("ctxlog.config")
+        if r.levelno == logging.WARNING and "rejected" in r.getMessage()
+    ]
+
+
+def wait_for_level(name: str, level: int, timeout: float = 5.0) -> int:
+    """Poll until the logger has ``level`` (bounded); return what it has."""
+    logger = logging.getLogger(name)
+    deadline = time.monotonic() + timeout
+    while logger.level != level and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return logger.level
+
+
+LEVELS = {"version": 1, "loggers": {APP: {"level": "DEBUG"}}}
+
+
+# --- applied -------------------------------------------------------------------------------
+
+
+def test_level_change_is_applied(server, capture):
+    """A signed level change reaches the running app, which logs that it accepted it."""
+    logging.getLogger(APP).setLevel(logging.WARNING)
+
+    push(LEVELS, secret=SECRET, port=server.port)
+
+    assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+    accepted = [r for r in capture.named("ctxlog.config") if r.levelno == logging.INFO]
+    assert any(f"logger {APP}=DEBUG" in r.getMessage() for r in accepted)
+    assert [] == rejections(capture)
+
+
+def test_root_handler_and_numeric_levels(server):
+    """Root, logger and named-handler levels change; names and numbers are both accepted."""
+    handler = logging.NullHandler()
+    handler.set_name("ctxlog_test_live_handler")
+    config = {
+        "version": 1,
+        "incremental": True,
+        "root": {"level": "info"},
+        "loggers": {APP: {"level": 40}, APP + ".db": {"level": 0}},
+        "handlers": {"ctxlog_test_live_handler": {"level": "ERROR"}},
+    }
+
+    push(config, secret=SECRET, port=server.port)
+
+    assert logging.ERROR == wait_for_level(APP, logging.ERROR)
+    assert logging.INFO == logging.getLogger().level
+    assert logging.NOTSET == logging.getLogger(APP + ".db").level
+    assert logging.ERROR == handler.level
+
+
+def test_secret_as_str_and_as_file(secret_file):
+    """The secret may be given as str or as a path; both sides read a file the same way."""
+    with config_server(0, secret=secret_file) as running:
+        push(LEVELS, secret=SECRET.decode(), port=running.port)
+
+        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+
+
+def test_full_config_applies_with_opt_in(full_server, tmp_path, capture):
+    """With allow_full_config=True a signed dictConfig adds a handler."""
+    log_file = tmp_path / "full.log"
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "ctxlog_test_live_file": {"class": "logging.FileHandler", "filename": str(log_file)}
+        },
+        "loggers": {APP: {"level": "INFO", "handlers": ["ctxlog_test_live_file"]}},
+    }
+
+    # A full dictConfig closes every handler in logging._handlerList, which in this process
+    # includes other tests' handlers; hide them (the autouse fixture puts the list back).
+    with logging._lock:
+        logging._handlerList[:] = []
+
+    push(config, secret=SECRET, port=full_server.port)
+
+    logger = logging.getLogger(APP)
+    assert logging.INFO == wait_for_level(APP, logging.INFO)
+    [handler] = logger.handlers
+    logger.info("through the new handler")
+    handler.close()
+    assert "through the new handler\n" == log_file.read_text()
+    assert any("full dictConfig" in r.getMessage() for r in capture.named("ctxlog.config"))
+
+
+# --- rejected ------------------------------------------------------------------------------
+
+
+def marker_config(marker: Path, where: str = "handlers") -> dict[str, Any]:
+    return {"version": 1, where: {"x": {"()": "os.system", "command": f"touch {marker}"}}}
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({"version": 1, "formatters": {"f": {"format": "%(message)s"}}}, "key 'formatters'"),
+        ({"version": 1, "loggers": {APP: {"level": "INFO", "handlers": ["h"]}}}, "key 'handlers'"),
+        ({"version": 1, "loggers": {APP: {"level": "INFO", "propagate": False}}}, "'propagate'"),
+        ({"version": 1, "root": {"level": "ext://os.system"}}, "'ext://os.system' is not a level"),
+        ({"version": 1, "loggers": {APP: {"level": "cfg://handlers.x"}}}, "is not a level"),
+        ({"version": 1, "loggers": {APP: {"level": "LOUD"}}}, "'LOUD' is not a level"),
+        ({"version": 1, "loggers": {APP: {"level": True}}}, "True is not a level"),
+        ({"version": 1, "loggers": {APP: {"level": 1000}}}, "1000 is not a level"),
+        ({"version": 1, "loggers": {APP: {}}}, 'no "level"'),
+        ({"version": 1, "loggers": [APP]}, "loggers: a JSON list"),
+        ({"version": 1, "handlers": {"ctxlog_test_live_nope": {"level": "INFO"}}}, "no handler"),
+        ({"version": 1, "incremental": False, "root": {"level": "INFO"}}, '"incremental"'),
+        ({"version": 1, "disable_existing_loggers": False}, "'disable_existing_loggers'"),
+        ({"version": 2, "root": {"level": "INFO"}}, '"version" is 2'),
+        ({"root": {"level": "INFO"}}, '"version" is None'),
+    ],
+)
+def test_signed_but_not_levels_only_is_refused(server, capture, config, reason):
+    """Anything but level changes is refused by default, naming the offending part."""
+    before = _logger_state()
+
+    send_raw(server.port, signed(envelope(config)))
+
+    assert before == _logger_state()
+    [message] = rejections(capture)
+    assert reason in message, message
+    assert "unchanged" in message
+
+
+@pytest.mark.parametrize("where", ["handlers", "formatters", "filters", "loggers"])
+def test_signed_code_is_not_run_without_opt_in(server, capture, tmp_path, where):
+    """A signed configuration naming os.system is refused by default and runs nothing."""
+    marker = tmp_path / "marker"
+    before = _logger_state()
+
+    push(marker_config(marker, where), secret=SECRET, port=server.port)
+
+    assert before == _logger_state()
+    assert not marker.exists()
+    [message] = rejections(capture)
+    assert "'()'" in message or f"key '{where}'" in message
+
+
+def test_unsigned_code_is_not_run_even_with_opt_in(full_server, capture, tmp_path):
+    """An unsigned dictConfig (the Cookbook's client) runs nothing, even with full config on."""
+    marker = tmp_path / "marker"
+    before = _logger_state()
+
+    send_raw(full_server.port, json.dumps(marker_config(marker)).encode())
+    ini = f"[loggers]\nkeys=root\n[handlers]\nkeys=h\n[handler_h]\nargs=(__import__('os').system('touch {marker}'),)\n"
+    send_raw(full_server.port, ini.encode())
+
+    assert before == _logger_state()
+    assert not marker.exists()
+    assert 2 == len(rejections(capture))
+    assert all("bad signature" in m for m in rejections(capture))
+
+
+def test_wrong_secret_is_refused(full_server, capture, tmp_path):
+    """A configuration signed with another secret is refused, with full config on too."""
+    marker = tmp_path / "marker"
+
+    push(marker_config(marker), secret=OTHER_SECRET, port=full_server.port)
+
+    assert not marker.exists()
+    assert ["bad signature"] == [m.split(": ", 1)[1].split(" (")[0] for m in rejections(capture)]
+
+
+def test_tampered_message_is_refused(server, capture):
+    """Changing one byte of a signed message makes its signature fail."""
+    logging.getLogger(APP).setLevel(logging.WARNING)
+    payload = bytearray(_seal({"version": 1, "loggers": {APP: {"level": "ERROR"}}}, SECRET))
+    at = payload.index(b"ERROR")
+    payload[at : at + 5] = b"DEBUG"
+    before = _logger_state()
+
+    send_raw(server.port, bytes(payload))
+
+    assert before == _logger_state()
+    assert "bad signature" in rejections(capture)[0]
+
+
+def test_replayed_message_is_refused(server, capture):
+    """The same signed bytes sent twice are applied once."""
+    logger = logging.getLogger(APP)
+    payload = _seal(LEVELS, SECRET)
+    send_raw(server.port, payload)
+    assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+    logger.setLevel(logging.WARNING)
+
+    send_raw(server.port, payload)
+
+    assert logging.WARNING == logger.level
+    assert ["replayed"] == [m.split(": ", 2)[1] for m in rejections(capture)]
+
+
+@pytest.mark.parametrize(("skew", "reason"), [(-120, "s old"), (120, "in the future")])
+def test_message_outside_max_age_is_refused(server, capture, skew, reason):
+    """A timestamp more than max_age from the app's clock, either way, is refused."""
+    before = _logger_state()
+
+    send_raw(server.port, _seal(LEVELS, SECRET, ts=time.time() + skew))
+
+    assert before == _logger_state()
+    [message] = rejections(capture)
+    assert reason in message and "max_age 60" in message
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "0 bytes is too short"),
+        (b"x" * 32, "too short to carry a signature"),
+        (signed(b"{not json"), "signed, but not JSON"),
+        (signed(b"\xff\xfe"), "signed, but not JSON"),
+        (signed(b"[1, 2]"), "a JSON list, not an object"),
+        (signed(b'{"v": 1, "ts": NaN, "nonce": "0", "config": {}}'), "NaN is not JSON"),
+        (signed(b"[" * 100_000), "signed, but not JSON"),
+        (signed(envelope([1])), "config: a JSON list"),
+        (signed(envelope(LEVELS, v=2)), "version 2 is not supported"),
+        (signed(envelope(LEVELS, ts="now")), "ts: 'now' is not a number"),
+        (signed(envelope(LEVELS, ts=10**400)), "is not a number of seconds"),
+        (signed(envelope(LEVELS).replace(b'"ts": ', b'"ts": 1e999, "x": ')), "message's keys"),
+        (signed(envelope(LEVELS, ts=None).replace(b"null", b"1e999")), "ts: inf is not"),
+        (signed(envelope(LEVELS, nonce="abc")), "nonce: 'abc' is not 32"),
+        (signed(json.dumps({"v": 1, "config": LEVELS}).encode()), "the message's keys"),
+    ],
+    ids=lambda value: value[:24] if isinstance(value, str) else None,
+)
+def test_malformed_message_is_refused(server, capture, payload, reason):
+    """Malformed messages, signed or not, are refused with the reason."""
+    before = _logger_state()
+
+    send_raw(server.port, payload)
+
+    assert before == _logger_state()
+    [message] = rejections(capture)
+    assert reason in message, message
+
+
+def test_oversized_message_is_refused(server, capture):
+    """A payload over MAX_PAYLOAD is refused before its signature is even computed."""
+    before = _logger_state()
+
+    send_raw(server.port, b"\0" * (MAX_PAYLOAD + 1))
+
+    assert before == _logger_state()
+    assert f"{MAX_PAYLOAD + 1} bytes is over the limit" in rejections(capture)[0]
+
+
+def test_listener_survives_hostile_messages(server, capture, tmp_path):
+    """After a run of bad messages and dropped connections the listener still applies a good one."""
+    marker = tmp_path / "marker"
+    replay = _seal({"version": 1, "loggers": {APP: {"level": "ERROR"}}}, SECRET)
+    send_raw(server.port, replay)
+    for payload in [
+        replay,
+        b"garbage" * 10,
+        signed(b"nope"),
+        json.dumps(marker_config(marker)).encode(),
+        _seal(marker_config(marker), SECRET),
+        _seal(LEVELS, SECRET, ts=0.0),
+    ]:
+        send_raw(server.port, payload)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"\0\0")  # half a length header, then hang up
+
+    push({"version": 1, "loggers": {APP: {"level": "CRITICAL"}}}, secret=SECRET, port=server.port)
+
+    assert logging.CRITICAL == wait_for_level(APP, logging.CRITICAL)
+    assert 6 == len(rejections(capture))
+    assert not marker.exists()
+
+
+# --- start-up and shut-down ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [b"short", "short", b"", "x" * 15])
+def test_short_secret_is_refused_at_start(secret):
+    """A secret under 16 bytes is a start-up error that says what to do."""
+    with pytest.raises(ValueError, match="too short; use at least 16 random bytes"):
+        config_server(0, secret=secret)
+
+
+def test_short_secret_file_is_refused_at_start(tmp_path):
+    """A secret file holding under 16 bytes, or missing, is a start-up error."""
+    short = tmp_path / "short"
+    short.write_text("0123456789abcde\n")
+
+    with pytest.raises(ValueError, match="is 15 bytes; use at least 16"):
+        config_server(0, secret=short)
+    with pytest.raises(ValueError, match="cannot read the secret file"):
+        config_server(0, secret=tmp_path / "missing")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::1", "192.0.2.1", "example.com"])
+def test_other_hosts_are_refused(host):
+    """The standard library binds to localhost only, so any other host is refused, not ignored."""
+    with pytest.raises(ValueError, match=r"cannot be honoured.*forward the port"):
+        config_server(0, secret=SECRET, host=host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_loopback_hosts_are_accepted(host):
+    """127.0.0.1 and localhost name the address the listener binds to."""
+    with config_server(0, secret=SECRET, host=host) as running:
+        assert running.port > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"port": -1}, "port: -1 is not a TCP port"),
+        ({"port": 70000}, "port: 70000"),
+        ({"max_age": 0}, "max_age: 0"),
+        ({"max_age": float("inf")}, "max_age: inf"),
+    ],
+)
+def test_bad_options_are_refused(options, match):
+    """Ports and max_age outside their range are start-up errors."""
+    with pytest.raises(ValueError, match=match):
+        config_server(secret=SECRET, **{"port": 0, **options})
+
+
+def test_second_server_is_refused(server):
+    """The standard library allows one listener per process; a second is a clear error."""
+    with pytest.raises(RuntimeError, match=f"already running on port {server.port}"):
+        config_server(0, secret=SECRET)
+
+    server.stop()
+    with config_server(0, secret=SECRET) as again:
+        push(LEVELS, secret=SECRET, port=again.port)
+        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+
+
+def test_port_in_use_is_refused():
+    """A port already taken is an OSError at start-up, not a traceback in a thread."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(OSError, match=f"cannot listen on localhost:{port}"):
+            config_server(port, secret=SECRET)
+
+    with config_server(0, secret=SECRET):  # nothing was left registered
+        pass
+
+
+def test_stop_is_idempotent_and_frees_the_port():
+    """stop() ends the thread quickly, can be called again, and the port refuses connections."""
+    running = config_server(0, secret=SECRET)
+    threads = threading.active_count()
+    started = time.monotonic()
+
+    running.stop()
+    running.stop()
+
+    assert time.monotonic() - started < 2
+    assert threading.active_count() < threads
+    assert "stopped" in repr(running)
+    with pytest.raises(ConnectionRefusedError):
+        push(LEVELS, secret=SECRET, port=running.port)
+
+
+def test_fixed_port_is_used():
+    """A port given explicitly is the one listened on."""
+    port = free_port()
+
+    with config_server(port, secret=SECRET) as running:
+        assert port == running.port
+        push(LEVELS, secret=SECRET, port=port)
+        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+
+
+# --- push() and the command line -------------------------------------------------------------
+
+
+def test_push_checks_its_input():
+    """push() refuses a configuration without version 1, a bad port or a short secret."""
+    with pytest.raises(ValueError, match='"version": 1'):
+        push({"root": {"level": "INFO"}}, secret=SECRET)
+    with pytest.raises(ValueError, match="not a TCP port"):
+        push(LEVELS, secret=SECRET, port=0)
+    with pytest.raises(ValueError, match="too short"):
+        push(LEVELS, secret=b"short")
+    with pytest.raises(ValueError, match="cannot be sent as JSON"):
+        push({"version": 1, "root": {"level": float("nan")}}, secret=SECRET)
+
+
+def test_cli_pushes_json(server, secret_file, tmp_path, capsys):
+    """ctxlog config push FILE.json applies a level change and says where to look."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+
+    status = push_cli(config, server.port, secret_file)
+
+    assert 0 == status
+    assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+    out, err = capsys.readouterr()
+    assert "" == err
+    assert f"to 127.0.0.1:{server.port}" in out and "ctxlog.config" in out
+
+
+def test_cli_pushes_toml(server, secret_file, tmp_path):
+    """ctxlog config push FILE.toml works the same."""
+    config = tmp_path / "levels.toml"
+    config.write_text(f'version = 1\n[root]\nlevel = "INFO"\n[loggers."{APP}"]\nlevel = "ERROR"\n')
+
+    status = push_cli(config, server.port, secret_file)
+
+    assert 0 == status
+    assert logging.ERROR == wait_for_level(APP, logging.ERROR)
+    assert logging.INFO == logging.getLogger().level
+
+
+def test_cli_wrong_secret_is_sent_and_rejected_by_the_app(server, tmp_path, capture):
+    """The sender cannot tell a rejection; the app logs it and stays as it was."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(OTHER_SECRET)
+    before = _logger_state()
+
+    status = push_cli(config, server.port, wrong)
+
+    assert 0 == status
+    assert before == _logger_state()
+    assert "bad signature" in rejections(capture)[0]
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "cannot read the secret file"),
+        (b"", "is 0 bytes; use at least 16"),
+        (b"\n", "is 0 bytes; use at least 16"),
+        (b"0123456789abcde\n", "is 15 bytes; use at least 16"),
+    ],
+)
+def test_cli_bad_secret_file_is_a_usage_error(tmp_path, capsys, secret, message):
+    """A missing, empty or short secret file exits 2 with one line and no traceback."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+    path = tmp_path / "secret"
+    if secret is not None:
+        path.write_bytes(secret)
+
+    status = push_cli(config, free_port(), path)
+
+    out, err = capsys.readouterr()
+    assert (2, "") == (status, out)
+    assert err.startswith("ctxlog config push: ") and message in err
+    assert "Traceback" not in err and 1 == err.count("\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.json", None, "cannot read"),
+        ("bad.json", "{", "is not valid JSON"),
+        ("list.json", "[]", "holds a list, not a dictConfig"),
+        ("bad.toml", "version = ", "is not valid TOML"),
+        ("levels.yaml", "version: 1", "give a .json or a .toml file"),
+        ("noversion.json", '{"root": {"level": "INFO"}}', '"version": 1'),
+    ],
+)
+def test_cli_bad_config_file_is_a_usage_error(secret_file, capsys, name, content, message):
+    """An unreadable or unusable configuration file exits 2 with the reason."""
+    path = secret_file.parent / name
+    if content is not None:
+        path.write_text(content)
+
+    status = push_cli(path, free_port(), secret_file)
+
+    err = capsys.readouterr().err
+    assert 2 == status
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_without_a_listener_exits_1(tmp_path, secret_file, capsys):
+    """Nothing listening on the port is exit status 1 with the address."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+    port = free_port()
+
+    status = push_cli(config, port, secret_file)
+
+    assert 1 == status
+    assert f"cannot send to 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+# --- the public name and the example ---------------------------------------------------------
+
+
+@not_exported
+def test_public_name():
+    """ctxlog.config_server is this module's function."""
+    assert _config_server.config_server is ctxlog.config_server
+
+
+@not_exported
+def test_example_changes_level_of_running_app(tmp_path, secret_file):
+    """examples/live_config.py starts logging DEBUG lines after a pushed level change."""
+    env = {**os.environ, "CTXLOG_CONFIG_SECRET_FILE": str(secret_file), "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "live_config.py"), "--port", "0", "--seconds", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    ) as proc:
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines))
+        reader.start()
+        try:
+            port = int(_next_matching(lines, "listening on localhost:").rsplit(":", 1)[1])
+            assert " DEBUG " not in _next_matching(lines, " INFO ")
+
+            push({"version": 1, "loggers": {"shop": {"level": "DEBUG"}}}, secret=SECRET, port=port)
+
+            assert "configuration accepted" in _next_matching(lines, "ctxlog.config")
+            assert "shop" in _next_matching(lines, " DEBUG ")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            reader.join(10)
+
+
+def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _next_matching(lines: queue.Queue[str | None], text: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        if line is None:
+            pytest.fail(f"the example ended before printing {text!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return line
