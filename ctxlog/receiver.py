@@ -10,10 +10,11 @@ The receiver reads the frames of :mod:`ctxlog._wire` (length-prefixed JSON, neve
 is written for a port that hostile peers can reach:
 
 - a frame's size is checked from its header before any body byte is kept (``max_frame``);
-- a body is parsed as JSON with a strict schema; a message is never combined with arguments
+- a body is parsed as JSON with a strict schema (and a record dated after the year 9999, which
+  no clock can print, is rejected); a message is never combined with arguments
   (``msg % args``) from the network;
-- a frame must arrive whole within ``read_timeout`` seconds of its first byte, and an idle
-  connection is closed after ``idle_timeout`` seconds;
+- a frame must arrive whole within ``read_timeout`` seconds of its first byte (a TLS handshake
+  too), and an idle connection is closed after ``idle_timeout`` seconds;
 - at most ``max_connections`` connections are served at once; more are refused;
 - with a secret, a frame without a valid HMAC-SHA256 tag is rejected;
 - a bad frame closes its connection only; it is counted by reason and reported on the logger
@@ -66,8 +67,13 @@ DEFAULT_FORMAT: Final = (
 CONTINUATION: Final = "  | "
 _REPORT_EVERY: Final = 10.0
 _FIELD_CAP: Final = 1024
-_TEXT: Final = ("name", "msg", "levelname", "funcName", "module", "filename", "pathname",
-                "threadName", "processName", "taskName", "peer", *FIELDS)  # fmt: skip
+#: Text a record carries that is printed on lines of its own, after the record's line.
+_TAIL: Final = frozenset({"exc_text", "stack_info"})
+#: The latest ``created`` accepted: the end of year 9999, as far as a log line's clock can show
+#: (``time.localtime`` fails on larger numbers, and every handler with them).
+_LATEST: Final = 253402300800.0
+#: Names of records up to this length keep their route in a cache.
+_ROUTE_NAME_CAP: Final = 256
 _SIZE: Final = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
 _UNITS: Final = dict(
     zip(
@@ -84,10 +90,11 @@ class LineFormatter(logging.Formatter):
     r"""
     Format received records as one line each, safe against forged lines.
 
-    Every text field, the message included, has its control, bidi and separator characters
-    escaped (``\\n``, ``\\x1b``): a record can never start a second line. A traceback or stack
-    follows on lines that each begin with ``"  | "``, so it cannot pass for a record either.
-    Fields a sender did not send show as ``-``.
+    Every text field, the message and extra fields included, has its control, bidi and
+    separator characters escaped (``\\n``, ``\\x1b``): a record can never start a second line,
+    whatever fields the format shows. A traceback or stack follows on lines that each begin
+    with ``"  | "``, so it cannot pass for a record either. Fields a sender did not send show
+    as ``-``.
 
     Args:
         fmt: A ``%``-style format; the default shows the context fields and the peer.
@@ -104,9 +111,8 @@ class LineFormatter(logging.Formatter):
         """Return ``record`` as one escaped line, plus continuation lines for a traceback."""
         attrs = record.__dict__
         changed: dict[str, Any] = {}
-        for name in _TEXT:
-            value = attrs.get(name)
-            if isinstance(value, str):
+        for name, value in attrs.items():
+            if isinstance(value, str) and name not in _TAIL:
                 clean = sanitize(value, _wire.MAX_BODY if name == "msg" else _FIELD_CAP)
                 if clean is not value:
                     changed[name] = clean
@@ -257,6 +263,9 @@ class _Connection(asyncio.Protocol):
             except _wire.WireError as error:
                 self._reject("bad frame", str(error))
                 return
+            if not record.created < _LATEST:
+                self._reject("bad frame", f"created {record.created:g} is after the year 9999")
+                return
             start = frame_end
             self.frame_size = 0
             completed = True
@@ -320,7 +329,8 @@ class Receiver:
         max_frame: The largest frame body accepted, in bytes.
         max_connections: Connections served at once; more are refused and counted.
         idle_timeout: Seconds a connection may stay silent between frames.
-        read_timeout: Seconds a frame may take to arrive, from its first byte.
+        read_timeout: Seconds a frame may take to arrive, from its first byte (and a TLS
+            handshake to complete).
         tls: An SSL context with the server's certificate, for senders using ``tls=``.
         dispatch: Called with each record instead of the default routing (nearest configured
             logger, else root).
@@ -413,6 +423,9 @@ class Receiver:
             self.port,
             backlog=1024,
             ssl=self.tls,
+            # A peer that never completes the handshake is not a connection yet (no cap, no
+            # idle timeout): give it as long as a frame, not asyncio's default minute.
+            ssl_handshake_timeout=self.read_timeout if self.tls is not None else None,
             reuse_address=True,
         )
         sockets = self._server.sockets
@@ -442,18 +455,27 @@ class Receiver:
                     "the receiver stopped while a frame was still arriving",
                 )
             connection._close()  # noqa: SLF001
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            # From Python 3.12.1 this also waits for peers still in a TLS handshake, which are
+            # not connections yet and so were not closed above: abort them where Python can
+            # (3.13), and never wait for them longer than a second.
+            abort_clients = getattr(server, "abort_clients", None)
+            if abort_clients is not None:
+                abort_clients()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
 
     def _route(self, record: logging.LogRecord) -> None:
         name = record.name
         logger = self._routes.get(name)
         if logger is None:
             logger = self._nearest(name)
-            if len(self._routes) >= 4096:
-                self._routes.clear()
-            self._routes[name] = logger
+            # Only short names are kept: 4096 names of a megabyte each would hold 4 GiB.
+            if len(name) <= _ROUTE_NAME_CAP:
+                if len(self._routes) >= 4096:
+                    self._routes.clear()
+                self._routes[name] = logger
         logger.handle(record)
 
     @staticmethod
@@ -461,7 +483,7 @@ class Receiver:
         # Only loggers the receiver's configuration made; never one per network name, and
         # never the receiver's own (a sender could pass off its lines as the receiver's).
         existing = logging.Logger.manager.loggerDict
-        parts = name.split(".")[:32]
+        parts = name.split(".", 32)[:32]
         while parts:
             candidate = existing.get(".".join(parts))
             if isinstance(candidate, logging.Logger) and not candidate.name.startswith(
@@ -654,6 +676,9 @@ def _configure(args: argparse.Namespace) -> None:
     report = logging.StreamHandler(sys.stderr)
     report.setFormatter(logging.Formatter("ctxlog receive: %(message)s"))
     own.addHandler(report)
+    if args.max_bytes and not args.file:
+        msg = "--max-bytes needs --file"
+        raise ValueError(msg)
     if args.config:
         path = Path(args.config)
         try:
@@ -678,18 +703,21 @@ def _configure(args: argparse.Namespace) -> None:
         if args.max_bytes < 0 or args.backup_count < 0:
             msg = "--max-bytes and --backup-count must not be negative"
             raise ValueError(msg)
-        handler = logging.handlers.RotatingFileHandler(
-            args.file, maxBytes=args.max_bytes, backupCount=args.backup_count, encoding="utf-8"
-        )
+        try:
+            handler = logging.handlers.RotatingFileHandler(
+                args.file, maxBytes=args.max_bytes, backupCount=args.backup_count, encoding="utf-8"
+            )
+        except OSError as error:
+            msg = f"cannot open --file {args.file!r}: {error.strerror or error}"
+            raise ValueError(msg) from None
     else:
-        if args.max_bytes:
-            msg = "--max-bytes needs --file"
-            raise ValueError(msg)
         handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(LineFormatter(args.format))
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.NOTSET)
+    # Received records skip logger levels (Logger.handle); this level only keeps the
+    # receiver's own libraries (asyncio's debug lines) out of the file.
+    root.setLevel(logging.WARNING)
 
 
 def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
