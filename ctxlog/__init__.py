@@ -5,6 +5,7 @@ ctxlog: logs that say which client, which user, which request, in any WSGI or AS
 """
 
 from ctxlog import handlers
+from ctxlog._config_server import config_server
 from ctxlog.adapters import ContextAdapter, get_logger
 from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
@@ -21,6 +22,7 @@ __all__ = [
     "QueueListener",
     "WSGIMiddleware",
     "bind",
+    "config_server",
     "flush",
     "get_context",
     "get_logger",
