@@ -18,8 +18,10 @@ Frame
 Body
 ----
 Required: ``name`` (str), ``levelno`` (int 0-100), ``msg`` (str: the message already merged with
-its arguments; receivers never apply ``%`` to network data), ``created`` (finite number, seconds
-since the epoch). Optional strings: ``levelname``, ``pathname``, ``filename``, ``module``,
+its arguments; receivers never apply ``%`` to network data), ``created`` (number, seconds
+since the epoch, before the year 10000). ``levelname`` is derived from ``levelno`` by the
+receiver; a sent name is kept only for a custom level number, and never if it is a standard
+name. Optional strings: ``levelname``, ``pathname``, ``filename``, ``module``,
 ``funcName``, ``threadName``, ``processName``, ``taskName``, ``exc_text`` (a formatted
 traceback), ``stack_info``, and the context fields ``ip``, ``user``, ``request_id``, ``method``,
 ``path``. Optional integers: ``lineno``, ``process``, ``thread``. ``extra``: an object of at most
@@ -81,6 +83,12 @@ _STRINGS: Final = (
     *FIELDS,
 )
 _INTEGERS: Final = ("lineno", "process", "thread")
+#: 10000-01-01T00:00:00Z: formatting a later time fails, so such a record is invalid.
+_LATEST: Final = 253402300800.0
+#: Names a sender may not give a level of another number (a DEBUG record sent as "CRITICAL").
+_STANDARD_LEVELS: Final = frozenset(
+    {"CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET"}
+)
 _PLAIN: Final = (str, int, float, bool, type(None))
 
 
@@ -219,8 +227,8 @@ def _checked(data: Any) -> dict[str, Any]:
     if not isinstance(created, int | float) or isinstance(created, bool):
         msg = "created must be a number"
         raise WireError(msg)
-    if not math.isfinite(created) or created < 0:
-        msg = "created must be a finite number of seconds since the epoch"
+    if not math.isfinite(created) or not 0 <= created < _LATEST:
+        msg = "created must be seconds since the epoch, before the year 10000"
         raise WireError(msg)
     fields: dict[str, Any] = {
         "name": name,
@@ -237,6 +245,12 @@ def _checked(data: Any) -> dict[str, Any]:
                 msg = f"{key} must be a string"
                 raise WireError(msg)
             fields[key] = data[key]
+    # The level's name follows its number; a sender's own name is kept only for a level this
+    # process does not know, and never when it is a standard name.
+    known = logging.getLevelName(levelno)
+    sent = fields.get("levelname")
+    if not known.startswith("Level ") or sent in _STANDARD_LEVELS:
+        fields["levelname"] = known
     for key in _INTEGERS:
         if key in data:
             if not _is_int(data[key]):

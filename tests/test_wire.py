@@ -106,7 +106,7 @@ def test_bad_headers_are_rejected_before_the_body(frame, match):
         (b"\xff\xfe", "not JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
         (b'{"name": "a", "levelno": 1, "msg": "x", "created": NaN}', "not JSON"),
-        (b'{"name": "a", "levelno": 1, "msg": "x", "created": 1e999}', "finite"),
+        (b'{"name": "a", "levelno": 1, "msg": "x", "created": 1e999}', "before the year 10000"),
         (b'{"name": "a", "levelno": ' + b"9" * 5000 + b', "msg": "x", "created": 1}', "not JSON"),
         (b"[1, 2]", "not a JSON object"),
         (b'{"name": "a", "levelno": "50", "msg": "x", "created": 1}', "levelno"),
@@ -178,3 +178,26 @@ def test_body_length_must_match_the_header():
 def test_module_constants_describe_the_documented_frame():
     """The header is 8 bytes and the tag 32, as the module documentation says."""
     assert (8, 32, 1024 * 1024) == (_wire.HEADER_SIZE, _wire.TAG_SIZE, _wire.MAX_BODY)
+
+
+def test_a_level_name_cannot_disguise_its_number():
+    """A DEBUG record sent as "CRITICAL" stays DEBUG; a custom level keeps its own name."""
+    for levelno, sent, expected in [
+        (10, "CRITICAL", "DEBUG"),
+        (5, "CRITICAL", "Level 5"),
+        (5, "TRACE", "TRACE"),
+        (20, "WHATEVER", "INFO"),
+    ]:
+        body = json.dumps(
+            {"name": "x", "levelno": levelno, "levelname": sent, "msg": "m", "created": 1.0}
+        ).encode()
+        header = struct.pack(">2sBBI", b"CX", 1, 0, len(body))
+        assert expected == _wire.decode(header, body).levelname
+
+
+def test_a_time_past_the_year_9999_is_refused():
+    """A created time no formatter can show is an invalid frame, not a crash at the sink."""
+    body = json.dumps({"name": "x", "levelno": 20, "msg": "m", "created": 1e300}).encode()
+    header = struct.pack(">2sBBI", b"CX", 1, 0, len(body))
+    with pytest.raises(_wire.WireError, match="before the year 10000"):
+        _wire.decode(header, body)
