@@ -69,9 +69,6 @@ _REPORT_EVERY: Final = 10.0
 _FIELD_CAP: Final = 1024
 #: Text a record carries that is printed on lines of its own, after the record's line.
 _TAIL: Final = frozenset({"exc_text", "stack_info"})
-#: The latest ``created`` accepted: the end of year 9999, as far as a log line's clock can show
-#: (``time.localtime`` fails on larger numbers, and every handler with them).
-_LATEST: Final = 253402300800.0
 #: Names of records up to this length keep their route in a cache.
 _ROUTE_NAME_CAP: Final = 256
 _SIZE: Final = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
@@ -262,9 +259,6 @@ class _Connection(asyncio.Protocol):
                 )
             except _wire.WireError as error:
                 self._reject("bad frame", str(error))
-                return
-            if not record.created < _LATEST:
-                self._reject("bad frame", f"created {record.created:g} is after the year 9999")
                 return
             start = frame_end
             self.frame_size = 0
