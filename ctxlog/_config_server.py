@@ -1,49 +1,77 @@
 """
 Live reconfiguration: the Logging Cookbook's configuration server, made safe.
 
-:func:`config_server` starts the standard library's :func:`logging.config.listen` with a
-``verify`` function that accepts only configurations signed with a shared secret, and
+:func:`config_server` starts a thread that takes a new logging configuration over TCP, as
+:func:`logging.config.listen` does, but applies only configurations signed with a shared secret;
 :func:`push` (or ``ctxlog config push FILE``) sends one. A running application changes its
 levels, and with ``allow_full_config=True`` its handlers, without a restart.
 
 Message
 -------
-The standard library's listener reads one message per connection: a 4-byte unsigned big-endian
-length, then that many bytes. ctxlog's message (the *payload*) is::
+The listener speaks the protocol of :func:`logging.config.listen`: one message per connection,
+a 4-byte unsigned big-endian length, then that many bytes; the listener closes the connection
+without replying once it has handled the message. A sender written for the standard library's
+listener (the Cookbook's client, for one) works unchanged. ctxlog's message (the *payload*) is::
 
     tag   32 bytes   HMAC-SHA256(secret, body)
     body  UTF-8 JSON: {"v": 1, "ts": <seconds since the epoch>, "nonce": "<32 hex digits>",
                        "config": {<a dictConfig, "version": 1>}}
 
 The tag covers the body's exact bytes; the body has exactly those four keys. ``ts`` is the
-sender's clock when it signed, ``nonce`` 16 random bytes in lowercase hex. The listener closes
-the connection without replying once it has handled the message.
+sender's clock when it signed, ``nonce`` 16 random bytes in lowercase hex.
 
-Checks, in order; the first that fails rejects the message: size at most :data:`MAX_PAYLOAD`;
-a tag that matches (compared in constant time); a JSON object of the shape above; ``ts`` within
-``max_age`` seconds of the application's clock, either way; a nonce not seen within that window;
-then the configuration. By default only level changes pass (``root``, ``loggers`` and
-``handlers`` entries whose only key is ``level``, plus ``version`` and ``"incremental": true``),
-and what is applied is an incremental dictConfig that ctxlog builds from the validated levels.
-With ``allow_full_config=True`` any dictConfig with ``"version": 1`` is applied as it is.
+Checks, in order; the first that fails rejects the message: an announced length of at most
+:data:`MAX_PAYLOAD` (checked before the body is read); the whole message within
+``read_timeout`` seconds of connecting; a tag that matches (compared in constant time); a JSON
+object of the shape above; ``ts`` within ``max_age`` seconds of the application's clock, either
+way; a nonce not seen within that window; then the configuration. By default only level changes
+pass (``root``, ``loggers`` and ``handlers`` entries whose only key is ``level``, plus
+``version`` and ``"incremental": true``), and what is applied is an incremental dictConfig that
+ctxlog builds from the validated levels. With ``allow_full_config=True`` any dictConfig with
+``"version": 1`` is applied as it is.
+
+A message that passes is applied as the standard library applies what its ``verify`` returns,
+``logging.config.dictConfig(json.loads(result))``, in the listener's thread. Every outcome is
+logged on ``ctxlog.config`` with the peer's address: WARNING ``configuration rejected from
+<address>: <reason>``, INFO ``configuration applied from <address>: <summary>``, or ERROR
+``configuration failed from <address>: <reason>`` when dictConfig raises (logging is then as
+dictConfig left it: a full configuration may be partly applied).
+
+Why not logging.config.listen
+-----------------------------
+ctxlog never calls :func:`logging.config.listen`. The standard library's listener reads a whole
+message before ``verify`` sees any of it, and believes the length the peer announces: there is
+no upper limit (it asks for up to 4 GiB), no timeout (a peer that sends nothing keeps a thread
+waiting for as long as it stays connected), and when a peer announces a length and hangs up,
+the thread calls ``recv`` in a loop that never ends, using a whole CPU core for the life of the
+process (reproduced on 3.13; reported as CPython gh-156378). None of this needs the secret, and
+no ``verify`` can prevent it. That listener also binds to ``localhost`` only, and
+:func:`logging.config.stopListening` stops only the one started last, so a process cannot run
+two.
+
+ctxlog's listener is one thread with non-blocking sockets. It reads the 4-byte length first and
+closes the connection, unread, if the length is over :data:`MAX_PAYLOAD`; it gives each peer
+``read_timeout`` seconds for its whole message and closes the connection as soon as the peer
+hangs up; it holds at most :data:`MAX_CONNECTIONS` connections, closing the oldest to make room
+for a new one, so idle connections cannot keep a push out. It binds the address it is given, and
+a process can run several.
 
 Security
 --------
 The Cookbook's listener without ``verify`` runs whatever it is sent: a dictConfig names
 callables to import and call (``"()"``, ``"class"``, ``ext://``), and when JSON fails the
 standard library falls back to :func:`logging.config.fileConfig`, which calls ``eval``. Anyone who
-can connect to the port can run code in the application. Here ``verify`` never returns the
-sender's bytes: it returns JSON that it has serialised itself, always one line, so the fileConfig
-fallback never finds a section to evaluate. Without the secret nothing is applied. With the
-secret, the default applies levels only; ``allow_full_config=True`` hands dictConfig, and with
-it code execution in the application, to whoever holds the secret.
+can connect to the port can run code in the application. Here the bytes applied are never the
+sender's bytes: they are JSON that ctxlog has serialised itself, and they only ever go to
+dictConfig, never to fileConfig. Without the secret nothing is applied. With the secret, the
+default applies levels only; ``allow_full_config=True`` hands dictConfig, and with it code
+execution in the application, to whoever holds the secret.
 
-The standard library binds the listener to ``localhost`` and reads each message in full before
-``verify`` sees it, without a size limit or a timeout. A local process that does not know the
-secret can therefore hold a connection (and one thread) open, make the listener allocate the
-length it announces, and, by announcing a length and closing the connection, make one thread
-spin forever (CPython gh-156378). ctxlog cannot change that without replacing the standard
-library's listener; only run it where local processes are trusted with that much.
+The listener binds ``127.0.0.1`` unless told otherwise. Any other address puts the port on
+that network: whoever can reach it cannot change the configuration without the secret, but can
+send messages that are logged and rejected, and can hold up to :data:`MAX_CONNECTIONS`
+connections; messages also travel in clear (signed, not encrypted). Prefer a tunnel (SSH) to a
+non-loopback address.
 
 .. versionadded:: 0.2.0
 """
@@ -51,8 +79,10 @@ library's listener; only run it where local processes are trusted with that much
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import logging.config
@@ -60,6 +90,7 @@ import math
 import os
 import re
 import secrets
+import selectors
 import socket
 import struct
 import sys
@@ -73,6 +104,7 @@ from typing import Any, Final, Self
 
 __all__ = [
     "DEFAULT_PORT",
+    "MAX_CONNECTIONS",
     "MAX_PAYLOAD",
     "ConfigServer",
     "config_server",
@@ -84,6 +116,8 @@ __all__ = [
 DEFAULT_PORT: Final = logging.config.DEFAULT_LOGGING_CONFIG_PORT
 #: The largest payload (tag and body) accepted, in bytes.
 MAX_PAYLOAD: Final = 1024 * 1024
+#: The most connections a listener holds open at once; a new one closes the oldest.
+MAX_CONNECTIONS: Final = 16
 #: The shortest secret accepted, in bytes.
 MIN_SECRET: Final = 16
 TAG_SIZE: Final = 32
@@ -96,19 +130,35 @@ _VERSION: Final = 1
 _ENVELOPE_KEYS: Final = frozenset({"v", "ts", "nonce", "config"})
 _LEVELS_ONLY_KEYS: Final = frozenset({"version", "incremental", "root", "loggers", "handlers"})
 _NONCE: Final = re.compile(r"[0-9a-f]{32}")
-_LOCAL_HOSTS: Final = ("127.0.0.1", "localhost")
-_START_TIMEOUT: Final = 5.0
+_LENGTH: Final = struct.Struct(">L")
+_CHUNK: Final = 64 * 1024
+#: Seconds the listener waits before accepting again when the process is out of descriptors.
+_ACCEPT_BACKOFF: Final = 0.5
 
 _log = logging.getLogger("ctxlog.config")
-
-# The standard library keeps its listener in one module-global variable (stopListening() stops
-# whichever listener started last), so a process has at most one; this is ctxlog's.
-_state_lock = threading.Lock()
-_active: ConfigServer | None = None
 
 
 class _RejectedError(Exception):
     """A message that is not applied; the argument says why."""
+
+
+class _Message:
+    """One connection and the part of its message received so far."""
+
+    __slots__ = ("data", "deadline", "length", "peer", "sock")
+
+    def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.deadline = deadline
+        self.data = bytearray()
+        #: The payload length announced, once the 4 bytes that carry it have arrived.
+        self.length: int | None = None
+
+    def progress(self) -> str:
+        if self.length is None:
+            return f"{len(self.data)} of the 4 length bytes"
+        return f"{len(self.data)} of the {self.length} payload bytes announced"
 
 
 class ConfigServer:
@@ -120,10 +170,19 @@ class ConfigServer:
     .. versionadded:: 0.2.0
     """
 
-    def __init__(self, thread: threading.Thread, port: int) -> None:
-        self._thread = thread
-        self._port = port
+    def __init__(self, sock: socket.socket, verifier: _Verifier, *, read_timeout: float) -> None:
+        self._sock = sock
+        self._verifier = verifier
+        self._read_timeout = read_timeout
+        self._address = _show_address(sock.getsockname())
+        self._port: int = sock.getsockname()[1]
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._stopping = threading.Event()
+        self._stop_lock = threading.Lock()
         self._stopped = False
+        self._thread = threading.Thread(
+            target=self._serve, name=f"ctxlog config server {self._address}", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -134,36 +193,35 @@ class ConfigServer:
         """
         Stop listening and wait up to ``timeout`` seconds for the listener's thread to end.
 
-        Calling it again does nothing. If the thread has not ended in time (the standard
-        library waits for every open connection first), a warning is logged on
-        ``ctxlog.config`` and the port is free again anyway.
+        The thread closes the listening socket and every open connection as it ends. Calling
+        ``stop()`` again does nothing. The thread only takes long to end if it is applying a
+        configuration (a handler that is slow to build, say); after ``timeout`` a warning is
+        logged on ``ctxlog.config`` and the thread ends, freeing the port, once it has finished.
+        dictConfig holds the logging module's lock while it works, so that warning, like any
+        other log call in the process, may wait for the configuration to be applied.
 
         Args:
             timeout: Seconds to wait for the thread.
         """
-        global _active  # noqa: PLW0603 - the one place that holds the process's listener
-        with _state_lock:
+        with self._stop_lock:
             if self._stopped:
                 return
             self._stopped = True
-            if _active is self:
-                _active = None
-        deadline = time.monotonic() + timeout
-        while self._thread.is_alive():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _log.warning(
-                    "the configuration listener on port %d did not stop within %.1f s; "
-                    "a connection to it is still open",
-                    self._port,
-                    timeout,
-                )
-                return
-            # The listener registers itself just after it is ready, and looks at the stop
-            # flag once a second or when a connection arrives: ask again, and knock.
-            logging.config.stopListening()
-            _knock(self._port)
-            self._thread.join(min(0.1, remaining))
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+        if self._thread.ident is None:  # never started: nothing else owns the sockets
+            self._close_sockets()
+        else:
+            self._thread.join(timeout)
+        self._wake_writer.close()
+        if self._thread.is_alive():
+            _log.warning(
+                "the configuration listener on %s did not stop within %.1f s: it is still "
+                "applying a configuration, and closes its port when that is done",
+                self._address,
+                timeout,
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -178,7 +236,135 @@ class ConfigServer:
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "listening"
-        return f"<ConfigServer localhost:{self._port} {state}>"
+        return f"<ConfigServer {self._address} {state}>"
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _close_sockets(self) -> None:
+        self._sock.close()
+        self._wake_reader.close()
+
+    # --- the listener's thread: everything below runs there and only there -----------------
+
+    def _serve(self) -> None:
+        messages: dict[socket.socket, _Message] = {}
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._sock, selectors.EVENT_READ)
+                selector.register(self._wake_reader, selectors.EVENT_READ)
+                while not self._stopping.is_set():
+                    timeout = None
+                    if messages:
+                        first = min(message.deadline for message in messages.values())
+                        timeout = max(0.0, first - time.monotonic())
+                    for key, _ in selector.select(timeout):
+                        if key.fileobj is self._sock:
+                            self._accept(selector, messages)
+                        elif key.fileobj is not self._wake_reader:
+                            message: _Message = key.data
+                            # It may have been closed to make room earlier in this round.
+                            if message.sock in messages and self._receive(message):
+                                self._close(selector, messages, message)
+                    now = time.monotonic()
+                    for message in [m for m in messages.values() if m.deadline <= now]:
+                        reason = f"not received within read_timeout {self._read_timeout:g} s"
+                        _incomplete(message, reason)
+                        self._close(selector, messages, message)
+        finally:
+            for message in messages.values():
+                message.sock.close()
+            self._close_sockets()
+
+    def _accept(
+        self, selector: selectors.BaseSelector, messages: dict[socket.socket, _Message]
+    ) -> None:
+        # One connection per round, so that reading the open ones keeps up with a flood.
+        try:
+            sock, address = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as error:  # out of file descriptors or buffers; the next may work
+            _log.warning(
+                "the configuration listener on %s cannot accept a connection: %s",
+                self._address,
+                error.strerror or error,
+            )
+            self._stopping.wait(_ACCEPT_BACKOFF)
+            return
+        sock.settimeout(0.0)  # non-blocking
+        if len(messages) >= MAX_CONNECTIONS:
+            oldest = next(iter(messages.values()))
+            _incomplete(oldest, f"closed to make room: {MAX_CONNECTIONS} connections were open")
+            self._close(selector, messages, oldest)
+        message = _Message(sock, _show_address(address), time.monotonic() + self._read_timeout)
+        messages[sock] = message
+        selector.register(sock, selectors.EVENT_READ, message)
+
+    def _receive(self, message: _Message) -> bool:
+        """Read what has arrived; handle the message once complete. Return True when done."""
+        while True:
+            expected = _LENGTH.size if message.length is None else message.length
+            wanted = expected - len(message.data)
+            if wanted == 0:
+                if message.length is not None:
+                    self._handle(bytes(message.data), message.peer)
+                    return True
+                (length,) = _LENGTH.unpack(message.data)
+                if length > MAX_PAYLOAD:
+                    _log.warning(
+                        "configuration rejected from %s: announces %d bytes, over the limit "
+                        "of %d (not read); the running configuration is unchanged",
+                        message.peer,
+                        length,
+                        MAX_PAYLOAD,
+                    )
+                    return True
+                message.length = length
+                message.data = bytearray()
+                continue
+            try:
+                chunk = message.sock.recv(min(wanted, _CHUNK))
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as error:
+                _incomplete(message, f"the connection failed ({error.strerror or error})")
+                return True
+            if not chunk:
+                if message.length is None and not message.data:
+                    _log.debug("connection from %s closed without a message", message.peer)
+                else:
+                    _incomplete(message, "the peer closed the connection")
+                return True
+            message.data += chunk
+
+    def _handle(self, payload: bytes, peer: str) -> None:
+        verified = self._verifier(payload, peer)
+        if verified is None:
+            return
+        result, summary = verified
+        try:
+            logging.config.dictConfig(json.loads(result))
+        except Exception as error:  # dictConfig calls whatever a full configuration names
+            _log.error(
+                "configuration failed from %s: %s; logging is as dictConfig left it (a full "
+                "configuration may be partly applied)",
+                peer,
+                _reason(error),
+                exc_info=True,
+            )
+            return
+        _log.info("configuration applied from %s: %s", peer, summary)
+
+    def _close(
+        self,
+        selector: selectors.BaseSelector,
+        messages: dict[socket.socket, _Message],
+        message: _Message,
+    ) -> None:
+        del messages[message.sock]
+        selector.unregister(message.sock)
+        message.sock.close()
 
 
 def config_server(
@@ -188,79 +374,60 @@ def config_server(
     host: str = "127.0.0.1",
     allow_full_config: bool = False,
     max_age: float = 60.0,
+    read_timeout: float = 5.0,
 ) -> ConfigServer:
     """
     Start listening for signed logging configurations; return the running listener.
 
     Every message must carry an HMAC-SHA256 tag made with ``secret``, a timestamp within
     ``max_age`` seconds of this process's clock and a nonce not used before (the format is in
-    :doc:`/live-config`). A message that fails any check is logged on
-    ``ctxlog.config`` at WARNING with the reason and changes nothing. An accepted one is logged
-    at INFO just before the standard library applies it.
+    :doc:`/live-config`). A message that fails any check is logged on ``ctxlog.config`` at
+    WARNING with the reason and the peer's address, and changes nothing. An accepted one is
+    applied with :func:`logging.config.dictConfig` in the listener's thread, then logged at
+    INFO, or at ERROR with the reason if dictConfig raised.
 
     Args:
-        port: The TCP port, on ``localhost``; 0 picks a free one (see ``.port``).
+        port: The TCP port; 0 picks a free one (see ``.port``).
         secret: The shared secret, 16 bytes or more: bytes, a str (used as UTF-8), or a path
             to a file holding it, read like ``ctxlog config push --secret-file`` reads it (one
             trailing newline removed).
-        host: ``"127.0.0.1"`` or ``"localhost"``. The standard library's listener binds to
-            ``localhost`` only; to reach it from elsewhere, forward the port (SSH, for one).
+        host: The IP address to listen on; ``"localhost"`` means ``"127.0.0.1"``. An address
+            other than a loopback one exposes the port to that network: see
+            :doc:`/live-config`.
         allow_full_config: Apply any dictConfig, not just level changes. A dictConfig names
             classes and callables to import and call: this lets whoever holds the secret run
             code in this process.
         max_age: How far, in seconds, a message's timestamp may be from this process's clock,
             in the past or the future; also how long nonces are remembered.
+        read_timeout: Seconds a peer has, from connecting, to send its whole message; the
+            connection is then closed and the message rejected.
 
     Raises:
-        ValueError: If the secret is too short or unreadable, or ``host``, ``port`` or
-            ``max_age`` is not acceptable.
-        RuntimeError: If this process already has a configuration listener, or ``localhost``
-            is not a loopback address here.
-        OSError: If the port cannot be bound.
+        ValueError: If the secret is too short or unreadable, ``host`` is not an IP address,
+            or ``port``, ``max_age`` or ``read_timeout`` is not acceptable.
+        OSError: If the address cannot be listened on (the port is taken, say).
         TypeError: If ``secret`` is not bytes, a str or a path.
 
     .. versionadded:: 0.2.0
     """
-    global _active  # noqa: PLW0603 - the one place that holds the process's listener
     key = _load_secret(secret)
-    if host not in _LOCAL_HOSTS:
-        msg = (
-            f"host: {host!r} cannot be honoured: logging.config.listen binds to localhost only; "
-            f"use '127.0.0.1' and forward the port (for example ssh -L {port}:127.0.0.1:{port})"
-        )
-        raise ValueError(msg)
+    family, address = _parse_host(host)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         msg = f"port: {port!r} is not a TCP port number (0 to 65535)"
         raise ValueError(msg)
-    if not (isinstance(max_age, int | float) and math.isfinite(max_age) and max_age > 0):
+    if not _positive(max_age):
         msg = f"max_age: {max_age!r} is not a positive number of seconds"
         raise ValueError(msg)
-    _check_localhost()
+    if not _positive(read_timeout):
+        msg = f"read_timeout: {read_timeout!r} is not a positive number of seconds"
+        raise ValueError(msg)
     verifier = _Verifier(key, allow_full_config=allow_full_config, max_age=float(max_age))
-    with _state_lock:
-        if _active is not None:
-            msg = (
-                f"a configuration listener is already running on port {_active.port}: the "
-                "standard library allows one per process; stop() it first"
-            )
-            raise RuntimeError(msg)
-        if port:
-            _check_port_free(port)
-        thread = logging.config.listen(port, verify=verifier)
-        # The standard library's thread would otherwise keep the process alive at exit.
-        thread.daemon = True
-        thread.start()
-        ready: threading.Event = thread.ready  # type: ignore[attr-defined]
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not ready.wait(0.05):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                msg = f"the configuration listener could not start on localhost:{port}"
-                raise OSError(msg)
-        bound: int = thread.port  # type: ignore[attr-defined]
-        server = ConfigServer(thread, bound)
-        _active = server
+    sock = _listen(family, address, port)
+    where = _show_address(sock.getsockname())
+    server = ConfigServer(sock, verifier, read_timeout=float(read_timeout))
+    server._start()  # noqa: SLF001 - this module's own class; its constructor starts nothing
     mode = "full dictConfig allowed" if allow_full_config else "level changes only"
-    _log.info("listening for signed configurations on localhost:%d (%s)", bound, mode)
+    _log.info("listening for signed configurations on %s (%s)", where, mode)
     return server
 
 
@@ -339,7 +506,7 @@ def push_main(args: argparse.Namespace) -> int:
 
 
 class _Verifier:
-    """The ``verify`` given to :func:`logging.config.listen`; called in a handler thread."""
+    """The checks a payload must pass, and the configuration it yields; in the listener's thread."""
 
     def __init__(self, key: bytes, *, allow_full_config: bool, max_age: float) -> None:
         self._key = key
@@ -349,16 +516,20 @@ class _Verifier:
         self._lock = threading.Lock()
         self._nonces: dict[str, float] = {}
 
-    def __call__(self, payload: bytes) -> bytes | None:
+    def __call__(self, payload: bytes, peer: str) -> tuple[bytes, str] | None:
+        """Return the configuration to apply, as JSON, and its summary; or log why not."""
         try:
             config, summary = self._check(payload)
         except _RejectedError as rejected:
             _log.warning(
-                "configuration rejected: %s; the running configuration is unchanged", rejected
+                "configuration rejected from %s: %s; the running configuration is unchanged",
+                peer,
+                rejected,
             )
             return None
-        _log.info("configuration accepted, applying %s", summary)
-        return json.dumps(config, separators=(",", ":"), sort_keys=True).encode("ascii")
+        _log.debug("configuration accepted from %s, applying %s", peer, summary)
+        result = json.dumps(config, separators=(",", ":"), sort_keys=True).encode("ascii")
+        return result, summary
 
     def _check(self, payload: bytes) -> tuple[dict[str, Any], str]:
         if len(payload) > MAX_PAYLOAD:
@@ -584,35 +755,73 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return config
 
 
-def _check_localhost() -> None:
+def _parse_host(host: str) -> tuple[socket.AddressFamily, str]:
+    if host == "localhost":
+        return socket.AF_INET, "127.0.0.1"
     try:
-        address = socket.gethostbyname("localhost")
+        # ip_address() would also take an int or packed bytes.
+        parsed = ipaddress.ip_address(host) if isinstance(host, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        msg = f"host: {host!r} is not an IP address to listen on, such as '127.0.0.1'"
+        raise ValueError(msg)
+    return (socket.AF_INET6 if parsed.version == 6 else socket.AF_INET), host
+
+
+def _listen(family: socket.AddressFamily, address: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            # As the standard library's listener does: a restarted application can bind again
+            # while connections of the previous one linger in TIME_WAIT. (On Windows the option
+            # would let two processes share the port.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen()
+        sock.settimeout(0.0)  # non-blocking
     except OSError as error:
-        msg = f"'localhost' does not resolve here ({error}); the listener binds to it"
-        raise RuntimeError(msg) from None
-    if not address.startswith("127."):
-        msg = f"'localhost' resolves to {address}, not a loopback address; refusing to listen"
-        raise RuntimeError(msg)
+        sock.close()
+        where = _show_address((address, port))
+        msg = f"cannot listen on {where}: {error.strerror or error}"
+        raise OSError(error.errno, msg) from None
+    return sock
 
 
-def _check_port_free(port: int) -> None:
-    # Fail here with a clear message rather than in the standard library's thread.
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("localhost", port))
-        except OSError as error:
-            msg = f"cannot listen on localhost:{port}: {error.strerror or error}"
-            raise OSError(error.errno, msg) from None
+def _incomplete(message: _Message, reason: str) -> None:
+    _log.warning(
+        "configuration rejected from %s: incomplete message (%s): %s; the running "
+        "configuration is unchanged",
+        message.peer,
+        message.progress(),
+        reason,
+    )
 
 
-def _knock(port: int) -> None:
-    """Connect and hang up, so the listener wakes and sees that it must stop."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            pass
-    except OSError:
-        pass
+def _reason(error: BaseException) -> str:
+    """Return ``error`` and its causes on one line: dictConfig wraps the error that matters."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 5:
+        text = str(current) or type(current).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        current = current.__cause__
+    return ": ".join(parts)
+
+
+def _show_address(address: tuple[Any, ...]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _no_constant(name: str) -> None:

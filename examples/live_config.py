@@ -2,7 +2,7 @@
 Change the log levels of a running app without restarting it: ctxlog.config_server().
 
 The app below logs a DEBUG, an INFO and a WARNING line on the logger "shop" every second, at
-level INFO, so the DEBUG lines are not shown. It listens on localhost:9030 for signed
+level INFO, so the DEBUG lines are not shown. It listens on 127.0.0.1:9030 for signed
 configurations. Make a secret and start it:
 
     python -c "import secrets; print(secrets.token_hex(32))" > secret.txt
@@ -18,10 +18,10 @@ and off again, from a TOML file this time:
     printf 'version = 1\\n[loggers.shop]\\nlevel = "INFO"\\n' > quiet.toml
     ctxlog config push quiet.toml --secret-file secret.txt
 
-The app logs "configuration accepted ..." on the logger ctxlog.config before each change, or
-"configuration rejected: <reason>" if the secret is wrong, the message is too old or replayed,
-or it asks for more than level changes. The secret can also come from the environment
-variable CTXLOG_CONFIG_SECRET (16 characters or more).
+The app logs "configuration applied from <address>: <changes>" on the logger ctxlog.config
+after each change, or "configuration rejected from <address>: <reason>" if the secret is wrong,
+the message is too old or replayed, or it asks for more than level changes. The secret can also
+come from the environment variable CTXLOG_CONFIG_SECRET (16 characters or more).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stdout)
     log = logging.getLogger("shop")
     with ctxlog.config_server(args.port, secret=secret_from_environment()) as server:
-        print(f"listening on localhost:{server.port}", flush=True)
+        print(f"listening on 127.0.0.1:{server.port}", flush=True)
         deadline = None if args.seconds is None else time.monotonic() + args.seconds
         tick = 0
         try:
