@@ -452,7 +452,6 @@ def thread_cpu_seconds(thread: threading.Thread) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_peer_that_hangs_up_mid_message_costs_no_cpu(capture):
     """A length announced then a hang-up is rejected at once, and the thread does not spin."""
     with config_server(0, secret=SECRET, read_timeout=30) as running:
@@ -614,35 +613,6 @@ def test_loopback_hosts_are_accepted(host):
         assert f"127.0.0.1:{running.port}" in repr(running)
         push(LEVELS, secret=SECRET, port=running.port)
         assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="all of 127.0.0.0/8 is local on Linux only")
-def test_other_address_is_bound_as_given(capture):
-    """The listener binds the address asked for, here 127.0.0.2, and not 127.0.0.1."""
-    with config_server(0, secret=SECRET, host="127.0.0.2") as running:
-        with pytest.raises(ConnectionRefusedError):
-            push(LEVELS, secret=SECRET, host="127.0.0.1", port=running.port)
-
-        push(LEVELS, secret=SECRET, host="127.0.0.2", port=running.port)
-
-        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
-        assert "127.0.0.2:" in repr(running)
-        [applied] = [m for m in outcomes(capture, logging.INFO) if "applied" in m]
-        assert applied.startswith("configuration applied from 127.")  # the kernel picks the source
-
-
-def test_ipv6_loopback(capture):
-    """An IPv6 address is listened on, and peers are shown as [address]:port."""
-    try:
-        running = config_server(0, secret=SECRET, host="::1")
-    except OSError as error:
-        pytest.skip(f"no IPv6 loopback here: {error}")
-    with running:
-        push(LEVELS, secret=SECRET, host="::1", port=running.port)
-
-        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
-        [applied] = [m for m in outcomes(capture, logging.INFO) if "applied" in m]
-        assert applied.startswith("configuration applied from [::1]:")
 
 
 @pytest.mark.parametrize(
