@@ -25,16 +25,17 @@ from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
 
-import ctxlog
 from _harness import Contestant, check, measure, parse_args, report
 from asgi_correlation_id import CorrelationIdMiddleware
-from ctxlog.context import _request  # private: to check the context is reset after a request
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette_context import context as sc_context
 from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
+
+import ctxlog
+from ctxlog.context import _request  # private: to check the context is reset after a request
 
 INCOMING_ID = b"4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_IP = "203.0.113.7"

@@ -27,11 +27,12 @@ from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
 
-import ctxlog
 import structlog
 from _harness import Contestant, check, measure, parse_args, report
-from ctxlog.context import RequestState, _request
 from loguru import logger as loguru_logger
+
+import ctxlog
+from ctxlog.context import RequestState, _request
 
 IP = "203.0.113.7"
 USER = "alice"

@@ -30,8 +30,9 @@ from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
 
-import ctxlog
 from _harness import Contestant, check, measure, parse_args, report
+
+import ctxlog
 from ctxlog.context import _request  # private: to check nothing is left set after a request
 
 INCOMING_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -21,8 +21,9 @@ import logging
 import os
 import sys
 
-import ctxlog
 from flask import Flask, Response, request
+
+import ctxlog
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"
 

@@ -31,12 +31,13 @@ import logging
 import os
 import sys
 
-import ctxlog
 import uvicorn
-from ctxlog.handlers import DigestSMTPHandler
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+import ctxlog
+from ctxlog.handlers import DigestSMTPHandler
 
 #: The console line; ip, user and request_id are put on every record by ctxlog's queue.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"

@@ -25,7 +25,6 @@ import hmac
 import logging.config
 import os
 
-import ctxlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.authentication import (
@@ -39,6 +38,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+import ctxlog
 
 #: The format every handler uses; ip, user and request_id come from ctxlog.ContextFilter.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"

@@ -10,8 +10,9 @@ import logging
 import time
 from collections.abc import Iterator
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog.context import reset_all
 
 

@@ -9,10 +9,8 @@ import random
 import re
 import sys
 
-import ctxlog
 import httpx
 import pytest
-from ctxlog.context import _request
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.background import BackgroundTask
@@ -22,6 +20,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+
+import ctxlog
+from ctxlog.context import _request
 
 log = ctxlog.get_logger("asgi.app")
 PROXY = ("10.0.0.1", 4000)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from ctxlog import _demo
 from ctxlog.cli import main
 

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog import _config_server
 from ctxlog._config_server import (
     MAX_CONNECTIONS,

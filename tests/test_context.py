@@ -6,8 +6,9 @@ import asyncio
 import contextvars
 import threading
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog.context import RequestState, _request
 
 

@@ -15,9 +15,10 @@ import warnings
 from pathlib import Path
 from unittest import mock
 
-import ctxlog
 import httpx
 import pytest
+
+import ctxlog
 
 with warnings.catch_warnings():
     # Recent Starlette prefers the httpx2 package and warns once when it falls back to httpx.

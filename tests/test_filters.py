@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog.context import RequestState, _request
 
 FIELDS = ("ip", "user", "request_id", "method", "path")

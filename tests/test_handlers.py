@@ -11,8 +11,9 @@ import wsgiref.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog.handlers import DigestSMTPHandler
 
 SUBJECT = "app errors"

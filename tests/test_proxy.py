@@ -7,9 +7,10 @@ import logging
 import re
 
 import pytest
-from ctxlog._proxy import MAX_HOPS, ClientIP, _parse_ip, parse_ip
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from ctxlog._proxy import MAX_HOPS, ClientIP, _parse_ip, parse_ip
 
 PROXY = "10.0.0.1"
 TRUSTED = ("10.0.0.0/8", "2001:db8:ffff::/48")

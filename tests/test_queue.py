@@ -16,8 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog.context import RequestState, _request
 from ctxlog.queue import BoundedQueue
 

@@ -28,13 +28,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import ctxlog
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ctxlog
 from ctxlog import _wire
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.receiver import LineFormatter, Receiver, ReceiverThread
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = b"s3cret-key-for-tests-0123456789ab"

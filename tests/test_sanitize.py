@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from ctxlog._sanitize import MAX_REQUEST_ID, new_request_id, sanitize, valid_request_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from ctxlog._sanitize import MAX_REQUEST_ID, new_request_id, sanitize, valid_request_id
 
 #: Characters that must never reach a log line raw, written out independently of the library.
 UNSAFE = frozenset(

@@ -13,8 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import ctxlog
 import pytest
+
+import ctxlog
 from ctxlog import _wire
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.receiver import Receiver, ReceiverThread

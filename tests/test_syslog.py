@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import ctxlog
 import ctxlog.handlers
-import pytest
 from ctxlog._syslog import param_value, severity
 from ctxlog.handlers import SyslogHandler
 

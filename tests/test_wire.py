@@ -7,12 +7,13 @@ import logging
 import pickle
 import struct
 
-import ctxlog
 import pytest
-from ctxlog import _wire
-from ctxlog._wire import HEADER_SIZE, TAG_SIZE, WireError, decode, encode, read_header
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import ctxlog
+from ctxlog import _wire
+from ctxlog._wire import HEADER_SIZE, TAG_SIZE, WireError, decode, encode, read_header
 
 KEY = b"k" * 32
 

@@ -9,9 +9,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import ctxlog
 import pytest
 import webtest
+
+import ctxlog
 
 log = ctxlog.get_logger("wsgi.app")
 

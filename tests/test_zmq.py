@@ -15,12 +15,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import ctxlog
 import pytest
+import zmq
+
+import ctxlog
 from ctxlog import _wire
 from ctxlog.zmq import ZMQQueueHandler, ZMQQueueListener
-
-import zmq
 
 ANY_PORT = "tcp://127.0.0.1:*"
 SECRET = b"0123456789abcdef-zmq-test"

@@ -17,10 +17,11 @@ import logging
 import os
 import time
 
-import ctxlog
 import gunicorn_pricing
-from ctxlog.handlers import JSONSocketHandler
 from flask import Flask, Response, request
+
+import ctxlog
+from ctxlog.handlers import JSONSocketHandler
 
 KIND = os.environ["CTXLOG_TEST_KIND"]
 RECEIVER_PORT = int(os.environ["CTXLOG_TEST_RECEIVER_PORT"])
