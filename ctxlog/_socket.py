@@ -57,6 +57,8 @@ _live: weakref.WeakSet[JSONSocketHandler] = weakref.WeakSet()
 _hooks: list[bool] = []
 #: A whole number of frames is joined into one send up to this many bytes.
 _BATCH: Final = 256 * 1024
+#: ... and up to this many frames.
+_FRAMES: Final = 64
 
 
 def _after_fork_in_child() -> None:
@@ -168,6 +170,9 @@ class JSONSocketHandler(logging.Handler):
         self._wake = threading.Event()
         self._outage = False
         self._closed = False
+        #: Set by ctxlog's delivery thread (nonblocking()): frames wait for its flush() at the
+        #: end of a burst, or until a batch is full, and leave together.
+        self._ctxlog_batching = False
         _install_fork_hook()
         _live.add(self)
 
@@ -189,6 +194,8 @@ class JSONSocketHandler(logging.Handler):
         if os.getpid() != self._pid:  # pragma: no cover - the fork hook runs first
             self._after_fork()
         self._keep(frame)
+        if self._ctxlog_batching and len(self._pending) < _FRAMES and self._pending_bytes < _BATCH:
+            return
         self._send_pending()
 
     def stats(self) -> dict[str, int]:
@@ -203,7 +210,7 @@ class JSONSocketHandler(logging.Handler):
             }
 
     def flush(self) -> None:
-        """Try once to send what is buffered (if a reconnect is due)."""
+        """Send what is held (connecting first if no back-off is running)."""
         with self.lock:  # type: ignore[union-attr]
             if self._pending:
                 self._send_pending()
@@ -266,7 +273,7 @@ class JSONSocketHandler(logging.Handler):
             # Join whole frames into one send; a failure re-sends all of them.
             batch = [pending[0]]
             size = len(batch[0])
-            for frame in itertools.islice(pending, 1, 64):
+            for frame in itertools.islice(pending, 1, _FRAMES):
                 if size + len(frame) > _BATCH:
                     break
                 batch.append(frame)

@@ -90,6 +90,9 @@ _STANDARD_LEVELS: Final = frozenset(
     {"CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET"}
 )
 _PLAIN: Final = (str, int, float, bool, type(None))
+_KNOWN: Final = frozenset({"name", "levelno", "msg", "created", "extra", *_STRINGS, *_INTEGERS})
+#: The attributes of a record made by ``logging.makeLogRecord({})``: a decoded record's base.
+_TEMPLATE: Final = dict(logging.makeLogRecord({}).__dict__)
 
 
 class WireError(ValueError):
@@ -201,7 +204,12 @@ def decode(
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         msg = f"body is not JSON: {type(error).__name__}"
         raise WireError(msg) from None
-    return logging.makeLogRecord(_checked(data))
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    # Every attribute of makeLogRecord({}), without LogRecord.__init__: it reads this
+    # process's clock, thread and process, all overwritten by the frame (most of a decode).
+    record.__dict__.update(_TEMPLATE)
+    record.__dict__.update(_checked(data))
+    return record
 
 
 def _no_constant(name: str) -> Any:
@@ -213,7 +221,7 @@ def _checked(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         msg = "body is not a JSON object"
         raise WireError(msg)
-    unknown = set(data) - {"name", "levelno", "msg", "created", "extra", *_STRINGS, *_INTEGERS}
+    unknown = data.keys() - _KNOWN
     if unknown:
         msg = f"unknown fields {sorted(unknown)[:5]}"
         raise WireError(msg)

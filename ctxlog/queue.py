@@ -464,11 +464,23 @@ class _Worker(QueueListener):
         self._next_failure_report = 0.0
         self._handle_error = handler.handleError
         handler.handleError = self._count_failure  # type: ignore[method-assign]
+        #: A target that can send several records at once (JSONSocketHandler) holds them
+        #: until its flush(), which this worker calls when its queue runs empty: a burst of
+        #: records then leaves in a few sends instead of one system call each.
+        self.batching = hasattr(handler, "_ctxlog_batching")
+        if self.batching:
+            handler._ctxlog_batching = True  # type: ignore[attr-defined]  # noqa: SLF001
 
     def restore(self) -> None:
-        """Give the target its own handleError back."""
+        """Give the target its own handleError back, and its own sending."""
         if self.target.__dict__.get("handleError") == self._count_failure:
             del self.target.handleError
+        if self.batching:
+            self.target._ctxlog_batching = False  # type: ignore[attr-defined]  # noqa: SLF001
+            try:
+                self.target.flush()
+            except Exception:
+                self.failed += 1
 
     def handle(self, record: logging.LogRecord | _Flush) -> None:
         """Hand ``record`` to the target, after a drop report if one is due."""
@@ -484,6 +496,8 @@ class _Worker(QueueListener):
                 if self.bounded.dropped != self._reported_drops:
                     self._report_drops()
                 self.target.handle(record)
+                if self.batching and not self.bounded._items:  # noqa: SLF001 - our own queue
+                    self.target.flush()  # the end of a burst: send what the target holds
             self.delivered += 1
         except Exception:
             self._count_failure(record)

@@ -433,3 +433,32 @@ def test_a_connection_the_receiver_closed_is_replaced_before_the_next_record():
     assert ["before the idle timeout", "after the idle timeout"] == got.messages()
     assert 2 == handler.connections
     assert 0 == handler.failures
+
+
+def test_behind_nonblocking_a_burst_leaves_in_few_sends(monkeypatch):
+    """The delivery thread lets the handler join a burst's frames: far fewer sends than records."""
+    sends = []
+    real_sendall = socket.socket.sendall
+
+    def counting_sendall(self, data, *args):
+        sends.append(len(data))
+        return real_sendall(self, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", counting_sendall)
+    got = Collect()
+    thread = ReceiverThread(Receiver(port=0, dispatch=got)).start()
+    handler = JSONSocketHandler("127.0.0.1", thread.receiver.port)
+    front = ctxlog.nonblocking([handler], maxsize=10_000)
+    log = sender_logger("test.socket.burst", front)
+    try:
+        for i in range(2_000):
+            log.info("record %d", i)
+        assert wait_for(lambda: len(got.records) == 2_000)
+    finally:
+        front.close()
+        handler.close()
+        thread.stop(grace=1.0)
+    assert [f"record {i}" for i in range(2_000)] == got.messages()
+    assert 2_000 == handler.sent
+    assert len(sends) < 500  # one send per record without batching
+    assert not handler._ctxlog_batching  # close() gave the handler its own sending back
