@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import struct
-from collections.abc import Mapping
 from typing import Any, Final, TypeGuard
 
 from ctxlog.context import FIELDS, RESERVED
@@ -91,6 +90,13 @@ _STANDARD_LEVELS: Final = frozenset(
 )
 _PLAIN: Final = (str, int, float, bool, type(None))
 _KNOWN: Final = frozenset({"name", "levelno", "msg", "created", "extra", *_STRINGS, *_INTEGERS})
+_STRING_KEYS: Final = frozenset(_STRINGS)
+_INTEGER_KEYS: Final = frozenset(_INTEGERS)
+#: Record attributes that never travel in ``extra``.
+_NOT_EXTRA: Final = RESERVED | _KNOWN
+_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"), check_circular=False
+)
 #: The attributes of a record made by ``logging.makeLogRecord({})``: a decoded record's base.
 _TEMPLATE: Final = dict(logging.makeLogRecord({}).__dict__)
 
@@ -104,33 +110,42 @@ def encode(record: logging.LogRecord, key: bytes | None = None) -> bytes:
     Return ``record`` as one frame, signed with ``key`` if one is given.
 
     The message is merged with its arguments, a traceback becomes text, and extra attributes
-    that are not plain data are sent as their ``str()``.
+    that are not plain data (or are floats that JSON cannot carry) are sent as their ``str()``.
     """
+    attrs = record.__dict__
     body: dict[str, Any] = {
         "name": str(record.name),
         "levelno": int(record.levelno),
         "msg": record.getMessage(),
         "created": float(record.created),
     }
-    attrs = record.__dict__
     for name in _STRINGS:
         value = attrs.get(name)
         if value is not None:
-            body[name] = str(value)
+            body[name] = value if type(value) is str else str(value)
     for name in _INTEGERS:
         value = attrs.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if type(value) is int:
             body[name] = value
     if record.exc_info and "exc_text" not in body:
         body["exc_text"] = logging.Formatter().formatException(record.exc_info)
-    extra = {
-        name: value if isinstance(value, _PLAIN) else str(value)
-        for name, value in attrs.items()
-        if name not in RESERVED and name not in body and name.isidentifier()
-    }
+    extra = [name for name in attrs if name not in _NOT_EXTRA]
     if extra:
-        body["extra"] = dict(list(extra.items())[:MAX_EXTRA])
-    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, default=str).encode()
+        plain: dict[str, Any] = {}
+        for name in extra:
+            if name in body or not name.isidentifier():
+                continue
+            value = attrs[name]
+            if not isinstance(value, _PLAIN) or (
+                type(value) is float and not math.isfinite(value)
+            ):
+                value = str(value)
+            plain[name] = value
+            if len(plain) == MAX_EXTRA:
+                break
+        if plain:
+            body["extra"] = plain
+    payload = _ENCODER.encode(body).encode()
     if len(payload) > 0xFFFFFFFF:  # pragma: no cover - a 4 GiB record
         msg = "record too large for one frame"
         raise WireError(msg)
@@ -200,7 +215,7 @@ def decode(
             msg = "bad signature"
             raise WireError(msg)
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        data = _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         msg = f"body is not JSON: {type(error).__name__}"
         raise WireError(msg) from None
@@ -217,63 +232,62 @@ def _no_constant(name: str) -> Any:
     raise ValueError(msg)
 
 
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _checked(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
+    # JSON gives exact types, so ``type(x) is str`` is both the fast and the strict test (it
+    # also keeps booleans out of the integers).
+    if type(data) is not dict:
         msg = "body is not a JSON object"
         raise WireError(msg)
-    unknown = data.keys() - _KNOWN
-    if unknown:
-        msg = f"unknown fields {sorted(unknown)[:5]}"
+    keys = data.keys()
+    if not keys <= _KNOWN:
+        msg = f"unknown fields {sorted(keys - _KNOWN)[:5]}"
         raise WireError(msg)
     name, levelno, message, created = (data.get(k) for k in ("name", "levelno", "msg", "created"))
-    if not isinstance(name, str) or not isinstance(message, str):
+    if type(name) is not str or type(message) is not str:
         msg = "name and msg must be strings"
         raise WireError(msg)
-    if not _is_int(levelno) or not 0 <= levelno <= 100:
+    if type(levelno) is not int or not 0 <= levelno <= 100:
         msg = "levelno must be an integer from 0 to 100"
         raise WireError(msg)
-    if not isinstance(created, int | float) or isinstance(created, bool):
+    if type(created) is int:
+        created = float(created)
+    elif type(created) is not float:
         msg = "created must be a number"
         raise WireError(msg)
     if not math.isfinite(created) or not 0 <= created < _LATEST:
         msg = "created must be seconds since the epoch, before the year 10000"
         raise WireError(msg)
-    fields: dict[str, Any] = {
-        "name": name,
-        "levelno": levelno,
-        "levelname": logging.getLevelName(levelno),
-        "msg": message,
-        "args": None,
-        "created": float(created),
-        "msecs": (created - int(created)) * 1000.0,
-    }
-    for key in _STRINGS:
-        if key in data:
-            if not isinstance(data[key], str):
-                msg = f"{key} must be a string"
-                raise WireError(msg)
-            fields[key] = data[key]
+    for key in keys & _STRING_KEYS:
+        if type(data[key]) is not str:
+            msg = f"{key} must be a string"
+            raise WireError(msg)
+    for key in keys & _INTEGER_KEYS:
+        if type(data[key]) is not int:
+            msg = f"{key} must be an integer"
+            raise WireError(msg)
+    fields = dict(data)
+    extra = fields.pop("extra", None)
+    fields["args"] = None
+    fields["created"] = created
+    fields["msecs"] = (created - int(created)) * 1000.0
     # The level's name follows its number; a sender's own name is kept only for a level this
     # process does not know, and never when it is a standard name.
     known = logging.getLevelName(levelno)
-    sent = fields.get("levelname")
-    if not known.startswith("Level ") or sent in _STANDARD_LEVELS:
+    if not known.startswith("Level ") or fields.get("levelname", known) in _STANDARD_LEVELS:
         fields["levelname"] = known
-    for key in _INTEGERS:
-        if key in data:
-            if not _is_int(data[key]):
-                msg = f"{key} must be an integer"
-                raise WireError(msg)
-            fields[key] = data[key]
-    extra = data.get("extra", {})
-    if not isinstance(extra, Mapping) or len(extra) > MAX_EXTRA:
+    if extra is None:
+        return fields
+    if type(extra) is not dict or len(extra) > MAX_EXTRA:
         msg = f"extra must be an object of at most {MAX_EXTRA} fields"
         raise WireError(msg)
     for key, value in extra.items():
         if not key.isidentifier() or key in RESERVED or key in fields:
             msg = f"extra field {key[:40]!r} is not allowed"
             raise WireError(msg)
-        if not isinstance(value, _PLAIN) or (isinstance(value, float) and not math.isfinite(value)):
+        if not isinstance(value, _PLAIN) or (type(value) is float and not math.isfinite(value)):
             msg = f"extra field {key!r} is not a string, number, boolean or null"
             raise WireError(msg)
         fields[key] = value

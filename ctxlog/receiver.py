@@ -113,8 +113,8 @@ class LineFormatter(logging.Formatter):
             # and no longer than a field may be, none of the fields in it had anything to
             # escape or cut. One check instead of one per attribute.
             line = super().format(record)
-            clean = line.isascii() and line.isprintable() and "\\" not in line
-            if clean and len(line) <= _FIELD_CAP:
+            safe = line.isascii() and line.isprintable() and "\\" not in line
+            if safe and len(line) <= _FIELD_CAP:
                 return line
         attrs = record.__dict__
         changed: dict[str, Any] = {}
