@@ -202,3 +202,11 @@ def test_a_time_past_the_year_9999_is_refused():
     header = struct.pack(">2sBBI", b"CX", 1, 0, len(body))
     with pytest.raises(_wire.WireError, match="before the year 10000"):
         _wire.decode(header, body)
+
+
+def test_a_non_finite_float_extra_travels_as_text():
+    """JSON has no NaN or Infinity: such an extra is sent as its text, not lost with the record."""
+    record = logging.makeLogRecord({"name": "x", "msg": "m", "ratio": float("nan"), "top": float("inf")})
+    frame = encode(record)
+    decoded = decode(frame[:HEADER_SIZE], frame[HEADER_SIZE:])
+    assert ("nan", "inf") == (decoded.ratio, decoded.top)
