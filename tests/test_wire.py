@@ -206,7 +206,9 @@ def test_a_time_past_the_year_9999_is_refused():
 
 def test_a_non_finite_float_extra_travels_as_text():
     """JSON has no NaN or Infinity: such an extra is sent as its text, not lost with the record."""
-    record = logging.makeLogRecord({"name": "x", "msg": "m", "ratio": float("nan"), "top": float("inf")})
+    record = logging.makeLogRecord(
+        {"name": "x", "levelno": 20, "msg": "m", "ratio": float("nan"), "top": float("inf")}
+    )
     frame = encode(record)
     decoded = decode(frame[:HEADER_SIZE], frame[HEADER_SIZE:])
     assert ("nan", "inf") == (decoded.ratio, decoded.top)
