@@ -11,12 +11,14 @@ from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
 from ctxlog.filters import ContextFilter
 from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
+from ctxlog.threads import ContextExecutor, wrap
 from ctxlog.wsgi import WSGIMiddleware
 
 __all__ = [
     "FIELDS",
     "ASGIMiddleware",
     "ContextAdapter",
+    "ContextExecutor",
     "ContextFilter",
     "QueueHandler",
     "QueueListener",
@@ -30,6 +32,7 @@ __all__ = [
     "nonblocking",
     "scope",
     "unbind",
+    "wrap",
 ]
 
 __version__ = "0.1.0"

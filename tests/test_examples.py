@@ -588,3 +588,31 @@ def test_many_workers_example_under_gunicorn(tmp_path):
         assert 2 == len(mine), (n, mine)  # the payment and the access line, once each
         assert any(f"shop paid {n} EUR" in line for line in mine), mine
         assert any("ctxlog.access" in line for line in mine)
+
+
+def test_flask_work_handed_to_a_pool(flask_example, logged):
+    """Records of the tasks a view hands to the example's pool carry that request's fields."""
+    client = flask_example.app.test_client()
+    with client.get(
+        "/report",
+        auth=("bob", "builder"),
+        headers={"X-Forwarded-For": "198.51.100.23", "X-Request-ID": "flask-pool"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    ) as response:
+        assert response.get_json() == {"sections": ["orders: ok", "payments: ok", "refunds: ok"]}
+    tasks = [r for r in logged.of("flask-pool") if r.getMessage().startswith("summarizing")]
+    assert sorted(r.getMessage() for r in tasks) == [
+        "summarizing orders",
+        "summarizing payments",
+        "summarizing refunds",
+    ]
+    assert all(r.threadName.startswith("report") for r in tasks)
+    assert_fields(tasks, ip="198.51.100.23", user="bob", request_id="flask-pool")
+    # Outside any request, the same pool's tasks log "-".
+    assert flask_example.pool.submit(flask_example.summarize, "idle").result() == "idle: ok"
+    assert_fields(
+        [r for r in logged.records if r.getMessage() == "summarizing idle"],
+        ip="-",
+        user="-",
+        request_id="-",
+    )

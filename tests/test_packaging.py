@@ -66,8 +66,9 @@ def test_no_thread_locals_no_pickle_no_basehttpmiddleware():
 def test_public_names_are_exported_and_sorted():
     """__all__ lists the documented public names, sorted isort-style (constants, classes, functions)."""
     expected = {
-        "ASGIMiddleware", "ContextAdapter", "ContextFilter", "FIELDS", "QueueHandler", "QueueListener",
+        "ASGIMiddleware", "ContextAdapter", "ContextExecutor", "ContextFilter", "FIELDS", "QueueHandler", "QueueListener",
         "WSGIMiddleware", "bind", "config_server", "flush", "get_context", "get_logger", "handlers", "nonblocking", "scope", "unbind",
+        "wrap",
     }
 
     assert expected == set(ctxlog.__all__)
