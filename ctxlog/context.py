@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -60,6 +61,11 @@ RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+#: Taken by the rare writes to a request's fields (bind, unbind, the user found), never by
+#: readers; one lock for all requests costs nothing per request.
+_write_lock = threading.Lock()
+
+
 class RequestState:
     """
     Hold the fields of one request; shared by every task and thread of that request.
@@ -94,26 +100,30 @@ class RequestState:
                 user = resolve(self.source)
             finally:
                 self.resolving = False
-            if user is not None and self.resolve_user is resolve:  # nothing bound meanwhile
-                self.resolve_user = None
-                self.fields = {**self.fields, "user": user}
+            if user is not None:
+                with _write_lock:
+                    if self.resolve_user is resolve:  # nothing bound meanwhile
+                        self.resolve_user = None
+                        self.fields = {**self.fields, "user": user}
         return self.fields
 
     def update(self, fields: Mapping[str, Any]) -> None:
         """Merge ``fields`` in; a bound ``user`` stops any pending user lookup."""
-        if "user" in fields:
-            self.resolve_user = None
-        self.fields = {**self.fields, **fields}
+        with _write_lock:  # two threads of one request binding at once: neither is lost
+            if "user" in fields:
+                self.resolve_user = None
+            self.fields = {**self.fields, **fields}
 
     def remove(self, names: tuple[str, ...]) -> None:
         """Remove ``names``; a standard field goes back to ``"-"``."""
-        if "user" in names:
-            self.resolve_user = None
-        fields = {k: v for k, v in self.fields.items() if k not in names}
-        for name in names:
-            if name in DEFAULTS:
-                fields[name] = MISSING
-        self.fields = fields
+        with _write_lock:
+            if "user" in names:
+                self.resolve_user = None
+            fields = {k: v for k, v in self.fields.items() if k not in names}
+            for name in names:
+                if name in DEFAULTS:
+                    fields[name] = MISSING
+            self.fields = fields
 
 
 _request: ContextVar[RequestState | None] = ContextVar("ctxlog_request", default=None)

@@ -169,3 +169,30 @@ def test_pending_user_is_resolved_lazily_and_bind_wins():
     count = len(calls)
     assert "dave" == ctxlog.get_context()["user"]
     assert count == len(calls)
+
+
+def test_bind_and_unbind_from_two_threads_of_one_request_lose_nothing():
+    """An unbind() in one thread never undoes a bind() made meanwhile in another."""
+    import sys
+
+    state = RequestState(dict(ctxlog.context.DEFAULT_FIELDS))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        def binder() -> None:
+            for i in range(3_000):
+                state.update({f"kept{i}": i})
+
+        def unbinder() -> None:
+            for i in range(3_000):
+                state.update({"scratch": i})
+                state.remove(("scratch",))
+
+        threads = [threading.Thread(target=binder), threading.Thread(target=unbinder)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert 3_000 == sum(1 for name in state.fields if name.startswith("kept"))
