@@ -616,3 +616,34 @@ def test_flask_work_handed_to_a_pool(flask_example, logged):
         user="-",
         request_id="-",
     )
+
+
+# --- Django (examples/django_app.py) -----------------------------------------------------------
+
+
+def test_django_example(tmp_path):
+    """The Django example passes `check`; its demo's lines name the client, user and request."""
+    # A subprocess: Django's settings are global to a process, and the example configures them.
+    env = {**os.environ, "DJANGO_APP_DB": str(tmp_path / "db.sqlite3")}
+    env.pop("TRUSTED_PROXIES", None)
+    script = str(EXAMPLES / "django_app.py")
+    run = {"env": env, "capture_output": True, "text": True, "timeout": 60}
+    check = subprocess.run([sys.executable, script, "check"], check=False, **run)
+    assert 0 == check.returncode, check.stderr
+    assert "System check identified no issues" in check.stdout
+    demo = subprocess.run([sys.executable, script, "demo"], check=False, **run)
+    assert 0 == demo.returncode, demo.stderr
+    lines = [line.split(" ", 3)[3] for line in demo.stderr.splitlines() if line[:2] == "20"]
+    # The view that never reads request.user leaves the session alone: "-" even when logged in.
+    assert "127.0.0.1 - demo-3 shop: home page" in lines
+    assert "127.0.0.1 alice demo-2 shop: logged in" in lines  # named from login() on
+    assert "127.0.0.1 alice demo-4 shop: account page" in lines
+    assert "203.0.113.7 alice demo-5 shop: listing orders of alice" in lines  # async view
+    assert "127.0.0.1 - demo-6 django.request: Internal Server Error: /boom" in lines
+    assert "RuntimeError: something broke" in demo.stderr
+    access = [line for line in lines if " ctxlog.access: " in line]
+    assert 6 == len(access), lines
+    assert any(
+        line.startswith('203.0.113.7 alice demo-5 ctxlog.access: 203.0.113.7 - alice "GET /orders ')
+        for line in access
+    ), access
