@@ -7,8 +7,10 @@ Run it with ``python examples/flask_app.py`` (see examples/README.md), then::
 
 What it shows:
 
-* ``ctxlog.WSGIMiddleware`` around ``app.wsgi_app``: the Flask app object stays the same.
-* A view that checks the credentials itself and calls ``ctxlog.bind(user=...)``.
+* ``ctxlog.flask.init_app(app, ...)``: the request's context around ``app.wsgi_app``; the Flask
+  app object stays the same.
+* Authentication in a ``before_request`` function that sets ``g.user``, as in the Flask tutorial;
+  ctxlog picks the user up from there, for the view's records and for the access log line.
 * A streaming response: the generator runs after the view has returned, and its records still
   carry the request's fields (no ``stream_with_context`` needed for them).
 * Work handed to a thread pool through ``ctxlog.ContextExecutor``: its records carry the fields
@@ -24,9 +26,10 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 import ctxlog
+import ctxlog.flask
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"
 
@@ -36,8 +39,8 @@ USERS = {"alice": "wonderland", "bob": "builder"}
 log = logging.getLogger("shop")
 
 app = Flask(__name__)
-app.wsgi_app = ctxlog.WSGIMiddleware(
-    app.wsgi_app,
+ctxlog.flask.init_app(
+    app,
     # The proxies in front of the app: an address, a network or a comma-separated list.
     trusted_proxies=os.environ.get("TRUSTED_PROXIES", "10.0.0.0/8"),
     access_log=True,
@@ -72,6 +75,12 @@ def authenticated_user():
     return auth.username
 
 
+@app.before_request
+def load_user():
+    """Authenticate every request; ctxlog names g.user on the records made from here on."""
+    g.user = authenticated_user()
+
+
 @app.get("/")
 def home():
     log.info("home page")
@@ -80,20 +89,14 @@ def home():
 
 @app.get("/account")
 def account():
-    name = authenticated_user()
-    if name is None:
+    if g.user is None:
         return Response("login required\n", 401, {"WWW-Authenticate": 'Basic realm="shop"'})
-    ctxlog.bind(user=name)  # from here on every record of this request says who it is
     log.info("account page")
-    return {"user": name}
+    return {"user": g.user}
 
 
 @app.get("/stream")
 def stream():
-    name = authenticated_user()
-    if name is not None:
-        ctxlog.bind(user=name)
-
     def lines():
         for number in range(3):
             log.info("sending chunk %d", number)
@@ -110,9 +113,7 @@ def summarize(section):
 
 @app.get("/report")
 def report():
-    name = authenticated_user()
-    if name is not None:
-        ctxlog.bind(user=name)
+    # The pool's tasks run in copies of this request's context: they see g.user too.
     return {"sections": list(pool.map(summarize, ["orders", "payments", "refunds"]))}
 
 

@@ -647,3 +647,21 @@ def test_django_example(tmp_path):
         line.startswith('203.0.113.7 alice demo-5 ctxlog.access: 203.0.113.7 - alice "GET /orders ')
         for line in access
     ), access
+
+
+def test_flask_init_app_names_the_user_on_every_route(flask_example, logged):
+    """init_app picks up g.user from the example's before_request, on routes that never bind."""
+    assert flask_example.app.extensions["ctxlog"] is flask_example.app.wsgi_app
+    client = flask_example.app.test_client()
+    with client.get(
+        "/",
+        auth=("alice", "wonderland"),
+        headers={"X-Request-ID": "flask-home"},
+        environ_base={"REMOTE_ADDR": "192.0.2.31"},
+    ) as response:
+        assert response.get_json() == {"request_id": "flask-home"}
+    home = [r for r in logged.of("flask-home") if r.name == "shop"]
+    assert [r.getMessage() for r in home] == ["home page"]
+    assert_fields(
+        [*home, logged.access("flask-home")], ip="192.0.2.31", user="alice", request_id="flask-home"
+    )
