@@ -209,7 +209,7 @@ def test_starlette_error_and_bad_request_id(starlette_example, logged):
 
 
 def test_flask_view_binds_user(flask_example, logged):
-    """The view's bind(user=...) reaches its own records and the access line; nothing leaks."""
+    """The user init_app finds (g.user) reaches the view's records and the access line; no leak."""
     client = flask_example.app.test_client()
     with client.get(
         "/account",
