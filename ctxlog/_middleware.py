@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ctxlog._proxy import ClientIP
 from ctxlog._sanitize import sanitize
+from ctxlog._trace import parse_traceparent
 from ctxlog.adapters import get_logger
 from ctxlog.context import MISSING, get_context
+from ctxlog.filters import _enable_trace
 
 __all__ = ["Settings", "latin1_text", "text"]
 
@@ -86,7 +88,8 @@ class Settings:
 
     Raises:
         TypeError: ``user`` is not callable.
-        ValueError: A proxy entry, the proxy header or the request id header is not valid.
+        ValueError: A proxy entry, the proxy header, the request id header or ``trace_context``
+            is not valid.
     """
 
     __slots__ = (
@@ -94,6 +97,8 @@ class Settings:
         "client_ip",
         "log_query",
         "request_id_header",
+        "trace_context",
+        "trace_is_request_id",
         "user",
         "user_errors",
     )
@@ -107,7 +112,14 @@ class Settings:
         user: Callable[[Any], Any] | None,
         access_log: bool,
         log_query: bool,
+        trace_context: bool | Literal["request_id"] = False,
     ) -> None:
+        if not (
+            isinstance(trace_context, bool)
+            or (isinstance(trace_context, str) and trace_context == "request_id")
+        ):
+            msg = f"trace_context: {trace_context!r} is not True, False or 'request_id'"
+            raise ValueError(msg)
         if user is not None and not callable(user):
             msg = (
                 f"user: {user!r} is not callable; pass a function that takes the WSGI environ "
@@ -120,6 +132,28 @@ class Settings:
         self.access_log = bool(access_log)
         self.log_query = bool(log_query)
         self.user_errors = 0
+        #: Whether requests get ``trace_id``/``span_id`` from ``traceparent``.
+        self.trace_context = bool(trace_context)
+        #: Whether a valid ``traceparent``'s trace-id is also the request id.
+        self.trace_is_request_id = trace_context == "request_id"
+        if self.trace_context:
+            _enable_trace()
+
+    def add_trace(self, fields: dict[str, Any], traceparent: str | None) -> None:
+        """
+        Put ``trace_id`` and ``span_id`` from a ``traceparent`` value into a request's fields.
+
+        An invalid or missing value gives ``"-"`` for both. ``span_id`` is the caller's span (the
+        header's parent-id): this process has no span of its own unless OpenTelemetry makes one,
+        and then records take that span's id when they are logged.
+        """
+        ids = parse_traceparent(traceparent) if traceparent else None
+        if ids is None:
+            fields["trace_id"] = fields["span_id"] = MISSING
+            return
+        fields["trace_id"], fields["span_id"] = ids
+        if self.trace_is_request_id:
+            fields["request_id"] = ids[0]
 
     def resolve_user(self, source: Any, lookup: Callable[[Any], Any]) -> str | None:
         """

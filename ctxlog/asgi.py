@@ -38,7 +38,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import Token
-from typing import Any
+from typing import Any, Literal
 
 from ctxlog._middleware import (
     MAX_PATH,
@@ -80,13 +80,20 @@ class ASGIMiddleware:
             when it sits inside this middleware). A ``ctxlog.bind(user=...)`` always wins.
         access_log: Log one line per HTTP request on the ``ctxlog.access`` logger.
         log_query: Include the query string in the access log (off: query strings carry tokens).
+        trace_context: Add ``trace_id`` and ``span_id`` from a W3C ``traceparent`` header (``"-"``
+            without a valid one), or from the current OpenTelemetry span when a record is
+            logged. ``"request_id"``: also use the trace-id as the request id when a valid
+            ``traceparent`` came in. See :doc:`/trace-context`.
 
     Raises:
         TypeError: ``user`` is not callable.
-        ValueError: An entry of ``trusted_proxies`` is not an address or network, or a header
-            name is not valid.
+        ValueError: An entry of ``trusted_proxies`` is not an address or network, a header
+            name is not valid, or ``trace_context`` is not ``True``, ``False`` or
+            ``"request_id"``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``trace_context``.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class ASGIMiddleware:
         user: Callable[[Scope], Any] | None = None,
         access_log: bool = False,
         log_query: bool = False,
+        trace_context: bool | Literal["request_id"] = False,
     ) -> None:
         if not callable(app):
             msg = f"ASGIMiddleware: app {app!r} is not an ASGI application (not callable)"
@@ -111,8 +119,10 @@ class ASGIMiddleware:
             user=user,
             access_log=access_log,
             log_query=log_query,
+            trace_context=trace_context,
         )
         self._id_name = self.settings.request_id_header.encode("latin-1")
+        self._trace = self.settings.trace_context
         client_ip = self.settings.client_ip
         # Client addresses by (peer, raw header bytes): a repeat visitor costs one cache hit.
         # Long headers are not cached (a client could fill the cache with big keys).
@@ -161,19 +171,21 @@ class ASGIMiddleware:
         if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
             path = sanitize(path, MAX_PATH)
         method = scope.get("method", "GET") if kind == "http" else "WS"
-        state = RequestState(
-            {
-                "ip": (
-                    self._client_ip if proxy is None or len(proxy) <= _MAX_CACHED else self._walk
-                )(client[0] if client else None, proxy),
-                "user": MISSING,
-                "request_id": request_id,
-                "method": method if method in METHODS else method_field(method),
-                "path": path,
-            },
-            self._resolve_user,
-            scope,
-        )
+        fields = {
+            "ip": (self._client_ip if proxy is None or len(proxy) <= _MAX_CACHED else self._walk)(
+                client[0] if client else None, proxy
+            ),
+            "user": MISSING,
+            "request_id": request_id,
+            "method": method if method in METHODS else method_field(method),
+            "path": path,
+        }
+        if self._trace:
+            settings.add_trace(fields, _traceparent(scope))
+            if fields["request_id"] != request_id:  # the trace-id became the request id
+                request_id = fields["request_id"]
+                echo = request_id.encode("ascii")
+        state = RequestState(fields, self._resolve_user, scope)
         token = _request.set(state)
         if settings.user is not None or "user" in scope:
             state.current()  # the user, if already known; a failing user= reports in context
@@ -228,6 +240,15 @@ class ASGIMiddleware:
                     )
             finally:
                 _reset(token)
+
+
+def _traceparent(scope: Scope) -> str | None:
+    """Return the ``traceparent`` value; two header lines are joined with a comma, as in WSGI."""
+    found: bytes | None = None
+    for name, value in scope.get("headers") or ():
+        if name == b"traceparent":
+            found = value if found is None else found + b"," + value
+    return None if found is None else found.decode("latin-1")
 
 
 def _scope_user(scope: Scope) -> str | None:

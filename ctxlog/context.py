@@ -47,8 +47,12 @@ MISSING: Final = "-"
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
+#: The fields a middleware with ``trace_context`` adds to a request's fields.
+TRACE_FIELDS: Final = ("trace_id", "span_id")
+
 #: The fields of a record made outside any request. ``DEFAULT_FIELDS`` is the same as a plain
-#: dict, which ``dict.update`` and key views handle faster; nothing may change it.
+#: dict, which ``dict.update`` and key views handle faster; only :func:`_enable_trace_fields` and
+#: :func:`reset_all` change it, in place, so every module that imported it sees the change.
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
@@ -248,7 +252,30 @@ def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     return request.current(), _local.get()
 
 
+def _enable_trace_fields() -> None:
+    """
+    Give records made outside a request ``trace_id`` and ``span_id`` of ``"-"`` too.
+
+    Called when a middleware with ``trace_context`` is built, so a format string naming the two
+    fields works for every record of the process from then on.
+    """
+    for name in TRACE_FIELDS:
+        DEFAULT_FIELDS.setdefault(name, MISSING)
+
+
 def reset_all() -> None:
-    """Forget everything bound in the current Context (for tests and worker start-up)."""
+    """
+    Forget everything bound in the current Context and undo what ``trace_context`` switched on.
+
+    For tests: the records made outside requests lose ``trace_id``/``span_id`` again and the
+    current OpenTelemetry span is no longer read, even for a middleware built earlier with
+    ``trace_context``.
+    """
     _request.set(None)
     _local.set(_EMPTY)
+    for name in TRACE_FIELDS:
+        DEFAULT_FIELDS.pop(name, None)
+    # filters imports this module; by the time anyone can call this, both are loaded.
+    from ctxlog.filters import _disable_trace  # noqa: PLC0415
+
+    _disable_trace()

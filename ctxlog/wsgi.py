@@ -26,7 +26,7 @@ import contextvars
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ctxlog._middleware import (
     MAX_PATH,
@@ -62,13 +62,20 @@ class WSGIMiddleware:
             ``REMOTE_USER``. A ``ctxlog.bind(user=...)`` in the app always wins.
         access_log: Log one line per request on the ``ctxlog.access`` logger.
         log_query: Include the query string in the access log (off: query strings carry tokens).
+        trace_context: Add ``trace_id`` and ``span_id`` from a W3C ``traceparent`` header (``"-"``
+            without a valid one), or from the current OpenTelemetry span when a record is
+            logged. ``"request_id"``: also use the trace-id as the request id when a valid
+            ``traceparent`` came in. See :doc:`/trace-context`.
 
     Raises:
         TypeError: ``user`` is not callable.
-        ValueError: An entry of ``trusted_proxies`` is not an address or network, or a header
-            name is not valid.
+        ValueError: An entry of ``trusted_proxies`` is not an address or network, a header
+            name is not valid, or ``trace_context`` is not ``True``, ``False`` or
+            ``"request_id"``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``trace_context``.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class WSGIMiddleware:
         user: Callable[[WSGIEnvironment], Any] | None = None,
         access_log: bool = False,
         log_query: bool = False,
+        trace_context: bool | Literal["request_id"] = False,
     ) -> None:
         if not callable(app):
             msg = f"WSGIMiddleware: app {app!r} is not a WSGI application (not callable)"
@@ -93,10 +101,12 @@ class WSGIMiddleware:
             user=user,
             access_log=access_log,
             log_query=log_query,
+            trace_context=trace_context,
         )
         settings = self.settings
         self._id_key = "HTTP_" + settings.request_id_header.upper().replace("-", "_")
         self._id_header = request_id_header
+        self._trace = settings.trace_context
         header = settings.client_ip.header
         self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
@@ -123,17 +133,18 @@ class WSGIMiddleware:
         if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
             path = sanitize(path, MAX_PATH)
         method = environ.get("REQUEST_METHOD", "GET")
-        state = RequestState(
-            {
-                "ip": settings.client_ip.resolve(environ.get("REMOTE_ADDR"), proxy),
-                "user": MISSING,
-                "request_id": request_id,
-                "method": method if method in METHODS else method_field(method),
-                "path": path,
-            },
-            self._resolve_user,
-            environ,
-        )
+        fields = {
+            "ip": settings.client_ip.resolve(environ.get("REMOTE_ADDR"), proxy),
+            "user": MISSING,
+            "request_id": request_id,
+            "method": method if method in METHODS else method_field(method),
+            "path": path,
+        }
+        if self._trace:
+            # A traceparent sent twice arrives joined with a comma: the parser refuses it.
+            settings.add_trace(fields, environ.get("HTTP_TRACEPARENT"))
+            request_id = fields["request_id"]
+        state = RequestState(fields, self._resolve_user, environ)
         _request.set(state)
         if settings.user is not None or "REMOTE_USER" in environ:
             state.current()  # the user, if already known; a failing user= reports in context
