@@ -49,7 +49,7 @@ from ctxlog._middleware import (
     user_name,
 )
 from ctxlog._sanitize import REQUEST_ID_BYTES, new_request_id, sanitize
-from ctxlog.context import MISSING, RequestState, _request
+from ctxlog.context import MISSING, RequestState, _request, tag_exception
 
 __all__ = ["ASGIMiddleware"]
 
@@ -198,6 +198,9 @@ class ASGIMiddleware:
 
             try:
                 await self.app(scope, receive, send_with_id)
+            except BaseException as error:
+                tag_exception(error, state)
+                raise
             finally:
                 _reset(token)
             return
@@ -220,7 +223,8 @@ class ASGIMiddleware:
 
         try:
             await self.app(scope, receive, send_and_measure)
-        except BaseException:
+        except BaseException as error:
+            tag_exception(error, state)
             if status == 0:
                 status = 500
             raise

@@ -238,6 +238,42 @@ def get_context() -> dict[str, Any]:
     return {**request.current(), **local}
 
 
+#: The attribute that carries a request's holder on an exception that escaped its middleware.
+_EXC_ATTR: Final = "__ctxlog_request__"
+#: How far down ``__cause__``/``__context__`` a record's exception is searched for that holder.
+_EXC_DEPTH: Final = 8
+
+
+def tag_exception(error: BaseException, state: RequestState) -> None:
+    """
+    Remember on ``error`` the request it escaped from, unless an inner request already did.
+
+    The server logs an exception the app raised only after the middleware has left the
+    request's Context ("Exception in ASGI application", "Error handling request"); the holder
+    on the exception lets :func:`request_of_exception` give that record the request's fields.
+    """
+    if getattr(error, _EXC_ATTR, None) is None:
+        # An exception type with __slots__ and no __dict__ cannot carry it; nothing to do.
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(error, _EXC_ATTR, state)
+
+
+def request_of_exception(record: logging.LogRecord) -> RequestState | None:
+    """Return the request that ``record``'s exception escaped from, or ``None``."""
+    info = record.exc_info
+    if not info or not isinstance(info, tuple) or len(info) < 2:
+        return None
+    error = info[1]
+    for _ in range(_EXC_DEPTH):
+        if not isinstance(error, BaseException):
+            return None
+        state = getattr(error, _EXC_ATTR, None)
+        if isinstance(state, RequestState):
+            return state
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """
     Return ``(base, local)``: what a record made now should carry.

@@ -24,6 +24,7 @@ from ctxlog.context import (
     _enable_trace_fields,
     _local,
     _request,
+    request_of_exception,
 )
 
 __all__ = ["ContextFilter"]
@@ -89,6 +90,10 @@ def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) 
     # This runs for every record, so fields_for_record() is inlined. Adding the fields one by
     # one keeps the record's compact attribute dict; dict.update() measured slower.
     request = _request.get()
+    if request is None and record.exc_info:
+        # Outside any request, an exception that escaped one (logged by the server) still
+        # names the request it came from.
+        request = request_of_exception(record)
     if request is None:
         base = DEFAULT_FIELDS
     elif request.resolve_user is None:
@@ -128,6 +133,10 @@ def _stamp_traced(record: logging.LogRecord, defaults: Mapping[str, Any] | None 
             if "span_id" not in attrs:
                 attrs["span_id"] = ids[1]
     request = _request.get()
+    if request is None and record.exc_info:
+        # Outside any request, an exception that escaped one (logged by the server) still
+        # names the request it came from.
+        request = request_of_exception(record)
     if request is None:
         base = DEFAULT_FIELDS
     elif request.resolve_user is None:

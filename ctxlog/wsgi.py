@@ -36,7 +36,7 @@ from ctxlog._middleware import (
     method_field,
 )
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
-from ctxlog.context import MISSING, RequestState, _request
+from ctxlog.context import MISSING, RequestState, _request, tag_exception
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -161,7 +161,8 @@ class WSGIMiddleware:
 
         try:
             body = self.app(environ, _start_response)
-        except BaseException:
+        except BaseException as error:
+            tag_exception(error, state)
             response.failed()
             raise
         response.body = body
@@ -192,6 +193,13 @@ class _Closer:
     def close(self) -> None:
         if self.close_body is not None:
             self.close_body()
+
+
+def _tag(error: BaseException) -> None:
+    """Tag ``error`` with the request whose Context is current (the body's, or its close())."""
+    state = _request.get()
+    if state is not None:
+        tag_exception(error, state)
 
 
 def _remote_user(environ: WSGIEnvironment) -> str | None:
@@ -269,7 +277,8 @@ class _Response:
             chunk = next(self.iterator)
         except StopIteration:
             raise
-        except BaseException:
+        except BaseException as error:
+            _tag(error)
             if self.status is None:
                 self.status = "500 Internal Server Error"
             raise
@@ -285,6 +294,9 @@ class _Response:
             close = getattr(self.body, "close", None)
             if close is not None:
                 close()
+        except BaseException as error:
+            _tag(error)
+            raise
         finally:
             self._log()
 
