@@ -51,6 +51,7 @@ builds its middleware chain; it applies when this middleware sets the context it
         "REQUEST_ID_HEADER": "X-Request-ID",
         "ACCESS_LOG": False,                   # one line per request on ctxlog.access
         "LOG_QUERY": False,                    # query strings in the access log
+        "TRACE_CONTEXT": False,                # True, or "request_id": W3C traceparent
     }
 
 An unknown key or a bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` at
@@ -95,6 +96,7 @@ _OPTIONS: Final = {
     "REQUEST_ID_HEADER": ("request_id_header", "X-Request-ID"),
     "ACCESS_LOG": ("access_log", False),
     "LOG_QUERY": ("log_query", False),
+    "TRACE_CONTEXT": ("trace_context", False),
 }
 
 Request = Any  # django.http.HttpRequest: Django has no type information
@@ -237,17 +239,16 @@ class ContextMiddleware:
         if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
             path = sanitize(path, MAX_PATH)
         method = request.method or "GET"
-        return RequestState(
-            {
-                "ip": self.settings.client_ip.resolve(meta.get("REMOTE_ADDR"), proxy),
-                "user": MISSING,
-                "request_id": request_id,
-                "method": method if method in METHODS else method_field(method),
-                "path": path,
-            },
-            self._user,
-            request,
-        )
+        fields = {
+            "ip": self.settings.client_ip.resolve(meta.get("REMOTE_ADDR"), proxy),
+            "user": MISSING,
+            "request_id": request_id,
+            "method": method if method in METHODS else method_field(method),
+            "path": path,
+        }
+        if self.settings.trace_context:
+            self.settings.add_trace(fields, meta.get("HTTP_TRACEPARENT"))
+        return RequestState(fields, self._user, request)
 
     def _finish(
         self, state: RequestState, request: Request, response: Response, started: float

@@ -66,7 +66,7 @@ outside ctxlog rewrites ``REMOTE_ADDR`` before ctxlog can check it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ctxlog._middleware import latin1_text
 from ctxlog.context import _request
@@ -93,6 +93,7 @@ def init_app(
     request_id_header: str = "X-Request-ID",
     access_log: bool = False,
     log_query: bool = False,
+    trace_context: bool | Literal["request_id"] = False,
 ) -> WSGIMiddleware:
     """
     Give each request of ``app`` a context, with the user the app authenticated.
@@ -111,6 +112,8 @@ def init_app(
         request_id_header: As for :class:`ctxlog.WSGIMiddleware`.
         access_log: As for :class:`ctxlog.WSGIMiddleware`.
         log_query: As for :class:`ctxlog.WSGIMiddleware`.
+        trace_context: As for :class:`ctxlog.WSGIMiddleware`: ``trace_id`` and ``span_id`` from
+            a W3C ``traceparent`` header, ``"request_id"`` to make its trace-id the request id.
 
     Returns:
         The middleware now in ``app.wsgi_app``, also stored in ``app.extensions["ctxlog"]``.
@@ -119,7 +122,7 @@ def init_app(
         ImportError: Flask is not installed.
         TypeError: ``app`` is not a Flask application, or ``user`` is not callable.
         ValueError: As :class:`ctxlog.WSGIMiddleware`, for ``trusted_proxies``,
-            ``proxy_header`` and ``request_id_header``.
+            ``proxy_header``, ``request_id_header`` and ``trace_context``.
         RuntimeError: ``init_app`` was already called for ``app``, or ``app.wsgi_app`` is
             already a :class:`ctxlog.WSGIMiddleware`: a second one would give each request two
             contexts and two request ids.
@@ -177,6 +180,7 @@ def init_app(
         user=lookup,
         access_log=access_log,
         log_query=log_query,
+        trace_context=trace_context,
     )
     app.after_request(_settle_after_request)
     app.teardown_request(_settle_at_teardown)

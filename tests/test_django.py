@@ -513,3 +513,36 @@ def test_middleware_is_sync_and_async_capable():
 def _no_leftover_context() -> Iterator[None]:
     yield
     assert _request.get() is None
+
+
+@pytest.mark.parametrize("mode", [True, "request_id"])
+def test_trace_context_setting(capture, mode):
+    """CTXLOG TRACE_CONTEXT reads traceparent; "request_id" makes its trace-id the request id."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    def view(request):
+        logging.getLogger("django.tests.trace").info("in view")
+        return HttpResponse(b"ok")
+
+    with override_settings(CTXLOG={"TRACE_CONTEXT": mode}):
+        middleware = ContextMiddleware(view)
+    request = RequestFactory().get(
+        "/t",
+        HTTP_X_REQUEST_ID="d-t",
+        HTTP_TRACEPARENT=f"00-{trace_id}-00f067aa0ba902b7-01",
+    )
+    response = middleware(request)
+
+    (record,) = capture.named("django.tests.trace")
+    assert (trace_id, "00f067aa0ba902b7") == (record.trace_id, record.span_id)
+    expected = trace_id if mode == "request_id" else "d-t"
+    assert (expected, expected) == (record.request_id, response["X-Request-ID"])
+
+
+def test_bad_trace_context_setting_fails_at_start_up():
+    """TRACE_CONTEXT must be True, False or "request_id"."""
+    with override_settings(CTXLOG={"TRACE_CONTEXT": "on"}), pytest.raises(ImproperlyConfigured):
+        WSGIHandler()

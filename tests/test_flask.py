@@ -615,3 +615,30 @@ def test_concurrent_requests_on_a_threaded_server_never_mix_users(capture):
     assert 200 * 5 == len(records)
     mismatches = [r for r in records if (r.ip, r.user) != expected.get(r.request_id)]
     assert [] == mismatches
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("mode", [True, "request_id"])
+def test_trace_context_option(capture, mode):
+    """init_app(trace_context=...) reads traceparent; "request_id" makes it the request id."""
+    client = make_app(trace_context=mode).test_client()
+    with client.get(
+        "/", headers={"X-Test-User": "alice", "X-Request-ID": "f-t", "traceparent": TRACEPARENT}
+    ) as response:
+        echoed = response.headers["X-Request-ID"]
+
+    record = next(r for r in capture.records if r.getMessage() == "in view")
+    assert ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7") == (
+        record.trace_id,
+        record.span_id,
+    )
+    expected = "4bf92f3577b34da6a3ce929d0e0e4736" if mode == "request_id" else "f-t"
+    assert (expected, expected) == (record.request_id, echoed)
+
+
+def test_bad_trace_context_is_refused():
+    """A trace_context that is not True, False or "request_id" fails in init_app."""
+    with pytest.raises(ValueError, match="trace_context"):
+        ctxlog.flask.init_app(Flask("bad_trace"), trace_context="yes")  # type: ignore[arg-type]
