@@ -64,6 +64,7 @@ class JSONLines(logging.Formatter):
             "message": record.getMessage(),
             **{name: getattr(record, name, None) for name in FIELDS},
             "exc_text": exc_text or None,
+            "status": getattr(record, "status", None),  # on ctxlog.access records
             "pid": record.process,
             "thread": record.thread,
             "created": record.created,

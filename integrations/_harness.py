@@ -321,6 +321,8 @@ class Reply:
     headers: dict[str, str]
     body: bytes
     connection: int = 0
+    #: The client's local port: two replies with the same one came over the same connection.
+    client_port: int = 0
 
     @property
     def request_id(self) -> str | None:
@@ -432,12 +434,16 @@ def _send(
         connection.request("GET", target, headers=headers)
     except (ConnectionError, http.client.HTTPException):
         return None
+    assert connection.sock is not None
+    client_port = connection.sock.getsockname()[1]
     try:
         response = connection.getresponse()
     except (ConnectionResetError, http.client.RemoteDisconnected):
         return None
     body = response.read()
-    reply = Reply(visitor, response.status, _lower(response.getheaders()), body, number)
+    reply = Reply(
+        visitor, response.status, _lower(response.getheaders()), body, number, client_port
+    )
     if response.will_close:
         connection.close()
     return reply
@@ -522,7 +528,7 @@ def check_records(
         elif record["ip"] in ips or record["user"] in users:
             # Another request (a health check, say): it must not carry a visitor's fields.
             wrong.append(f"a visitor's ip or user on another request: {record}")
-    assert [] == wrong[:20], f"{len(wrong)} records with wrong fields"
+    assert [] == wrong[:20], f"{len(wrong)} records with wrong fields: {wrong[:3]}"
     missing = [
         f"{visitor.request_id} has no record of {name}"
         for visitor in by_id.values()
@@ -535,7 +541,9 @@ def check_records(
         for name in anonymous_required
         if not any(r["name"] == name for r in checked.anonymous.get(request_id, ()))
     ]
-    assert [] == missing[:20], f"{len(missing)} missing; records per name: {dict(checked.names)}"
+    assert [] == missing[:20], (
+        f"{len(missing)} missing, such as {missing[:3]}; records per name: {dict(checked.names)}"
+    )
     return checked
 
 

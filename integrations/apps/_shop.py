@@ -1,0 +1,115 @@
+"""
+What the Starlette and the FastAPI integration apps share: ctxlog's set-up, lifespan, view bodies.
+
+Each app names its user its framework's way (Starlette: ``AuthenticationMiddleware``, FastAPI:
+``ctxlog.fastapi.bind_user``) and routes the requests here. ``CTXLOG_INTEGRATION_TRUSTED`` (by
+default ``127.0.0.1``, the test client) lists the trusted proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from _applog import delivery_stats
+
+import ctxlog
+
+#: The logger of the views.
+log = logging.getLogger("shop.views")
+
+TRUSTED_PROXIES = os.environ.get("CTXLOG_INTEGRATION_TRUSTED", "127.0.0.1").split(",")
+
+
+def wrap(app: Any) -> ctxlog.ASGIMiddleware:
+    """
+    Put ctxlog outside everything else, Starlette's error middleware included.
+
+    So the 500 that Starlette sends for an unhandled exception carries X-Request-ID too
+    (``app.add_middleware(ctxlog.ASGIMiddleware)`` would sit inside that error middleware).
+    """
+    return ctxlog.ASGIMiddleware(app, trusted_proxies=TRUSTED_PROXIES, access_log=True)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Log start and stop; deliver what is queued before uvicorn re-raises SIGTERM."""
+    log.info("app started pid=%d", os.getpid())
+    yield
+    log.info("app stopping pid=%d", os.getpid())
+    ctxlog.flush(timeout=60)
+
+
+def fields() -> dict[str, Any]:
+    """Return the request's fields as the app sees them (the response body of most views)."""
+    return {name: ctxlog.get_context().get(name) for name in ("ip", "user", "request_id")}
+
+
+async def visit(kind: str) -> dict[str, Any]:
+    """Log twice with other requests' tasks running in between."""
+    log.info("visit %s start", kind)
+    await asyncio.sleep(0.001)
+    log.info("visit %s done", kind)
+    return fields()
+
+
+def visit_sync() -> dict[str, Any]:
+    """Log from a sync view (the framework's thread pool)."""
+    log.info("visit sync")
+    return fields()
+
+
+def after_response() -> None:
+    """Log from a background task, after the response was sent."""
+    log.info("background task")
+
+
+class ShopError(RuntimeError):
+    """The exception the failing view raises."""
+
+
+def fail() -> None:
+    """Log, then raise an exception the app does not handle."""
+    log.info("about to fail")
+    msg = f"no price for {ctxlog.get_context().get('request_id')}"
+    raise ShopError(msg)
+
+
+async def chunks(count: int) -> AsyncIterator[bytes]:
+    """Yield ``count`` lines of a streamed body, logging each, with pauses between them."""
+    for number in range(count):
+        log.info("chunk %d", number)
+        yield f"chunk {number} {ctxlog.get_context().get('request_id')}\n".encode()
+        await asyncio.sleep(0.01)
+    log.info("stream done")
+
+
+async def websocket_session(receive_text: Any, send_text: Any) -> None:
+    """Echo text messages until the client sends ``bye``, logging each."""
+    while True:
+        text = await receive_text()
+        log.info("ws got %s", text)
+        await asyncio.sleep(0.001)
+        await send_text(f"{text} {ctxlog.get_context().get('request_id')}")
+        if text == "bye":
+            return
+
+
+async def slow(seconds: float) -> AsyncIterator[bytes]:
+    """Stream a line, sleep, stream another: a request still running when the server stops."""
+    log.info("slow start")
+    yield b"started\n"
+    await asyncio.sleep(seconds)
+    log.info("slow done")
+    yield b"done\n"
+
+
+def burst(count: int) -> dict[str, Any]:
+    """Log ``count`` records at once; return the delivery counters right after."""
+    for number in range(count):
+        log.info("burst %d", number)
+    return {**fields(), **delivery_stats()}
