@@ -9,14 +9,29 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
+def _request_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        msg = f"{text!r} is not a number of requests from 1 to 100"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctxlog", description="Contextual logging for web apps.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
-        help="serve an example app on 127.0.0.1, send requests from several users "
-        "through a trusted proxy and print the log lines it produced",
+        help="serve an example app on 127.0.0.1 with an embedded slow SMTP server and "
+        "ctxlog receive, send requests from several users through a trusted proxy, and "
+        "report the log lines, the latency with and without nonblocking(), and what arrived",
+    )
+    demo.add_argument(
+        "--requests",
+        type=_request_count,
+        default=9,
+        metavar="N",
+        help="failing checkouts in each of the two timed bursts (1-100, default 9)",
     )
     from ctxlog.receiver import add_arguments  # noqa: PLC0415 - stdlib only, kept out of import ctxlog
 
@@ -53,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from ctxlog._demo import run  # noqa: PLC0415 - only the demo needs its imports
 
-        return run(sys.stdout)
+        return run(sys.stdout, requests=args.requests)
     if args.command == "receive":
         from ctxlog.receiver import main as receive  # noqa: PLC0415
 

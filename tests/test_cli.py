@@ -1,50 +1,34 @@
-"""The command line: ctxlog demo, python -m ctxlog."""
+"""The command line: python -m ctxlog, its commands and options (the demo itself: test_demo.py)."""
 
 from __future__ import annotations
 
-import io
-import re
 import subprocess
 import sys
 
 import pytest
 
-from ctxlog import _demo
 from ctxlog.cli import main
 
 
-def test_demo_prints_each_users_lines_with_their_fields():
-    """The demo serves real HTTP on 127.0.0.1 and prints lines carrying each user's ip and user."""
-    out = io.StringIO()
-
-    assert 0 == _demo.run(out)
-
-    text = out.getvalue()
-    for user, (_, ip) in _demo.USERS.items():
-        lines = [line for line in text.splitlines() if f" {user} " in line]
-        assert lines, user
-        assert all(ip in line for line in lines)
-    assert "192.0.2.44" in text and "10.0.0.1 " not in text.replace("10.0.0.1, ", "")
-    assert "/search\\r\\n2024-01-01 admin logged in" in text
-    assert not any(line.startswith("2024-01-01") for line in text.splitlines())
-
-
-def test_demo_responses_echo_request_ids():
-    """Every access line in the demo carries a 32-hex request id prefix."""
-    out = io.StringIO()
-    _demo.run(out)
-
-    access = [line for line in out.getvalue().splitlines() if "ctxlog.access" in line]
-    assert 9 == len(access)
-    assert all(re.search(r" [0-9a-f]{12} INFO", line) for line in access)
-
-
-def test_python_dash_m_runs_the_demo():
-    """python -m ctxlog demo exits 0 and prints the summary."""
-    result = subprocess.run([sys.executable, "-m", "ctxlog", "demo"], capture_output=True, text=True, timeout=60, check=False)
+def test_python_dash_m_runs_the_demo_with_fewer_requests():
+    """python -m ctxlog demo --requests 1 exits 0: one failing checkout per timed burst."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ctxlog", "demo", "--requests", "1"], capture_output=True, text=True, timeout=60, check=False
+    )
 
     assert (0, "") == (result.returncode, result.stderr)
-    assert "9 requests" in result.stdout
+    assert "1 checkout with a declined card" in result.stdout
+    assert "nothing lost: 3/3 e-mails" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "101", "-1", "x"])
+def test_demo_requests_out_of_range_is_a_usage_error(capsys, value):
+    """--requests takes 1 to 100: anything else exits 2 before the demo starts."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--requests", value])
+
+    assert 2 == exit_info.value.code
+    assert "is not a number of requests from 1 to 100" in capsys.readouterr().err
 
 
 def test_unknown_command_is_a_usage_error(capsys):
