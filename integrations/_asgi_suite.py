@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import http.client
 import json
+import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from _harness import (
 )
 
 APPS = INTEGRATIONS / "apps"
+_SEQ_SUFFIX = re.compile(r" seq=\S+$")
 VIEW = "shop.views"
 ACCESS = "ctxlog.access"
 
@@ -67,6 +69,20 @@ class Pairing:
         return "uvicorn.error" if self.server == "uvicorn" else "hypercorn.access"
 
     @property
+    def lifecycle(self) -> tuple[str, ...]:
+        """Starts of the messages the app and the server log outside any request."""
+        if self.server == "uvicorn":
+            server = (
+                "Started server process", "Waiting for application startup",
+                "Application startup complete", "Uvicorn running on", "Shutting down",
+                "Waiting for connections to close", "Waiting for application shutdown",
+                "Application shutdown complete", "Finished server process",
+            )  # fmt: skip
+        else:
+            server = ("Running on",)
+        return ("app started", "app stopping", *server)
+
+    @property
     def stopped(self) -> int:
         """The exit status after SIGTERM: uvicorn ends by raising the signal again."""
         return -signal.SIGTERM if self.server == "uvicorn" else 0
@@ -97,7 +113,8 @@ def _of(records: list[dict[str, Any]], request_id: str, name: str) -> list[dict[
 
 
 def _messages(records: list[dict[str, Any]], request_id: str) -> list[str]:
-    return sorted(r["message"] for r in _of(records, request_id, VIEW))
+    """Return the view's messages of a request, sorted, without their ``seq=`` (checked apart)."""
+    return sorted(_SEQ_SUFFIX.sub("", r["message"]) for r in _of(records, request_id, VIEW))
 
 
 def _body(reply: Reply) -> Any:
@@ -138,9 +155,14 @@ def concurrent_visitors(pairing: Pairing, applog: AppLog) -> None:
 
     records = applog.records()
     checked = check_records(
-        records, visits, required_names=[VIEW, pairing.access_logger, ACCESS], anonymous=anonymous
+        records,
+        visits,
+        required_names=[VIEW, pairing.access_logger, ACCESS],
+        replies=replies,
+        outside=pairing.lifecycle,
     )
-    assert checked.outside, "no record outside a request (the startup lines)"
+    assert len(checked.anonymous) == len(anonymous) == len(visits)
+    assert any(r["message"].startswith(pairing.lifecycle) for r in checked.outside)
     for v in visits:
         if v.seq % 2 == 0:
             expected_messages = ["visit sync"]
@@ -205,6 +227,8 @@ def exception_in_view(pairing: Pairing, applog: AppLog) -> None:
         required_names=[VIEW, pairing.error_logger, pairing.access_logger, ACCESS],
         anonymous=anonymous,
         anonymous_names=[VIEW, pairing.access_logger, ACCESS],
+        replies=replies,
+        outside=pairing.lifecycle,
     )
     for v in visits:
         assert ["about to fail"] == _messages(records, v.request_id)
@@ -252,7 +276,13 @@ def streaming_and_websockets(pairing: Pairing, applog: AppLog) -> None:
         assert v.request_id == echoed
         assert [f"hello {v.request_id}", f"bye {v.request_id}"] == answers
     records = applog.records()
-    check_records(records, streams, required_names=[VIEW, pairing.access_logger, ACCESS])
+    check_records(
+        records,
+        streams,
+        required_names=[VIEW, pairing.access_logger, ACCESS],
+        replies=replies,
+        outside=pairing.lifecycle,
+    )
     check_records(records, sockets, required_names=[VIEW, pairing.websocket_logger])
     for v in streams:
         assert ["chunk 0", "chunk 1", "chunk 2", "stream done"] == _messages(records, v.request_id)
@@ -297,3 +327,4 @@ def graceful_shutdown(pairing: Pairing, applog: AppLog) -> None:
         assert (v.ip, v.user, 200) == (line["ip"], line["user"], line["status"])
     stopping = [r for r in records if r["message"].startswith("app stopping")]
     assert 1 == len(stopping), "the lifespan shutdown did not run, or its record was lost"
+    assert ("-", "-", "-") == tuple(stopping[0][name] for name in ("ip", "user", "request_id"))

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -323,6 +324,8 @@ class Reply:
     connection: int = 0
     #: The client's local port: two replies with the same one came over the same connection.
     client_port: int = 0
+    #: The request's number in :func:`drive`, sent as the query parameter ``seq`` (-1: none).
+    seq: int = -1
 
     @property
     def request_id(self) -> str | None:
@@ -358,16 +361,21 @@ def drive(
     path: str | Callable[[Visitor | None], str] = "/",
     concurrency: int = 50,
     anonymous: bool = True,
+    mark: bool = True,
     timeout: float = 60.0,
 ) -> list[Reply]:
     """
     Send each visitor's request, ``concurrency`` connections at a time; return the replies.
 
     Each of ``concurrency`` threads keeps one keep-alive connection and sends requests from a
-    shared list. With ``anonymous``, each visitor's request is followed on the same connection
-    by one without any header (peer 127.0.0.1, no user, no request id): what the server does
-    for it must not carry the previous request's fields. ``path`` is a path or a function of
-    the visitor (``None`` for the anonymous requests). The replies come back in the order the
+    shared list. With ``anonymous``, each visitor's request is followed in the list by one
+    without any header (peer 127.0.0.1, no user, no request id), so the connections carry both
+    kinds, one after the other: what the server does for a request must not carry the previous
+    one's fields. ``path`` is a path or a function of the visitor (``None`` for the anonymous
+    requests). With ``mark``, each request's number in the list is added to the path as the
+    query parameter ``seq`` (``Reply.seq``): an app that logs ``seq=N`` lets
+    :func:`check_records` tell which request a record is really about, whatever fields it
+    carries; the servers' access lines show it too. The replies come back in the order the
     requests were listed; a request that failed raises here.
     """
     jobs: list[Visitor | None] = []
@@ -391,6 +399,8 @@ def drive(
                 except queue.Empty:
                     return
                 target = path(visitor) if callable(path) else path
+                if mark:
+                    target += f"{'&' if '?' in target else '?'}seq={index}"
                 headers = visitor.headers() if visitor is not None else {}
                 reply = _send(connection, target, headers, visitor, number)
                 if reply is None:  # the server closed the kept-alive connection: once more
@@ -400,6 +410,8 @@ def drive(
                     if reply is None:
                         msg = f"no response to {target} for {visitor}"
                         raise ConnectionError(msg)
+                if mark:
+                    reply.seq = index
                 replies[index] = reply
         except BaseException as error:
             errors.append(error)
@@ -468,6 +480,9 @@ class Checked:
     names: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+_SEQ = re.compile(r"\bseq=(\d+)\b").search
+
+
 def check_records(
     records: list[dict[str, Any]],
     visits: Iterable[Visitor],
@@ -476,6 +491,8 @@ def check_records(
     anonymous: Iterable[str] = (),
     anonymous_ip: str = PROXY_IP,
     anonymous_names: Iterable[str] | None = None,
+    replies: Iterable[Reply] = (),
+    outside: Iterable[str] = (),
 ) -> Checked:
     """
     Check that every record names its own request, and nothing leaks to another.
@@ -490,15 +507,32 @@ def check_records(
         anonymous_ip: The address those requests come from (the proxy itself, no header).
         anonymous_names: Logger names each anonymous request must have a record of; by
             default ``required_names``.
+        replies: The replies of :func:`drive` (with ``mark``). Their anonymous requests are
+            added to ``anonymous``, and a record whose message says ``seq=N`` must carry the
+            fields of request N, whichever request id it has.
+        outside: Starts of messages logged outside any request (server start and stop, the
+            app's lifespan): such records must say ``-`` for every field.
 
     Every record of a visitor's request (by request id) has that visitor's ip and user. Each
     visitor's request, and each anonymous request, has a record of every required logger. A
     record of an anonymous request has ``anonymous_ip`` and no user, and a record outside any
     request (request id ``-``) has ``-`` for every field; a record of any other request (a
-    health check) has no visitor's ip or user.
+    health check) has no visitor's ip or user. The last two rules alone would miss a record
+    that carries all the fields of the wrong request; ``replies`` and ``outside`` say which
+    request a record is about without trusting its fields.
     """
     by_id = {visitor.request_id: visitor for visitor in visits}
     anonymous_ids = set(anonymous)
+    by_seq: dict[int, tuple[str, str, str]] = {}
+    for reply in replies:
+        if reply.request_id is None:
+            continue
+        if reply.visitor is None:
+            anonymous_ids.add(reply.request_id)
+            by_seq[reply.seq] = (anonymous_ip, "-", reply.request_id)
+        else:
+            by_seq[reply.seq] = (reply.visitor.ip, reply.visitor.user, reply.request_id)
+    starts = tuple(outside)
     assert not anonymous_ids & by_id.keys(), "an anonymous request got a visitor's request id"
     required = tuple(required_names)
     anonymous_required = required if anonymous_names is None else tuple(anonymous_names)
@@ -512,6 +546,11 @@ def check_records(
             wrong.append(f"a request field is missing: {record}")
             continue
         request_id = record["request_id"]
+        found = by_seq.get(int(seq.group(1)), ()) if (seq := _SEQ(record["message"])) else ()
+        if found and (record["ip"], record["user"], request_id) != found:
+            wrong.append(f"expected {' '.join(found)} (by its seq=): {record}")
+        if starts and request_id != "-" and record["message"].startswith(starts):
+            wrong.append(f"logged outside any request, but with a request's fields: {record}")
         visitor = by_id.get(request_id)
         if visitor is not None:
             checked.by_visitor.setdefault(request_id, []).append(record)

@@ -1,6 +1,9 @@
 """
 What the Starlette and the FastAPI integration apps share: ctxlog's set-up, lifespan, view bodies.
 
+The views log the query parameter ``seq`` the test client numbers its requests with, so
+that the test can tell which request a record is about without trusting its fields.
+
 Each app names its user its framework's way (Starlette: ``AuthenticationMiddleware``, FastAPI:
 ``ctxlog.fastapi.bind_user``) and routes the requests here. ``CTXLOG_INTEGRATION_TRUSTED`` (by
 default ``127.0.0.1``, the test client) lists the trusted proxies.
@@ -49,43 +52,43 @@ def fields() -> dict[str, Any]:
     return {name: ctxlog.get_context().get(name) for name in ("ip", "user", "request_id")}
 
 
-async def visit(kind: str) -> dict[str, Any]:
+async def visit(kind: str, seq: str | None) -> dict[str, Any]:
     """Log twice with other requests' tasks running in between."""
-    log.info("visit %s start", kind)
+    log.info("visit %s start seq=%s", kind, seq)
     await asyncio.sleep(0.001)
-    log.info("visit %s done", kind)
+    log.info("visit %s done seq=%s", kind, seq)
     return fields()
 
 
-def visit_sync() -> dict[str, Any]:
+def visit_sync(seq: str | None) -> dict[str, Any]:
     """Log from a sync view (the framework's thread pool)."""
-    log.info("visit sync")
+    log.info("visit sync seq=%s", seq)
     return fields()
 
 
-def after_response() -> None:
+def after_response(seq: str | None) -> None:
     """Log from a background task, after the response was sent."""
-    log.info("background task")
+    log.info("background task seq=%s", seq)
 
 
 class ShopError(RuntimeError):
     """The exception the failing view raises."""
 
 
-def fail() -> None:
+def fail(seq: str | None) -> None:
     """Log, then raise an exception the app does not handle."""
-    log.info("about to fail")
+    log.info("about to fail seq=%s", seq)
     msg = f"no price for {ctxlog.get_context().get('request_id')}"
     raise ShopError(msg)
 
 
-async def chunks(count: int) -> AsyncIterator[bytes]:
+async def chunks(count: int, seq: str | None) -> AsyncIterator[bytes]:
     """Yield ``count`` lines of a streamed body, logging each, with pauses between them."""
     for number in range(count):
-        log.info("chunk %d", number)
+        log.info("chunk %d seq=%s", number, seq)
         yield f"chunk {number} {ctxlog.get_context().get('request_id')}\n".encode()
         await asyncio.sleep(0.01)
-    log.info("stream done")
+    log.info("stream done seq=%s", seq)
 
 
 async def websocket_session(receive_text: Any, send_text: Any) -> None:

@@ -36,24 +36,26 @@ async def health() -> str:
 
 
 @api.get("/visit")
-async def visit(tasks: BackgroundTasks, user: User | None = Depends(current_user)) -> Any:
-    tasks.add_task(_shop.after_response)
-    return await _shop.visit("async")
+async def visit(
+    tasks: BackgroundTasks, seq: str | None = None, user: User | None = Depends(current_user)
+) -> Any:
+    tasks.add_task(_shop.after_response, seq)
+    return await _shop.visit("async", seq)
 
 
 @api.get("/visit-sync")
-def visit_sync() -> Any:
-    return _shop.visit_sync()
+def visit_sync(seq: str | None = None) -> Any:
+    return _shop.visit_sync(seq)
 
 
 @api.get("/boom")
-async def boom() -> Any:
-    _shop.fail()
+async def boom(seq: str | None = None) -> Any:
+    _shop.fail(seq)
 
 
 @api.get("/stream")
-async def stream() -> StreamingResponse:
-    return StreamingResponse(_shop.chunks(3), media_type="text/plain")
+async def stream(seq: str | None = None) -> StreamingResponse:
+    return StreamingResponse(_shop.chunks(3, seq), media_type="text/plain")
 
 
 @api.get("/slow")

@@ -39,20 +39,24 @@ async def health(request: Request) -> PlainTextResponse:
 
 
 async def visit(request: Request) -> JSONResponse:
-    return JSONResponse(await _shop.visit("async"), background=BackgroundTask(_shop.after_response))
+    seq = request.query_params.get("seq")
+    return JSONResponse(
+        await _shop.visit("async", seq), background=BackgroundTask(_shop.after_response, seq)
+    )
 
 
 def visit_sync(request: Request) -> JSONResponse:
-    return JSONResponse(_shop.visit_sync())
+    return JSONResponse(_shop.visit_sync(request.query_params.get("seq")))
 
 
 async def boom(request: Request) -> JSONResponse:
-    _shop.fail()
+    _shop.fail(request.query_params.get("seq"))
     return JSONResponse({})  # never reached
 
 
 async def stream(request: Request) -> StreamingResponse:
-    return StreamingResponse(_shop.chunks(3), media_type="text/plain")
+    chunks = _shop.chunks(3, request.query_params.get("seq"))
+    return StreamingResponse(chunks, media_type="text/plain")
 
 
 async def slow(request: Request) -> StreamingResponse:
