@@ -20,7 +20,7 @@ from ctxlog.context import _request
 server_log = logging.getLogger("server.error")
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -62,7 +62,7 @@ def _serve_wsgi(app):
                 pass
         finally:
             body.close()
-    except Boom:
+    except BoomError:
         server_log.exception("Error handling request /boom")
 
 
@@ -71,7 +71,7 @@ def test_wsgi_app_raising(capture, access_log):
     """An exception raised by the WSGI app is logged by the server with the request's fields."""
 
     def app(environ, start_response):
-        raise Boom("in the view")
+        raise BoomError("in the view")
 
     _serve_wsgi(ctxlog.WSGIMiddleware(app, access_log=access_log))
 
@@ -87,7 +87,7 @@ def test_wsgi_body_raising(capture):
     def app(environ, start_response):
         start_response("200 OK", [])
         yield b"first"
-        raise Boom("in the body")
+        raise BoomError("in the body")
 
     _serve_wsgi(ctxlog.WSGIMiddleware(app))
 
@@ -102,7 +102,7 @@ def test_wsgi_close_raising(capture):
             return iter([b"x"])
 
         def close(self):
-            raise Boom("in close")
+            raise BoomError("in close")
 
     def app(environ, start_response):
         start_response("200 OK", [])
@@ -138,7 +138,7 @@ async def _serve_asgi(app, headers=()):
 
     try:
         await app(scope, receive, send)
-    except Boom as error:
+    except BoomError as error:
         server_log.error("Exception in ASGI application", exc_info=error)
 
 
@@ -152,7 +152,7 @@ def test_asgi_app_raising(capture, access_log):
     """An exception escaping an ASGI app is logged by the server with the request's fields."""
 
     async def app(scope, receive, send):
-        raise Boom("in the view")
+        raise BoomError("in the view")
 
     asyncio.run(_serve_asgi(ctxlog.ASGIMiddleware(app, access_log=access_log)))
 
@@ -164,13 +164,13 @@ def test_the_exception_a_server_raises_from_it_is_followed(capture):
     """A server that wraps the app's exception (raise ... from) still finds the request."""
 
     def app(environ, start_response):
-        raise Boom("in the view")
+        raise BoomError("in the view")
 
     wrapped = ctxlog.WSGIMiddleware(app)
     try:
         try:
             wrapped(_environ(), _start_response)
-        except Boom as error:
+        except BoomError as error:
             raise RuntimeError("request failed") from error
     except RuntimeError:
         server_log.exception("wrapped")
@@ -182,7 +182,7 @@ def test_the_innermost_request_wins(capture):
     """An exception passing through two requests (an app calling another) names the inner one."""
 
     def inner(environ, start_response):
-        raise Boom("inner")
+        raise BoomError("inner")
 
     inner_app = ctxlog.WSGIMiddleware(inner)
 
@@ -192,7 +192,7 @@ def test_the_innermost_request_wins(capture):
     outer_app = ctxlog.WSGIMiddleware(outer)
     try:
         outer_app(_environ(HTTP_X_REQUEST_ID="outer-id"), _start_response)
-    except Boom:
+    except BoomError:
         server_log.exception("Error handling request")
 
     record = capture.named("server.error")[0]
@@ -203,11 +203,11 @@ def test_a_current_request_wins_over_the_exception(capture):
     """Inside another request, a record about an old exception carries the current request."""
 
     def failing(environ, start_response):
-        raise Boom("first")
+        raise BoomError("first")
 
     try:
         ctxlog.WSGIMiddleware(failing)(_environ(), _start_response)
-    except Boom as error:
+    except BoomError as error:
         caught = error
 
     def reporting(environ, start_response):
@@ -226,13 +226,13 @@ def test_records_without_the_exception_get_nothing(capture):
     """Only the records that carry the exception get the fields; the next ones stay empty."""
 
     def app(environ, start_response):
-        raise Boom("in the view")
+        raise BoomError("in the view")
 
     _serve_wsgi(ctxlog.WSGIMiddleware(app))
     server_log.error("after the request")
     try:
-        raise Boom("unrelated")
-    except Boom:
+        raise BoomError("unrelated")
+    except BoomError:
         server_log.exception("an exception of no request")
 
     after, unrelated = capture.named("server.error")[1:]
@@ -244,12 +244,12 @@ def test_get_logger_outside_the_request_uses_the_exception(capture):
     """A get_logger() record logged about the escaped exception carries the request too."""
 
     def app(environ, start_response):
-        raise Boom("in the view")
+        raise BoomError("in the view")
 
     log = ctxlog.get_logger("server.error")
     try:
         ctxlog.WSGIMiddleware(app)(_environ(), _start_response)
-    except Boom:
+    except BoomError:
         log.exception("Error handling request")
 
     assert EXPECTED == _fields(capture.named("server.error")[0])
@@ -258,7 +258,7 @@ def test_get_logger_outside_the_request_uses_the_exception(capture):
 def test_hand_made_records_with_odd_exc_info_do_not_break_the_filter():
     """A record whose exc_info is not a (type, value, traceback) tuple is stamped with dashes."""
     flt = ctxlog.ContextFilter()
-    for odd in (True, ("only-one",), (None, None, None), (Boom, "not an exception", None)):
+    for odd in (True, ("only-one",), (None, None, None), (BoomError, "not an exception", None)):
         record = logging.makeLogRecord({"msg": "x", "exc_info": odd})
         assert flt.filter(record)
         assert "-" == record.request_id
