@@ -71,6 +71,7 @@ class Pairing:
     @property
     def lifecycle(self) -> tuple[str, ...]:
         """Starts of the messages the app and the server log outside any request."""
+        server: tuple[str, ...]
         if self.server == "uvicorn":
             server = (
                 "Started server process", "Waiting for application startup",

@@ -3,10 +3,11 @@ What every pairing's tests share: a real server as a subprocess, visitors, a dri
 
 A pairing picks a port with :func:`free_port`, builds its server's command line, and runs it with
 :class:`Server`. :func:`drive` sends each :class:`Visitor`'s request through a trusted proxy
-(``X-Forwarded-For`` from 127.0.0.1) over keep-alive connections, with a request without any
-header after each one on the same connection; :func:`check_records` then reads what the server
-logged (see ``_applog.py``) and checks that every record names its own request, and that no
-record of another request, or of no request, names a visitor.
+(``X-Forwarded-For`` from 127.0.0.1) over keep-alive connections, interleaved with requests
+without any header on the same connections, each request numbered with a ``seq=`` query
+parameter; :func:`check_records` then reads what the server logged (see ``_applog.py``) and
+checks that every record names its own request, and that no record of another request, or of
+no request, names a visitor.
 """
 
 from __future__ import annotations
