@@ -166,6 +166,10 @@ class WSGIMiddleware:
             response.failed()
             raise
         response.body = body
+        if hasattr(type(body), "__len__"):
+            # Servers ask for len() only when the body has one (waitress, gunicorn test with
+            # hasattr); an unsized body must stay unsized, so only a sized one gets __len__.
+            response.__class__ = _SizedResponse
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             # Keep the server's fast path (sendfile): hand back its own wrapper, with our close.
@@ -260,10 +264,6 @@ class _Response:
     def __iter__(self) -> Iterator[bytes]:
         return self
 
-    def __len__(self) -> int:
-        # Servers take len() of a sized body to send Content-Length; TypeError means unsized.
-        return len(self.body)  # type: ignore[arg-type]
-
     def __bool__(self) -> bool:
         return True
 
@@ -325,3 +325,12 @@ class _Response:
             referer=latin1_text(environ.get("HTTP_REFERER", "")),
             user_agent=latin1_text(environ.get("HTTP_USER_AGENT", "")),
         )
+
+
+class _SizedResponse(_Response):
+    """A :class:`_Response` for a body with a length: servers send it as Content-Length."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]

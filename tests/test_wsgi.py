@@ -537,3 +537,25 @@ def test_file_wrapper_is_handed_back_and_close_still_logs(capture, tmp_path):
 
     assert opened[0].closed
     assert ["/f"] == [r.path for r in capture.named("ctxlog.access")]
+
+
+def test_response_is_sized_only_when_the_body_is():
+    """len() works on a sized body; an unsized body gives a response without __len__ (waitress)."""
+
+    def listed(environ, start_response):
+        start_response("200 OK", [])
+        return [b"a", b"b"]
+
+    def generated(environ, start_response):
+        start_response("200 OK", [])
+        yield b"a"
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1"}
+    sized = ctxlog.WSGIMiddleware(listed)(dict(environ), lambda status, headers, exc=None: None)
+    unsized = ctxlog.WSGIMiddleware(generated)(dict(environ), lambda s, h, exc=None: None)
+
+    assert 2 == len(sized)
+    assert not hasattr(unsized, "__len__")
+    assert [b"a"] == list(unsized)
+    sized.close()
+    unsized.close()
