@@ -717,6 +717,11 @@ def _configure(args: argparse.Namespace) -> list[logging.Handler]:
         if args.max_bytes < 0 or args.backup_count < 0:
             msg = "--max-bytes and --backup-count must not be negative"
             raise ValueError(msg)
+        if args.max_bytes and not args.backup_count:
+            # RotatingFileHandler's own rule: without a backup it never rotates, and the file
+            # grows past the limit, reopened for every record.
+            msg = "--max-bytes needs --backup-count of 1 or more (rotated files to keep)"
+            raise ValueError(msg)
         try:
             handler = _LineFile(
                 args.file, maxBytes=args.max_bytes, backupCount=args.backup_count, encoding="utf-8"
@@ -844,6 +849,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(receiver: Receiver) -> int:
+    # The handlers come first: a SIGTERM that arrives as soon as the port accepts must stop
+    # the receiver in order (writing what it has), not end the process on the spot.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         await receiver.start()
     except OSError as error:
@@ -852,10 +863,6 @@ async def _serve(receiver: Receiver) -> int:
             f"{error.strerror or error}\n"
         )
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     host = f"[{receiver.host}]" if ":" in receiver.host else receiver.host
     signed = ", signed frames only" if receiver.secret else ""
     log.info("listening on %s:%d%s", host, receiver.port, signed)

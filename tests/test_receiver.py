@@ -582,12 +582,13 @@ def test_secret_accepts_signed_and_rejects_unsigned_and_wrong_key(receive, tmp_p
         (lambda d: ["--tls-cert", str(d / "conf.json")], 2, "--tls-cert and --tls-key go together"),
         (lambda d: ["--tls-cert", str(d / "conf.json"), "--tls-key", str(d / "conf.json")], 2, "cannot load --tls-cert"),
         (lambda d: ["--max-frame", "0"], 2, "max_frame"),
+        (lambda d: ["--file", str(d / "a.log"), "--max-bytes", "1MB", "--backup-count", "0"], 2, "--max-bytes needs --backup-count"),
         (lambda d: ["--format", "%(message"], 2, "format"),
     ],
     ids=[
         "secret-missing", "secret-short", "max-bytes-alone", "max-bytes-with-config", "port-range", "no-port",
         "config-missing", "config-broken-json", "config-broken-toml", "config-list", "config-bad-class",
-        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "bad-format",
+        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "no-backups", "bad-format",
     ],
 )
 def test_misconfiguration_exits_with_a_clear_message(tmp_path, make, status, message):
