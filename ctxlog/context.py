@@ -78,7 +78,7 @@ class RequestState:
     mapping without taking a lock.
     """
 
-    __slots__ = ("fields", "resolve_user", "resolving", "source")
+    __slots__ = ("fields", "parent", "resolve_user", "resolving", "source")
 
     def __init__(
         self,
@@ -87,6 +87,8 @@ class RequestState:
         source: Any = None,
     ) -> None:
         self.fields = fields
+        #: The request this one runs inside (an app calling another app), usually ``None``.
+        self.parent = _request.get()
         #: Called with ``source`` (the WSGI environ or ASGI scope) while the user is not known
         #: yet, for instance while an authentication middleware inside ours has not run;
         #: ``None`` once the user is known or bound.
@@ -238,39 +240,97 @@ def get_context() -> dict[str, Any]:
     return {**request.current(), **local}
 
 
-#: The attribute that carries a request's holder on an exception that escaped its middleware.
+#: The attribute that carries a request's tag on an exception that escaped its middleware.
 _EXC_ATTR: Final = "__ctxlog_request__"
-#: How far down ``__cause__``/``__context__`` a record's exception is searched for that holder.
-_EXC_DEPTH: Final = 8
+#: How many exceptions (the chain of causes and contexts, members of groups) are searched.
+_EXC_SEARCH: Final = 16
+#: How many enclosing requests are followed to decide whether one request runs inside another.
+_NESTING: Final = 32
+
+
+class _Tag:
+    """
+    The request an exception escaped from, as the exception carries it.
+
+    A copy of the exception (``pickle``, ``copy.deepcopy``: a process pool, Django's parallel
+    test runner) carries an empty tag: the request's holder refers to the environ or scope and
+    to the middleware, which neither can nor should be copied.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: RequestState | None = None) -> None:
+        self.state = state
+
+    def __reduce__(self) -> tuple[type[_Tag], tuple[()]]:
+        return (_Tag, ())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Tag:
+        return _Tag()
+
+
+def _inside(inner: RequestState, outer: RequestState) -> bool:
+    """Whether ``inner`` is ``outer`` or runs inside it (an app called by ``outer``'s app)."""
+    state: RequestState | None = inner
+    for _ in range(_NESTING):
+        if state is None:
+            return False
+        if state is outer:
+            return True
+        state = state.parent
+    return False
 
 
 def tag_exception(error: BaseException, state: RequestState) -> None:
     """
-    Remember on ``error`` the request it escaped from, unless an inner request already did.
+    Remember on ``error`` the request it is escaping from.
 
     The server logs an exception the app raised only after the middleware has left the
-    request's Context ("Exception in ASGI application", "Error handling request"); the holder
-    on the exception lets :func:`request_of_exception` give that record the request's fields.
+    request's Context ("Exception in ASGI application", "Error handling request"); the tag on
+    the exception lets :func:`request_of_exception` give that record the request's fields.
+
+    A tag left by a request running inside this one is kept (the innermost request names the
+    failure). Any other tag is replaced: the same exception object can escape several requests
+    (a module-level instance, the result of a task that several requests await), and each
+    escape must name its own request, which the server logs before the next one can escape.
     """
-    if getattr(error, _EXC_ATTR, None) is None:
-        # An exception type with __slots__ and no __dict__ cannot carry it; nothing to do.
-        with contextlib.suppress(AttributeError, TypeError):
-            setattr(error, _EXC_ATTR, state)
+    current = getattr(error, _EXC_ATTR, None)
+    if (
+        isinstance(current, _Tag)
+        and current.state is not None
+        and _inside(current.state, state)
+    ):
+        return
+    # An exception type with __slots__ and no __dict__ cannot carry it; nothing to do.
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(error, _EXC_ATTR, _Tag(state))
 
 
 def request_of_exception(record: logging.LogRecord) -> RequestState | None:
-    """Return the request that ``record``'s exception escaped from, or ``None``."""
+    """
+    Return the request that ``record``'s exception escaped from, or ``None``.
+
+    The exception's causes and contexts are searched, and the members of an exception group
+    (a task group around the app reports the app's exception inside one).
+    """
     info = record.exc_info
     if not info or not isinstance(info, tuple) or len(info) < 2:
         return None
-    error = info[1]
-    for _ in range(_EXC_DEPTH):
+    pending = [info[1]]
+    seen = 0
+    while pending and seen < _EXC_SEARCH:
+        error = pending.pop(0)
         if not isinstance(error, BaseException):
-            return None
-        state = getattr(error, _EXC_ATTR, None)
-        if isinstance(state, RequestState):
-            return state
-        error = error.__cause__ or error.__context__
+            continue
+        seen += 1
+        tag = getattr(error, _EXC_ATTR, None)
+        if isinstance(tag, _Tag) and tag.state is not None:
+            return tag.state
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        following = error.__cause__ or error.__context__
+        if following is not None:
+            pending.append(following)
     return None
 
 

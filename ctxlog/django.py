@@ -85,7 +85,7 @@ except ImportError as error:
 
 from ctxlog._middleware import MAX_PATH, METHODS, Settings, latin1_text, method_field
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
-from ctxlog.context import MISSING, RequestState, _request, _write_lock
+from ctxlog.context import MISSING, RequestState, _request, _write_lock, tag_exception
 
 __all__ = ["ContextMiddleware"]
 
@@ -187,6 +187,9 @@ class ContextMiddleware:
         try:
             response = self.get_response(request)
             return self._finish(state, request, response, started)
+        except BaseException as error:
+            tag_exception(error, state)
+            raise
         finally:
             _reset(token)
             if response is None:
@@ -204,6 +207,9 @@ class ContextMiddleware:
         try:
             response = await self.get_response(request)
             return self._finish(state, request, response, started)
+        except BaseException as error:
+            tag_exception(error, state)
+            raise
         finally:
             _reset(token)
             if response is None:
@@ -294,6 +300,9 @@ class ContextMiddleware:
                     chunk = next(iterator)
                 except StopIteration:
                     return
+                except BaseException as error:
+                    tag_exception(error, state)  # only the server sees it, after the request
+                    raise
                 finally:
                     _reset(token)
                 size += len(chunk)
@@ -317,6 +326,9 @@ class ContextMiddleware:
                     chunk = await anext(iterator)
                 except StopAsyncIteration:
                     return
+                except BaseException as error:
+                    tag_exception(error, state)
+                    raise
                 finally:
                     _reset(token)
                 size += len(chunk)

@@ -148,7 +148,7 @@ class WSGIMiddleware:
         _request.set(state)
         if settings.user is not None or "REMOTE_USER" in environ:
             state.current()  # the user, if already known; a failing user= reports in context
-        response = _Response(context, settings, environ, started)
+        response = _Response(context, state, settings, environ, started)
         header = (self._id_header, request_id)
 
         def _start_response(
@@ -199,13 +199,6 @@ class _Closer:
             self.close_body()
 
 
-def _tag(error: BaseException) -> None:
-    """Tag ``error`` with the request whose Context is current (the body's, or its close())."""
-    state = _request.get()
-    if state is not None:
-        tag_exception(error, state)
-
-
 def _remote_user(environ: WSGIEnvironment) -> str | None:
     user = environ.get("REMOTE_USER")
     return latin1_text(user) if user else None
@@ -223,17 +216,20 @@ class _Response:
         "settings",
         "size",
         "started",
+        "state",
         "status",
     )
 
     def __init__(
         self,
         context: contextvars.Context,
+        state: RequestState,
         settings: Settings,
         environ: WSGIEnvironment,
         started: float,
     ) -> None:
         self.context = context
+        self.state = state
         self.settings = settings
         self.environ = environ
         self.started = started
@@ -278,7 +274,7 @@ class _Response:
         except StopIteration:
             raise
         except BaseException as error:
-            _tag(error)
+            tag_exception(error, self.state)
             if self.status is None:
                 self.status = "500 Internal Server Error"
             raise
@@ -295,7 +291,7 @@ class _Response:
             if close is not None:
                 close()
         except BaseException as error:
-            _tag(error)
+            tag_exception(error, self.state)
             raise
         finally:
             self._log()

@@ -546,3 +546,26 @@ def test_bad_trace_context_setting_fails_at_start_up():
     """TRACE_CONTEXT must be True, False or "request_id"."""
     with override_settings(CTXLOG={"TRACE_CONTEXT": "on"}), pytest.raises(ImproperlyConfigured):
         WSGIHandler()
+
+
+def test_stream_failing_mid_way_is_logged_by_the_server_with_the_request(capture):
+    """Without a wrapper, a body that fails mid-stream still names its request in the server's record."""
+    from django.http import StreamingHttpResponse
+    from django.test import RequestFactory
+
+    def chunks():
+        yield b"first"
+        raise RuntimeError("stream broke")
+
+    middleware = ContextMiddleware(lambda request: StreamingHttpResponse(chunks()))
+    request = RequestFactory().get("/stream", HTTP_X_REQUEST_ID="stream-1", REMOTE_ADDR="192.0.2.8")
+    response = middleware(request)
+    server = logging.getLogger("django.tests.server")
+    try:
+        for _ in response:  # the server iterates after the view, outside the request
+            pass
+    except RuntimeError:
+        server.exception("Error handling request /stream")
+
+    (record,) = capture.named("django.tests.server")
+    assert ("192.0.2.8", "stream-1") == (record.ip, record.request_id)

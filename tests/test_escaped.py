@@ -113,7 +113,7 @@ def test_wsgi_close_raising(capture):
     assert EXPECTED == _fields(capture.named("server.error")[0])
 
 
-async def _serve_asgi(app, headers=()):
+async def _serve_asgi(app, request_id="req-boom"):
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -124,7 +124,7 @@ async def _serve_asgi(app, headers=()):
         "raw_path": b"/boom",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"x-request-id", b"req-boom"), *headers],
+        "headers": [(b"x-request-id", request_id.encode())],
         "client": ("192.0.2.10", 5555),
         "server": ("127.0.0.1", 80),
         "user": _User(),
@@ -261,4 +261,85 @@ def test_hand_made_records_with_odd_exc_info_do_not_break_the_filter():
     for odd in (True, ("only-one",), (None, None, None), (BoomError, "not an exception", None)):
         record = logging.makeLogRecord({"msg": "x", "exc_info": odd})
         assert flt.filter(record)
+        assert "-" == record.request_id
+
+
+def test_one_exception_object_escaping_two_requests_names_each(capture):
+    """A module-level exception raised by two requests in turn names each request, not the first."""
+    shared = BoomError("always the same object")
+
+    def app(environ, start_response):
+        raise shared
+
+    wrapped = ctxlog.WSGIMiddleware(app)
+    for user, request_id in [("alice", "first"), ("bob", "second")]:
+        try:
+            wrapped(_environ(REMOTE_USER=user, HTTP_X_REQUEST_ID=request_id), _start_response)
+        except BoomError:
+            server_log.exception("Error handling request")
+
+    assert [("alice", "first"), ("bob", "second")] == [
+        (r.user, r.request_id) for r in capture.named("server.error")
+    ]
+
+
+def test_a_failure_awaited_by_concurrent_requests_names_each(capture):
+    """Two ASGI requests awaiting one failing task: each server record names its own request."""
+
+    async def main():
+        failing = asyncio.get_running_loop().create_future()
+
+        async def app(scope, receive, send):
+            await failing
+
+        wrapped = ctxlog.ASGIMiddleware(app)
+
+        async def serve(request_id):
+            await _serve_asgi(wrapped, request_id)
+
+        tasks = [asyncio.create_task(serve(request_id)) for request_id in ("one", "two")]
+        await asyncio.sleep(0)
+        failing.set_exception(BoomError("shared"))
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+    assert ["one", "two"] == sorted(r.request_id for r in capture.named("server.error"))
+
+
+def test_an_exception_group_around_the_exception_is_searched(capture):
+    """A server or task group that reports the app's exception inside a group still finds it."""
+
+    def app(environ, start_response):
+        raise BoomError("in the view")
+
+    try:
+        ctxlog.WSGIMiddleware(app)(_environ(), _start_response)
+    except BoomError as error:
+        caught = error
+    try:  # raised outside the handler: the group has no __context__, only its member
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [caught])
+    except ExceptionGroup:
+        server_log.exception("Exception in ASGI application")
+
+    assert EXPECTED == _fields(capture.named("server.error")[0])
+
+
+def test_a_tagged_exception_can_be_pickled_and_copied():
+    """pickle and deepcopy work on an exception that escaped a request; copies carry no request."""
+    import copy
+    import pickle
+
+    def app(environ, start_response):
+        raise BoomError("in the view")
+
+    try:
+        ctxlog.WSGIMiddleware(app)(_environ(), _start_response)
+    except BoomError as error:
+        caught = error
+
+    for clone in (pickle.loads(pickle.dumps(caught)), copy.deepcopy(caught)):
+        assert ("in the view",) == clone.args
+        record = logging.makeLogRecord({"exc_info": (BoomError, clone, None)})
+        ctxlog.ContextFilter().filter(record)
         assert "-" == record.request_id
