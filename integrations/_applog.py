@@ -27,6 +27,11 @@ LOG_ENV = "CTXLOG_INTEGRATION_LOG"
 #: The environment variable with the seconds each record takes to be written (see SlowFileHandler).
 PAUSE_ENV = "CTXLOG_INTEGRATION_PAUSE"
 
+#: Added to the log file's name: while that file exists, the destination writes nothing.
+HOLD_SUFFIX = ".hold"
+#: The longest a held destination waits, in seconds: a failure bound, never reached by a test.
+HOLD_LIMIT = 60.0
+
 #: The request fields ctxlog puts on records.
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
@@ -77,15 +82,21 @@ class SlowFileHandler(logging.FileHandler):
     A file handler that takes ``pause`` seconds per record: a slow destination.
 
     Behind ``nonblocking()`` it keeps records waiting in the queue, which is what a shutdown
-    test needs to prove that they are delivered all the same.
+    test needs to prove that they are delivered all the same. And while a file named like the
+    log with ``.hold`` added exists (``AppLog.hold``), it writes nothing at all (for at most
+    ``HOLD_LIMIT`` seconds): the destination is down, the records surely wait in the queue.
     """
 
     def __init__(self, filename: str, pause: float = 0.0) -> None:
         super().__init__(filename, encoding="utf-8")
         self.pause = pause
+        self.hold = Path(self.baseFilename + HOLD_SUFFIX)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Wait ``pause`` seconds, then write the record."""
+        """Wait while the destination is held, and ``pause`` seconds; then write the record."""
+        deadline = time.monotonic() + HOLD_LIMIT
+        while self.hold.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if self.pause:
             time.sleep(self.pause)
         super().emit(record)
@@ -170,6 +181,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 __all__ = [
     "FIELDS",
+    "HOLD_LIMIT",
+    "HOLD_SUFFIX",
     "LOG_ENV",
     "PAUSE_ENV",
     "SERVER_LOGGERS",

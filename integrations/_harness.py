@@ -35,7 +35,15 @@ from types import TracebackType
 from typing import Any, Self
 
 import pytest
-from _applog import FIELDS, LOG_ENV, PAUSE_ENV, read_records, write_logging_config
+from _applog import (
+    FIELDS,
+    HOLD_SUFFIX,
+    LOG_ENV,
+    PAUSE_ENV,
+    read_records,
+    write_logging_config,
+)
+from _gate import GATE_ENV
 
 #: The integrations/ folder; it is on every server's PYTHONPATH (for ``_applog``).
 INTEGRATIONS = Path(__file__).resolve().parent
@@ -43,23 +51,44 @@ INTEGRATIONS = Path(__file__).resolve().parent
 SPOOFED_IP = "6.6.6.6"
 #: The peer every request comes from: the trusted proxy of the apps.
 PROXY_IP = "127.0.0.1"
+#: The logger of the apps' views.
+VIEW = "shop.views"
+#: ctxlog's access log.
+ACCESS = "ctxlog.access"
+#: The apps' folder, the working directory of every server.
+APPS = INTEGRATIONS / "apps"
+#: Seconds uvicorn and hypercorn keep an idle connection, and wait for the requests still
+#: running after SIGTERM: failure bounds, longer than any test (their defaults, 5 s and
+#: hypercorn's 3 s, are not: an idle connection or a running request could outlive them).
+KEEP_ALIVE = "300"
+GRACEFUL_TIMEOUT = "90"
 
 __all__ = [
+    "ACCESS",
+    "APPS",
+    "GRACEFUL_TIMEOUT",
     "INTEGRATIONS",
+    "KEEP_ALIVE",
     "PROXY_IP",
     "SPOOFED_IP",
+    "VIEW",
     "AppLog",
+    "Pairing",
     "Reply",
     "Server",
     "Visitor",
     "check_records",
     "drive",
     "free_port",
+    "messages",
+    "no_traceback_outside_requests",
     "python",
     "read_records",
+    "records_of",
     "request",
     "require",
     "visitors",
+    "wait_closed",
     "wait_until",
 ]
 
@@ -70,20 +99,29 @@ class AppLog:
 
     Pass :meth:`config` to a server's ``--log-config`` (uvicorn: the path; hypercorn:
     ``json:`` + the path), or :meth:`env` to a server whose app or config file calls
-    ``_applog.configure_from_env()`` (gunicorn's ``logconfig_dict``).
+    ``_applog.configure_from_env()`` (gunicorn's ``logconfig_dict``), and to every server for
+    the :attr:`gate` (``_gate``).
+
+    A shutdown test uses two files: while :attr:`hold` exists, the log's destination writes
+    nothing (records wait in ``nonblocking()``'s queue); until :attr:`gate` exists, ``/slow``
+    waits (the request runs).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.path = self.directory / "app.log"
+        #: Created by the test: the destination (``_applog.SlowFileHandler``) writes nothing.
+        self.hold = self.directory / f"app.log{HOLD_SUFFIX}"
+        #: Created by the test: the views waiting at the gate (``_gate``) go on.
+        self.gate = self.directory / "gate"
 
     def config(self, *, pause: float = 0.0) -> Path:
         """Write the ``dictConfig`` JSON file for this log and return its path."""
         return write_logging_config(self.directory, self.path, pause=pause)
 
     def env(self, *, pause: float = 0.0) -> dict[str, str]:
-        """Return the environment variables naming this log (and the slowness of its writes)."""
-        return {LOG_ENV: str(self.path), PAUSE_ENV: repr(pause)}
+        """Return the environment variables naming this log, the slowness of its writes, the gate."""
+        return {LOG_ENV: str(self.path), PAUSE_ENV: repr(pause), GATE_ENV: str(self.gate)}
 
     def records(self, *, running: bool = False) -> list[dict[str, Any]]:
         """
@@ -238,15 +276,24 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Send ``sig`` and return the exit status; fail if the server is still up after ``timeout``."""
+        self.signal(sig)
+        return self.wait(timeout)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the server, if it still runs."""
         assert self.process is not None, "the server was never started"
         if self.process.poll() is None:
             self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """Return the exit status; fail (and kill the server) if it still runs after ``timeout``."""
+        assert self.process is not None, "the server was never started"
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
-            pytest.fail(f"the server ignored signal {sig} for {timeout:g} s\n{self.output()}")
+            pytest.fail(f"the server was still up after {timeout:g} s\n{self.output()}")
 
     def close(self) -> None:
         """Kill the process if it still runs, keep its output, remove its temporary files."""
@@ -256,6 +303,63 @@ class Server:
         if self._directory is not None and self._final_output is None:
             self._final_output = self.output()
             shutil.rmtree(self._directory, ignore_errors=True)
+
+
+class Pairing:
+    """
+    What every pairing does the same way: start its server from ``apps/``, know how it stops.
+
+    A subclass (a frozen dataclass) has a ``server`` field and says which modules it needs
+    (:meth:`modules`), its command line (:meth:`command`) and its environment
+    (:meth:`environment`).
+    """
+
+    server: str
+
+    @property
+    def stopped(self) -> int:
+        """The exit status after SIGTERM: uvicorn ends by raising the signal again."""
+        return -signal.SIGTERM if self.server == "uvicorn" else 0
+
+    def modules(self) -> tuple[str, ...]:
+        """Return the modules the pairing needs (missing: skipped, or failed under ``CI=true``)."""
+        raise NotImplementedError
+
+    def command(self, port: int, applog: AppLog, pause: float) -> list[str]:
+        """Return the server's command line, as a user would type it."""
+        raise NotImplementedError
+
+    def environment(self, applog: AppLog, pause: float) -> dict[str, str]:
+        """Return the variables the server gets: by default the log's, with the gate."""
+        return applog.env(pause=pause)
+
+    def start(
+        self, applog: AppLog, *, pause: float = 0.0, env: dict[str, str] | None = None
+    ) -> Server:
+        """Return the server, not started yet (use it in a ``with``); ``env`` adds variables."""
+        require(*self.modules())
+        environment = {**self.environment(applog, pause), **(env or {})}
+        return Server(self.command(free_port(), applog, pause), cwd=APPS, env=environment)
+
+
+def wait_closed(connection: http.client.HTTPConnection, timeout: float, what: str) -> None:
+    """
+    Wait until the server closes ``connection``, an idle kept-alive one; fail after ``timeout``.
+
+    uvicorn and hypercorn close their idle connections as soon as their graceful shutdown
+    begins, while the requests still running go on: a test sees that the server has acted on
+    SIGTERM. (Their keep-alive timeout must be longer than the test, or it closes them too.)
+    """
+    sock = connection.sock
+    assert sock is not None, "the connection is not open"
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(1)
+    except ConnectionResetError:
+        return
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+    assert b"" == data, f"data on an idle connection while waiting for {what}"
 
 
 def _port_in(argv: list[str]) -> int:
@@ -481,7 +585,25 @@ class Checked:
     names: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-_SEQ = re.compile(r"\bseq=(\d+)\b").search
+#: A request's number, ``seq=N``: at the end of a view's message (``seq=-`` or ``seq=None``:
+#: a request sent without one), and in the query of the servers' access lines.
+_SEQ = re.compile(r" ?\bseq=(\d+|-|None)(?![\w-])")
+
+
+def records_of(records: list[dict[str, Any]], request_id: str, name: str) -> list[dict[str, Any]]:
+    """Return the records of logger ``name`` for the request ``request_id``."""
+    return [r for r in records if r["request_id"] == request_id and r["name"] == name]
+
+
+def messages(records: list[dict[str, Any]], request_id: str) -> list[str]:
+    """Return the view's messages of a request, sorted, without their ``seq=`` (checked apart)."""
+    return sorted(_SEQ.sub("", r["message"]) for r in records_of(records, request_id, VIEW))
+
+
+def no_traceback_outside_requests(records: list[dict[str, Any]]) -> None:
+    """Check that no record with a traceback lacks its request's fields (request id ``-``)."""
+    outside = [r for r in records if r["exc_text"] and r["request_id"] == "-"]
+    assert [] == outside[:3], f"{len(outside)} tracebacks without their request's fields"
 
 
 def check_records(
@@ -547,7 +669,8 @@ def check_records(
             wrong.append(f"a request field is missing: {record}")
             continue
         request_id = record["request_id"]
-        found = by_seq.get(int(seq.group(1)), ()) if (seq := _SEQ(record["message"])) else ()
+        seq = _SEQ.search(record["message"])
+        found = by_seq.get(int(seq.group(1)), ()) if seq and seq.group(1).isdigit() else ()
         if found and (record["ip"], record["user"], request_id) != found:
             wrong.append(f"expected {' '.join(found)} (by its seq=): {record}")
         if starts and request_id != "-" and record["message"].startswith(starts):

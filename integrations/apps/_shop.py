@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import _gate
 from _applog import delivery_stats
 
 import ctxlog
@@ -102,13 +103,13 @@ async def websocket_session(receive_text: Any, send_text: Any) -> None:
             return
 
 
-async def slow(seconds: float) -> AsyncIterator[bytes]:
-    """Stream a line, sleep, stream another: a request still running when the server stops."""
+async def slow() -> AsyncIterator[bytes]:
+    """Stream a line, wait until the test opens the gate (``_gate``), stream another."""
     log.info("slow start")
     yield b"started\n"
-    await asyncio.sleep(seconds)
+    opened = await _gate.wait_async()
     log.info("slow done")
-    yield b"done\n"
+    yield b"done\n" if opened else b"the gate never opened\n"
 
 
 def burst(count: int) -> dict[str, Any]:

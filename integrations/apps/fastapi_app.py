@@ -59,8 +59,8 @@ async def stream(seq: str | None = None) -> StreamingResponse:
 
 
 @api.get("/slow")
-async def slow(seconds: float = 1.0) -> StreamingResponse:
-    return StreamingResponse(_shop.slow(seconds), media_type="text/plain")
+async def slow() -> StreamingResponse:
+    return StreamingResponse(_shop.slow(), media_type="text/plain")
 
 
 @api.get("/burst")

@@ -7,7 +7,8 @@ Served by gunicorn (``flask_shop:app``, with ``gunicorn_conf.py``) and by waitre
 
 The app authenticates as a Flask app does, in a ``before_request`` function that sets ``g.user``
 (here from HTTP basic auth: any ``user-<n>`` whose password is ``secret``); ctxlog's
-``init_app`` names that user on the records. Its only trusted proxy is 127.0.0.1.
+``init_app`` names that user on the records. Its only trusted proxy is 127.0.0.1, or those in
+``CTXLOG_INTEGRATION_TRUSTED`` (comma-separated; empty: none, when waitress decides).
 
 Routes (the Django project has the same ones):
 
@@ -34,6 +35,7 @@ Routes (the Django project has the same ones):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +53,10 @@ CHUNKS = 3
 log = logging.getLogger("shop.views")
 
 app = Flask("flask_shop")
-ctxlog.flask.init_app(app, trusted_proxies=["127.0.0.1"], access_log=True)
+TRUSTED_PROXIES = [
+    p for p in os.environ.get("CTXLOG_INTEGRATION_TRUSTED", "127.0.0.1").split(",") if p
+]
+ctxlog.flask.init_app(app, trusted_proxies=TRUSTED_PROXIES, access_log=True)
 
 
 @app.before_request

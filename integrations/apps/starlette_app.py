@@ -60,8 +60,7 @@ async def stream(request: Request) -> StreamingResponse:
 
 
 async def slow(request: Request) -> StreamingResponse:
-    seconds = float(request.query_params.get("seconds", "1"))
-    return StreamingResponse(_shop.slow(seconds), media_type="text/plain")
+    return StreamingResponse(_shop.slow(), media_type="text/plain")
 
 
 def burst(request: Request) -> JSONResponse:

@@ -6,6 +6,8 @@ import _flask_django_suite as suite
 import pytest
 
 PAIRING = suite.Pairing("flask", "waitress", "fw")
+#: waitress reads X-Forwarded-For (its trusted_proxy), ctxlog trusts no proxy.
+WAITRESS_DECIDES = suite.Pairing("flask", "waitress", "fW", server_trusts=True)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -18,6 +20,11 @@ def test_concurrent_visitors_through_a_trusted_proxy(applog):
 def test_spoofed_forwarded_for_from_an_untrusted_peer(applog):
     """X-Forwarded-For from a peer that is not a trusted proxy is ignored."""
     suite.untrusted_peer(PAIRING, applog)
+
+
+def test_spoofed_forwarded_for_when_waitress_decides(applog):
+    """With waitress's trusted_proxy instead of ctxlog's, the same addresses are logged."""
+    suite.untrusted_peer(WAITRESS_DECIDES, applog)
 
 
 def test_exception_in_a_view(applog):
