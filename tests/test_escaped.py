@@ -338,7 +338,7 @@ def test_a_tagged_exception_can_be_pickled_and_copied():
     except BoomError as error:
         caught = error
 
-    for clone in (pickle.loads(pickle.dumps(caught)), copy.deepcopy(caught)):
+    for clone in (pickle.loads(pickle.dumps(caught)), copy.deepcopy(caught)):  # noqa: S301 - our own bytes
         assert ("in the view",) == clone.args
         record = logging.makeLogRecord({"exc_info": (BoomError, clone, None)})
         ctxlog.ContextFilter().filter(record)
