@@ -42,6 +42,7 @@ import logging.config
 import logging.handlers
 import os
 import re
+import select
 import signal
 import ssl
 import stat
@@ -446,11 +447,14 @@ class Receiver:
         Stop accepting, take in what senders already sent, then close every connection.
 
         Connections are read until each has been quiet for 0.2 s (or has closed), for at most
-        ``grace`` seconds.
+        ``grace`` seconds. Senders that connected before the call but were not accepted yet
+        (still in the listen backlog) are accepted first: closing the listening socket would
+        reset them, with what they had sent.
         """
-        if self._server is not None:
-            self._server.close()
         deadline = time.monotonic() + grace
+        if self._server is not None:
+            await self._accept_waiting(self._server, deadline)
+            self._server.close()
         while self.connections and time.monotonic() < deadline:
             now = time.monotonic()
             if all(now - c.last_data >= 0.2 and not c.buffer for c in self.connections):
@@ -474,6 +478,20 @@ class Receiver:
                 abort_clients()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    @staticmethod
+    async def _accept_waiting(server: asyncio.Server, deadline: float) -> None:
+        """Let the event loop accept every connection waiting in the listen backlog."""
+        listening = list(server.sockets)
+        while listening and time.monotonic() < deadline:
+            waiting, _, _ = select.select(listening, [], [], 0)
+            if not waiting:
+                break
+            await asyncio.sleep(0.005)
+        # An accepted socket becomes a connection a few loop iterations later (a task builds
+        # its transport, then connection_made runs): let that happen before anything closes.
+        for _ in range(8):
+            await asyncio.sleep(0)
 
     def end_batch(self) -> None:
         """Flush :attr:`flush_after_batch`: the records of one read are all written."""

@@ -8,6 +8,7 @@ status and "stopped:" summary. Tests that need counters run a Receiver in a thre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -1095,3 +1096,28 @@ def test_line_formatter_output_is_one_line_for_any_text():
         assert not any(re.search("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]", line) for line in lines)
 
     case()
+
+
+def test_stop_takes_in_senders_still_waiting_to_be_accepted():
+    """Senders that connected and sent before stop(), not yet accepted, are not lost."""
+    got: list[logging.LogRecord] = []
+
+    async def scenario() -> None:
+        receiver = Receiver("127.0.0.1", 0, dispatch=got.append)
+        await receiver.start()
+        # No await until stop(): the event loop never ran, so every connection is still in
+        # the kernel's listen backlog, with its frame, when stop() begins.
+        senders = []
+        for seq in range(50):
+            sock = socket.create_connection(("127.0.0.1", receiver.port), timeout=WAIT)
+            sock.sendall(frame(f"waiting {seq}"))
+            senders.append(sock)
+        for sock in senders:
+            sock.close()
+        await receiver.stop()
+
+    asyncio.run(scenario())
+
+    assert [f"waiting {seq}" for seq in range(50)] == sorted(
+        (r.getMessage() for r in got), key=lambda m: int(m.split()[1])
+    )
