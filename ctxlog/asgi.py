@@ -8,9 +8,15 @@
 
 It is a pure ASGI middleware: the app runs in the same task, so everything it starts (tasks,
 ``run_in_threadpool`` for sync views, background tasks, streaming bodies) inherits the request's
-context. ``http`` and ``websocket`` connections get a context; ``lifespan`` and any other scope
-type are passed through untouched. The context is reset with its token when the app returns, so
-a task the server reuses carries nothing into the next request.
+context. ``http`` and ``websocket`` connections get a context; other scope types are passed
+through untouched. The context is reset with its token when the app returns, so a task the
+server reuses carries nothing into the next request.
+
+At the ``lifespan`` shutdown, what :func:`ctxlog.nonblocking` handlers still hold is delivered
+before the server hears that the app has stopped: uvicorn ends the process after a SIGTERM
+without running exit handlers, so the queue would be lost. An app that does not speak the
+lifespan protocol (Django's ``ASGIHandler`` refuses it) gets it answered by the middleware, so
+the flush happens for it too.
 
 The request's fields live in one holder shared by the whole request, so a ``ctxlog.bind()`` made
 in a view, in a sync view in the thread pool or inside a Starlette ``BaseHTTPMiddleware`` (which
@@ -35,10 +41,11 @@ from the request.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import Token
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ctxlog._middleware import (
     MAX_PATH,
@@ -50,9 +57,11 @@ from ctxlog._middleware import (
 )
 from ctxlog._sanitize import REQUEST_ID_BYTES, new_request_id, sanitize
 from ctxlog.context import MISSING, RequestState, _request, tag_exception
+from ctxlog.queue import flush
 
 __all__ = ["ASGIMiddleware"]
 
+_log = logging.getLogger("ctxlog")
 _VALID_ID = REQUEST_ID_BYTES.fullmatch
 _MAX_CACHED = 256
 
@@ -138,7 +147,10 @@ class ASGIMiddleware:
         """Serve one connection: set its context, run the app, echo the id, log access."""
         kind = scope["type"]
         if kind not in {"http", "websocket"}:
-            await self.app(scope, receive, send)
+            if kind == "lifespan":
+                await _lifespan(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         settings = self.settings
         started = time.perf_counter() if settings.access_log else 0.0
@@ -244,6 +256,53 @@ class ASGIMiddleware:
                     )
             finally:
                 _reset(token)
+
+
+_SHUTDOWN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+
+
+async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """
+    Pass the lifespan through; deliver the queued records before shutdown is reported.
+
+    The flush runs in the event loop's thread, which holds the shutdown up until the targets
+    have their records (or stop making progress). It is the server's last chance: uvicorn
+    raises SIGTERM again once it hears the shutdown is complete.
+    """
+    received = False
+
+    async def receive_noted() -> Message:
+        nonlocal received
+        received = True
+        return await receive()
+
+    async def send_flushed(message: Message) -> None:
+        if message.get("type") in _SHUTDOWN_DONE:
+            flush()
+        await send(message)
+
+    try:
+        await app(scope, receive_noted, send_flushed)
+    except Exception:
+        if received:
+            raise
+        # Refused before reading a message: the app does not speak lifespan (ASGI says the
+        # server then carries on without it). Answer for it, so shutdown still flushes.
+        _log.debug("the app refused the lifespan protocol; ctxlog answers it", exc_info=True)
+        await _answer_lifespan(receive, send)
+
+
+async def _answer_lifespan(receive: Receive, send: Send) -> None:
+    """Report startup and shutdown complete for an app without lifespan, flushing at shutdown."""
+    while True:
+        message = await receive()
+        kind = message.get("type")
+        if kind == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif kind == "lifespan.shutdown":
+            flush()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _traceparent(scope: Scope) -> str | None:

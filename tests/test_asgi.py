@@ -8,6 +8,7 @@ import logging
 import random
 import re
 import sys
+import time
 
 import httpx
 import pytest
@@ -670,3 +671,101 @@ def test_user_callable_returning_unprintable_object_is_reported(capture):
     assert 200 == sent[0]["status"]
     assert "-" == capture.named("asgi.app")[0].user
     assert 1 == len(capture.named("ctxlog"))
+
+
+class _Slow(logging.Handler):
+    """A target that takes a while per record, so nonblocking() still holds some at shutdown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        time.sleep(0.002)
+        self.messages.append(record.getMessage())
+
+
+def _run_lifespan(app):
+    """Play a server's lifespan through the middleware; return the types of what reached it."""
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(ctxlog.ASGIMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    return sent
+
+
+@pytest.fixture
+def slow_queue():
+    target = _Slow()
+    handler = ctxlog.nonblocking([target])
+    logger = logging.getLogger("asgi.lifespan")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield logger, target
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        handler.close()
+
+
+def test_lifespan_shutdown_delivers_the_queue_before_it_is_reported(slow_queue):
+    """The server hears "shutdown complete" only once nonblocking() has delivered every record."""
+    logger, target = slow_queue
+    delivered_at_report = []
+
+    async def app(scope, receive, send):
+        assert "lifespan.startup" == (await receive())["type"]
+        await send({"type": "lifespan.startup.complete"})
+        assert "lifespan.shutdown" == (await receive())["type"]
+        for seq in range(200):
+            logger.info("record %d", seq)
+
+        async def report(message):
+            delivered_at_report.append(len(target.messages))
+            await send(message)
+
+        await report({"type": "lifespan.shutdown.complete"})
+
+    # The app's own send is ctxlog's wrapper: it flushes before passing the message on.
+    sent = _run_lifespan(app)
+
+    assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == sent
+    assert 200 == len(target.messages)
+    assert delivered_at_report[0] < 200  # the queue really was behind when the app reported
+
+
+def test_an_app_without_lifespan_gets_it_answered_and_flushed(slow_queue):
+    """An app that refuses lifespan (Django's) is answered by the middleware, which flushes."""
+    logger, target = slow_queue
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            for seq in range(200):
+                logger.info("record %d", seq)
+            raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    sent = _run_lifespan(app)
+
+    assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == sent
+    assert 200 == len(target.messages)
+
+
+def test_a_lifespan_startup_failure_still_raises():
+    """An app that read the startup message and then failed is not covered up."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+        raise RuntimeError("no database")
+
+    with pytest.raises(RuntimeError, match="no database"):
+        _run_lifespan(app)
