@@ -768,9 +768,10 @@ def flush(timeout: float | None = None) -> bool:
     Deliver what every :func:`nonblocking` handler of this process has queued so far.
 
     Call it where a process may end without running ``atexit``: uvicorn re-raises SIGTERM after
-    a graceful shutdown, which ends the process before exit handlers run, so flush in the
-    application's lifespan shutdown. Exit handlers and :meth:`NonBlockingHandler.close` drain
-    by themselves.
+    a graceful shutdown, which ends the process before exit handlers run. Behind
+    :class:`ctxlog.ASGIMiddleware` that is done for you at the lifespan shutdown; an ASGI app
+    without it should flush in its own lifespan shutdown. Exit handlers and
+    :meth:`NonBlockingHandler.close` drain by themselves.
 
     Args:
         timeout: The longest wait in seconds for all handlers together; ``None`` waits while
