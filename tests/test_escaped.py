@@ -66,6 +66,19 @@ def _serve_wsgi(app):
         server_log.exception("Error handling request /boom")
 
 
+def _escaped(**environ) -> BoomError:
+    """Return the exception a WSGI view raised through the middleware (the request is over)."""
+
+    def app(environ, start_response):
+        raise BoomError("in the view")
+
+    try:
+        ctxlog.WSGIMiddleware(app)(_environ(**environ), _start_response)
+    except BoomError as error:
+        return error
+    raise AssertionError("the view's exception did not escape")
+
+
 @pytest.mark.parametrize("access_log", [False, True])
 def test_wsgi_app_raising(capture, access_log):
     """An exception raised by the WSGI app is logged by the server with the request's fields."""
@@ -202,13 +215,7 @@ def test_the_innermost_request_wins(capture):
 def test_a_current_request_wins_over_the_exception(capture):
     """Inside another request, a record about an old exception carries the current request."""
 
-    def failing(environ, start_response):
-        raise BoomError("first")
-
-    try:
-        ctxlog.WSGIMiddleware(failing)(_environ(), _start_response)
-    except BoomError as error:
-        caught = error
+    caught = _escaped()
 
     def reporting(environ, start_response):
         server_log.error("earlier failure", exc_info=caught)
@@ -310,13 +317,7 @@ def test_a_failure_awaited_by_concurrent_requests_names_each(capture):
 def test_an_exception_group_around_the_exception_is_searched(capture):
     """A server or task group that reports the app's exception inside a group still finds it."""
 
-    def app(environ, start_response):
-        raise BoomError("in the view")
-
-    try:
-        ctxlog.WSGIMiddleware(app)(_environ(), _start_response)
-    except BoomError as error:
-        caught = error
+    caught = _escaped()
     try:  # raised outside the handler: the group has no __context__, only its member
         raise ExceptionGroup("unhandled errors in a TaskGroup", [caught])
     except ExceptionGroup:
@@ -330,13 +331,7 @@ def test_a_tagged_exception_can_be_pickled_and_copied():
     import copy
     import pickle
 
-    def app(environ, start_response):
-        raise BoomError("in the view")
-
-    try:
-        ctxlog.WSGIMiddleware(app)(_environ(), _start_response)
-    except BoomError as error:
-        caught = error
+    caught = _escaped()
 
     for clone in (pickle.loads(pickle.dumps(caught)), copy.deepcopy(caught)):  # noqa: S301 - our own bytes
         assert ("in the view",) == clone.args
