@@ -44,7 +44,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from contextvars import Token
 from typing import Any, Final, Literal
 
 from ctxlog._middleware import (
@@ -56,7 +55,7 @@ from ctxlog._middleware import (
     user_name,
 )
 from ctxlog._sanitize import REQUEST_ID_BYTES, new_request_id, sanitize
-from ctxlog.context import MISSING, RequestState, _request, tag_exception
+from ctxlog.context import MISSING, RequestState, _request, reset_request, tag_exception
 from ctxlog.queue import flush
 
 __all__ = ["ASGIMiddleware"]
@@ -214,7 +213,7 @@ class ASGIMiddleware:
                 tag_exception(error, state)
                 raise
             finally:
-                _reset(token)
+                reset_request(token)
             return
 
         status = 0
@@ -255,7 +254,7 @@ class ASGIMiddleware:
                         user_agent=text(user_agent),
                     )
             finally:
-                _reset(token)
+                reset_request(token)
 
 
 _SHUTDOWN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
@@ -316,13 +315,3 @@ def _traceparent(scope: Scope) -> str | None:
 
 def _scope_user(scope: Scope) -> str | None:
     return user_name(scope.get("user"))
-
-
-def _reset(token: Token[RequestState | None]) -> None:
-    # The coroutine may be finished from another Context (a server cancelling an abandoned
-    # request); that Context never saw our value, so there is nothing to undo. (A plain try is
-    # cheaper than contextlib.suppress on this path, which every request takes.)
-    try:  # noqa: SIM105 - see above
-        _request.reset(token)
-    except (ValueError, RuntimeError):
-        pass

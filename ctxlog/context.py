@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -238,6 +238,21 @@ def get_context() -> dict[str, Any]:
     if request is None:
         return dict(local)
     return {**request.current(), **local}
+
+
+def reset_request(token: Token[RequestState | None]) -> None:
+    """
+    Undo a middleware's ``_request.set()``, from whatever Context the request ends in.
+
+    A coroutine cancelled by the server, or a streaming generator closed by the garbage
+    collector, may finish in another Context, which never saw the value: there is nothing to
+    undo there, so the error that ``reset()`` raises is ignored.
+    """
+    # A plain try is cheaper than contextlib.suppress on this path, which every request takes.
+    try:  # noqa: SIM105 - see above
+        _request.reset(token)
+    except (ValueError, RuntimeError):
+        pass
 
 
 #: The attribute that carries a request's tag on an exception that escaped its middleware.

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextvars import Token
 from typing import Any, Final
 
 try:
@@ -85,7 +84,14 @@ except ImportError as error:
 
 from ctxlog._middleware import MAX_PATH, METHODS, Settings, latin1_text, method_field
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
-from ctxlog.context import MISSING, RequestState, _request, _write_lock, tag_exception
+from ctxlog.context import (
+    MISSING,
+    RequestState,
+    _request,
+    _write_lock,
+    reset_request,
+    tag_exception,
+)
 
 __all__ = ["ContextMiddleware"]
 
@@ -191,7 +197,7 @@ class ContextMiddleware:
             tag_exception(error, state)
             raise
         finally:
-            _reset(token)
+            reset_request(token)
             if response is None:
                 self._log_access(request, state, None, 0, started)
 
@@ -211,7 +217,7 @@ class ContextMiddleware:
             tag_exception(error, state)
             raise
         finally:
-            _reset(token)
+            reset_request(token)
             if response is None:
                 self._log_access(request, state, None, 0, started)
 
@@ -304,7 +310,7 @@ class ContextMiddleware:
                     tag_exception(error, state)  # only the server sees it, after the request
                     raise
                 finally:
-                    _reset(token)
+                    reset_request(token)
                 size += len(chunk)
                 yield chunk
         finally:
@@ -330,7 +336,7 @@ class ContextMiddleware:
                     tag_exception(error, state)
                     raise
                 finally:
-                    _reset(token)
+                    reset_request(token)
                 size += len(chunk)
                 yield chunk
         finally:
@@ -362,13 +368,4 @@ class ContextMiddleware:
             )
         finally:
             if token is not None:
-                _reset(token)
-
-
-def _reset(token: Token[RequestState | None]) -> None:
-    # A generator closed by the garbage collector runs in whatever Context is current; the one
-    # it set the value in is gone with it, so there is nothing to undo.
-    try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on every request
-        _request.reset(token)
-    except (ValueError, RuntimeError):
-        pass
+                reset_request(token)
