@@ -104,8 +104,6 @@ _PRINTUSASCII: Final = re.compile("[!-~]+")
 _NOT_PRINTUSASCII: Final = re.compile("[^!-~]")
 _PARAM_NAME: Final = re.compile("[!#-<>-\\\\^-~]{1,%d}" % MAX_PARAM_NAME)  # noqa: UP031
 _ENTERPRISE_ID: Final = re.compile(r"[1-9][0-9]*(\.(0|[1-9][0-9]*))*")
-#: Characters a PARAM-VALUE must escape (RFC 5424, 6.3.3).
-_PARAM_SPECIAL: Final = re.compile(r'["\\\]]')
 #: What a PARAM-VALUE must not carry raw: C0 and C1 controls, DEL, bidi controls, line and
 #: paragraph separators, lone surrogates (which UTF-8 cannot encode).
 _PARAM_UNSAFE: Final = re.compile(
@@ -178,9 +176,17 @@ def param_value(value: str) -> str:
     log file on the receiving side. A receiver that unescapes the value (rsyslog's
     ``mmpstrucdata``) gets the text back exactly, with those escapes in place of the characters.
     """
-    if _PARAM_UNSAFE.search(value) is not None:
+    if not (value.isascii() and value.isprintable()) and _PARAM_UNSAFE.search(value) is not None:
         value = _PARAM_UNSAFE.sub(_escape, value)
-    return _PARAM_SPECIAL.sub(r"\\\g<0>", value)
+    # str.replace, not a regex with a template: a value of escapes has a backslash in every
+    # few characters, and the template is expanded in Python for each (3.11).
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if '"' in value:
+        value = value.replace('"', '\\"')
+    if "]" in value:
+        value = value.replace("]", "\\]")
+    return value
 
 
 def _utf8_size(text: str) -> int:
@@ -216,16 +222,33 @@ def _shorten(text: str, size: int) -> str:
     an escape is never cut in two, and no backslash is left to escape the closing quote.
     """
     room = size - len(_MARK)
-    # Every character takes one byte or more, escaped: the longest prefix that fits is at most
-    # ``room`` characters long. Its escaped size grows with its length: search for it.
-    low, high = 0, min(len(text), room)
+    full, text = text, text[:room]  # escaped, every character takes one byte or more
+    # Escaping works character by character: escape the text in pieces, keep the pieces that
+    # fit, and search the first one that does not for the longest prefix that still fits. The
+    # work is about that of escaping the text twice, whatever it holds.
+    step = -(-len(text) // 16)
+    pieces = []
+    start = 0
+    while start < len(text):
+        piece = param_value(text[start : start + step])
+        piece_size = _utf8_size(piece)
+        if piece_size > room:
+            break
+        pieces.append(piece)
+        room -= piece_size
+        start += step
+    start = min(start, len(text))
+    low, high = 0, min(step, len(text) - start) - 1  # the whole piece does not fit
     while low < high:
         middle = (low + high + 1) // 2
-        if _utf8_size(param_value(text[:middle])) <= room:
+        if _utf8_size(param_value(text[start : start + middle])) <= room:
             low = middle
         else:
             high = middle - 1
-    return param_value(text[: _sequence_start(text, low)]) + _MARK
+    end = _sequence_start(full, start + low)
+    if end < start:  # the sequence began in a kept piece
+        return param_value(text[:end]) + _MARK
+    return "".join(pieces) + param_value(text[start:end]) + _MARK
 
 
 def _header_token(text: str, limit: int) -> str:
@@ -502,8 +525,9 @@ class SyslogHandler(logging.Handler):
                 # Escaped, every character takes a byte or more: this value is cut below
                 # anyway, and a huge one costs no more than a short one.
                 text = text[: size + 1]
-            values.append((name, text))
-            params.append(f'{name}="{param_value(text)}"')
+            value = param_value(text)
+            values.append((name, text, value))
+            params.append(f'{name}="{value}"')
         if not params:
             return MISSING
         data = f"[{self.sd_id} {' '.join(params)}]"
@@ -511,16 +535,15 @@ class SyslogHandler(logging.Handler):
             return data
         return self._fit(values, size)
 
-    def _fit(self, values: list[tuple[str, str]], size: int) -> str:
-        """Return the STRUCTURED-DATA of ``values`` (names and texts) cut to ``size`` bytes."""
+    def _fit(self, values: list[tuple[str, str, str]], size: int) -> str:
+        """Return the STRUCTURED-DATA of ``values`` (name, text, escaped) in ``size`` bytes."""
         room = size - len(self.sd_id) - 2  # "[" SD-ID "]"
         names: list[str] = []
         texts: list[str] = []
         escaped: list[str] = []
         needs: list[int] = []
         shares: list[int] = []
-        for name, text in values:
-            value = param_value(text)
+        for name, text, value in values:
             need = _utf8_size(value)
             share = min(need, _MIN_VALUE)
             cost = 1 + len(name) + 3 + share  # SP name="value"
