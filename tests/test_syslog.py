@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import http.client
 import importlib.util
 import inspect
 import io
@@ -17,8 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 import warnings
+import wsgiref.simple_server
 import wsgiref.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +35,7 @@ from hypothesis import strategies as st
 import ctxlog
 import ctxlog.handlers
 from ctxlog._sanitize import sanitize
-from ctxlog._syslog import param_value, severity
+from ctxlog._syslog import param_value, severity, timestamp
 from ctxlog.handlers import SyslogHandler
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -1122,3 +1126,182 @@ def test_example_app(rsyslog: Rsyslog, cleanup: list[logging.Handler]) -> None:
     assert {"GET"} == {m["params"]["ctx@32473"]["method"] for m in got}
     assert {"/order"} == {m["params"]["ctx@32473"]["path"] for m in got}
     assert {"shop"} == {m["app"] for m in got}
+
+
+# --- hostile requests and values, against rsyslogd -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_rsyslog(
+    tmp_path_factory: pytest.TempPathFactory, certs: Certificates
+) -> Iterator[Rsyslog]:
+    """An rsyslogd that keeps 2048 bytes of a message (maxMessageSize), over UDP and TCP."""
+    server = Rsyslog(
+        tmp_path_factory.mktemp("rsyslog-2048"), certs, ("udp", "tcp"), max_message_size=2048
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """wsgiref's request handler without its line on stderr for every request."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 # the stdlib's name
+        pass
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[tuple[str, int]]:
+    """Serve ``app`` with wsgiref on 127.0.0.1 in a thread; yield its address."""
+    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[0], server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def get(address: tuple[str, int], target: str, headers: dict[str, str | bytes]) -> int:
+    """Send one GET request over HTTP/1.0; return the status."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("tcp", 8096, True),
+        ("tls", 8096, True),
+        ("udp", 8096, True),
+        ("tcp", 2048, False),  # the path alone is enough
+        ("udp", 2048, False),
+    ],
+    ids=lambda case: "-".join(str(part) for part in case),
+)
+def test_a_request_cannot_forge_a_syslog_record(
+    case: tuple[str, int, bool],
+    request: pytest.FixtureRequest,
+    certs: Certificates,
+    cleanup: list[logging.Handler],
+    logger: logging.Logger,
+) -> None:
+    """Bidi-filled paths and users ending in a forged record give one record per request."""
+    transport, max_size, with_user = case
+    # An rsyslogd that keeps max_size bytes, as the docs ask: the default one, or one for 2048.
+    server: Rsyslog = request.getfixturevalue("rsyslog" if max_size == 8096 else "small_rsyslog")
+    handler = SyslogHandler(
+        server.address(transport),
+        transport=transport,
+        app_name="shop",
+        max_size=max_size,
+        timeout=2,
+        tls=certs.client() if transport == "tls" else None,
+    )
+    cleanup.append(handler)
+    logger.addHandler(handler)
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        logger.info("view %s", environ["HTTP_X_REQUEST_ID"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def user(environ: dict[str, Any]) -> str | None:
+        # An authenticating proxy's header, as an application would read it (PEP 3333).
+        name = environ.get("HTTP_X_USER", "")
+        return name.encode("latin-1").decode("utf-8") or None
+
+    app = ctxlog.WSGIMiddleware(view, user=user)
+    tag = marker()
+    stamp = timestamp(time.time())
+    # The attacker lays out the message as an unbounded encoder would write it, so that the
+    # byte after the server's limit (which rsyslog drops) is followed by a record of their own.
+    forged = f"<34>1 {stamp} {handler.hostname} sshd 4242 - - FORGED root login {tag}"
+    with serving(app) as address:
+        rids = [f"{tag}{n}" for n in range(3)]
+        for rid in rids:
+            users = 'user="' + "\\\\u202e" * 256 + '" ' if with_user else ""
+            before = (
+                f"<14>1 {stamp} {handler.hostname} shop {os.getpid()} - "
+                f'[ctx@32473 ip="127.0.0.1" {users}request_id="{rid}" method="GET" path="/'
+            )
+            bidi, padding = divmod(max_size + 1 - len(before), 7)  # 7 bytes each, escaped
+            path = "/" + "a" * padding + "\u202e" * bidi + forged
+            path += "\u202e" * (1024 - len(path))
+            assert bidi > 0
+            assert len(path) == 1024
+            headers: dict[str, str | bytes] = {"X-Request-ID": rid}
+            if with_user:
+                headers["X-User"] = ("\u202e" * 256).encode()
+            assert 200 == get(address, urllib.parse.quote(path), headers)
+    logger.info("sentinel %s", tag)  # the same connection: what came before has arrived with it
+    server.wait_for(f"sentinel {tag}")
+    got = [m for m in server.received() if tag in m["raw"]]
+    assert [] == [m for m in got if m["app"] != "shop" or "FORGED" in m["msg"]]
+    for rid in rids:
+        (one,) = [m for m in got if rid in m["raw"]]
+        params = one["params"]["ctx@32473"]
+        assert (rid, "127.0.0.1", "GET") == (params["request_id"], params["ip"], params["method"])
+        assert params["path"].startswith("/")
+        assert params["path"].endswith("\\u202e...")
+        if with_user:
+            assert re.fullmatch(r"(\\u202e)+(\.\.\.)?", params["user"]), params["user"]
+        assert f"{BOM}view {rid}" == one["msg"]
+        assert len(one["raw"].encode()) <= max_size
+    assert len(rids) + 1 == len(got)
+    assert (len(rids) + 1, 0) == (handler.sent, handler.dropped)
+
+
+@pytest.mark.parametrize("max_size", [8096, 65507])
+def test_udp_record_with_huge_fields_is_cut_and_sent(max_size: int) -> None:
+    """A bound field that would make the datagram unsendable is cut to fit; the record is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        handler = SyslogHandler(
+            server.getsockname(), fields=[*ctxlog.FIELDS, "cart"], max_size=max_size
+        )
+        try:
+            handler.handle(record("checkout", user="alice", cart="item;" * 20_000))
+            data, _ = server.recvfrom(1 << 17)
+        finally:
+            handler.close()
+    assert len(data) <= max_size
+    assert (1, 0, 0) == (handler.sent, handler.dropped, handler.failures)
+    parts = parse(data)
+    params = parse_sd(parts["sd"])
+    assert "alice" == params["user"]
+    assert params["cart"].startswith("item;item;")
+    assert params["cart"].endswith("...")
+    assert "checkout" == parts["msg"]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_lone_surrogate_is_sent_escaped(
+    transport: str, rsyslog: Rsyslog, make: Callable[..., SyslogHandler], logger: logging.Logger
+) -> None:
+    """A lone surrogate in the message or a field arrives escaped; the record is sent, not dropped."""
+    handler = make(transport, fields=[*ctxlog.FIELDS, "query"])
+    logger.addHandler(handler)
+    tag = marker()
+    with ctxlog.scope(user="eve\ud800", query="q=\udfff"):
+        logger.warning("%s searched %s", tag, "\ud800x")
+    (got,) = rsyslog.wait_for(tag)
+    assert f"{BOM}{tag} searched \\ud800x" == got["msg"]
+    assert {"user": "eve\\ud800", "query": "q=\\udfff"} == got["params"]["ctx@32473"]
+    assert (1, 0) == (handler.sent, handler.dropped)
