@@ -314,10 +314,15 @@ class SyslogHandler(logging.Handler):
     when the handler runs in the thread that logs.
 
     ``transport="udp"`` sends one datagram per record; ``"tcp"`` and ``"tls"`` send RFC 6587
-    octet-counted frames over one connection per process. Every message is cut to ``max_size``
-    bytes (the MSG then ends in ``...``); the default is what rsyslog accepts unless its
-    ``maxMessageSize`` is raised (8096 bytes). rsyslog cuts longer messages without a mark, and
-    over TCP it delivers the rest of the frame as a second message without a header.
+    octet-counted frames over one connection per process. Every message fits ``max_size`` bytes,
+    whatever its fields hold; the default is what rsyslog accepts unless its ``maxMessageSize``
+    is raised (8096 bytes). rsyslog cuts longer messages without a mark, and over TCP it
+    delivers the rest of the frame as a second message, which a request could write as a whole
+    forged record. The STRUCTURED-DATA takes at most half of ``max_size`` (:attr:`sd_size`):
+    when the parameters do not fit, the short values are kept whole and the long ones share the
+    rest, each cut (before escaping, never inside an escape) and ending in ``...``; a parameter
+    that cannot keep 16 bytes is left out, the last of ``fields`` first. The MSG gets what the
+    header and the structured data leave, and is cut to fit with ``...``.
 
     Network failures never reach the application. The first one of an outage is reported on
     stderr, the others counted in :meth:`stats`; connection attempts then back off from 0.25 up
@@ -346,7 +351,7 @@ class SyslogHandler(logging.Handler):
             "tenant"]``); names are 1-32 printable ASCII characters without ``=``, ``]``,
             ``"`` or spaces.
         max_size: The largest message in bytes, framing not included: 480 or more, and for UDP
-            at most 65507.
+            at most 65507. Set rsyslog's ``maxMessageSize`` to the same value or more.
         buffer: How many records TCP and TLS keep while the server cannot be reached (0 keeps
             none).
 
@@ -357,6 +362,11 @@ class SyslogHandler(logging.Handler):
         TypeError: ``tls`` is neither ``None`` nor an :class:`ssl.SSLContext`.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       The structured data and each parameter have a byte budget: no message exceeds
+       ``max_size`` (before, only the MSG was cut, and a long path or user name could make
+       rsyslog split a message into a forged second one). A PROCID that is not a number is
+       made a header token.
     """
 
     def __init__(
