@@ -216,7 +216,7 @@ def _sequence_start(text: str, end: int) -> int:
 
 def _shorten(text: str, size: int) -> str:
     """
-    Return ``text`` cut to fit ``size`` bytes once escaped, escaped, with ``...`` at its end.
+    Return ``text`` as a PARAM-VALUE of at most ``size`` bytes: cut, escaped, ending in ``...``.
 
     The cut is made in ``text``, before escaping, on a character and escape-sequence boundary:
     an escape is never cut in two, and no backslash is left to escape the closing quote.
@@ -506,10 +506,10 @@ class SyslogHandler(logging.Handler):
         Return the STRUCTURED-DATA for ``record``: one ``ctx`` element, or ``-``.
 
         It takes at most ``size`` bytes in UTF-8 (by default :attr:`sd_size`, half of
-        ``max_size``). When the parameters do not all fit, the values that need little are kept
-        whole and the long ones share the rest equally, each cut to its share and ending in
-        ``...``; a parameter that cannot have 16 bytes (or all it needs, if less) is left out,
-        from the end of ``fields`` first.
+        ``max_size``), or is ``-``. When the parameters do not all fit, the values that need
+        little are kept whole and the long ones share the rest equally, each cut to its share
+        and ending in ``...``; a parameter that cannot have 16 bytes (or all it needs, if less)
+        is left out, from the end of ``fields`` first.
 
         .. versionchanged:: 0.3.0
            The structured data has a size limit (``size``); it had none.
