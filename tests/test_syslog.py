@@ -44,7 +44,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BOM = "\ufeff"
 HEADER = re.compile(
     rb"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
-    rb"(?P<sd>-|\[.*\])(?: \xef\xbb\xbf(?P<msg>.*))?\Z",
+    # One SD-ELEMENT whose PARAM-VALUEs have '"', '\' and ']' escaped, and nothing more: a ']'
+    # in the message is not taken for the end of the structured data.
+    rb'(?P<sd>-|\[[!#-<>-\\^-~]+(?: [!#-<>-\\^-~]{1,32}="(?:[^"\\\]]|\\["\\\]])*")*\])'
+    rb"(?: \xef\xbb\xbf(?P<msg>.*))?\Z",
     re.DOTALL,
 )
 #: Values that need every kind of care on the way: RFC 5424 escapes, '=', UTF-8 of 2-4 bytes.
