@@ -86,23 +86,31 @@ MAX_HOSTNAME: Final = 255
 MAX_APP_NAME: Final = 48
 MAX_MSGID: Final = 32
 MAX_PARAM_NAME: Final = 32
+#: RFC 5424 allows 128; ctxlog's PROCID is a process id, and 20 digits hold any 64-bit one.
+MAX_PROCID: Final = 20
 #: Every receiver must accept 480 bytes (RFC 5426); a UDP datagram carries at most 65507.
 MIN_SIZE: Final = 480
 MAX_UDP: Final = 65507
 
 _BOM: Final = b"\xef\xbb\xbf"
 _CUT: Final = b"..."
+#: What a MSG needs at the least: the space before it, the BOM and the mark of a cut.
+_MSG_ROOM: Final = 1 + len(_BOM) + len(_CUT)
+#: The mark at the end of a cut PARAM-VALUE, and the fewest bytes a value is cut to: a parameter
+#: that cannot have that many (or all it needs, if less) is left out.
+_MARK: Final = "..."
+_MIN_VALUE: Final = 16
 _PRINTUSASCII: Final = re.compile("[!-~]+")
 _NOT_PRINTUSASCII: Final = re.compile("[^!-~]")
 _PARAM_NAME: Final = re.compile("[!#-<>-\\\\^-~]{1,%d}" % MAX_PARAM_NAME)  # noqa: UP031
 _ENTERPRISE_ID: Final = re.compile(r"[1-9][0-9]*(\.(0|[1-9][0-9]*))*")
-#: Characters a PARAM-VALUE must escape (RFC 5424, 6.3.3).
-_PARAM_SPECIAL: Final = re.compile(r'["\\\]]')
 #: What a PARAM-VALUE must not carry raw: C0 and C1 controls, DEL, bidi controls, line and
 #: paragraph separators, lone surrogates (which UTF-8 cannot encode).
 _PARAM_UNSAFE: Final = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
 )
+#: One of ctxlog's escapes, as a value captured from a request holds them (``sanitize``).
+_ESCAPE_SEQUENCE: Final = re.compile(r"\\(?:[\\ntr]|x[0-9a-f]{2}|u[0-9a-f]{4})")
 #: Back-off between connection attempts after a failure: doubles from the first to the last.
 _RETRY_START: Final = 0.25
 _RETRY_MAX: Final = 30.0
@@ -168,9 +176,79 @@ def param_value(value: str) -> str:
     log file on the receiving side. A receiver that unescapes the value (rsyslog's
     ``mmpstrucdata``) gets the text back exactly, with those escapes in place of the characters.
     """
-    if _PARAM_UNSAFE.search(value) is not None:
+    if not (value.isascii() and value.isprintable()) and _PARAM_UNSAFE.search(value) is not None:
         value = _PARAM_UNSAFE.sub(_escape, value)
-    return _PARAM_SPECIAL.sub(r"\\\g<0>", value)
+    # str.replace, not a regex with a template: a value of escapes has a backslash in every
+    # few characters, and the template is expanded in Python for each (3.11).
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if '"' in value:
+        value = value.replace('"', '\\"')
+    if "]" in value:
+        value = value.replace("]", "\\]")
+    return value
+
+
+def _utf8_size(text: str) -> int:
+    """Return the length of ``text`` in UTF-8 (lone surrogates escaped first: none is left)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _sequence_start(text: str, end: int) -> int:
+    r"""
+    Return where to cut ``text`` at ``end`` or before, so that no escape sequence is cut in two.
+
+    A value captured from a request holds ctxlog's escapes (``\u202e``, ``\x1b``, ``\\``): cut
+    in the middle, ``\u20`` would read as something the request did not send. A backslash
+    starts a sequence when an even number of backslashes precede it.
+    """
+    start = text.rfind("\\", max(end - 5, 0), end)  # a sequence is at most 6 characters long
+    if start < 0:
+        return end
+    before = start
+    while before > 0 and text[before - 1] == "\\":
+        before -= 1
+    if (start - before) % 2:
+        return end  # the second half of a "\\" that ends before ``end``
+    sequence = _ESCAPE_SEQUENCE.match(text, start)
+    return start if sequence is not None and sequence.end() > end else end
+
+
+def _shorten(text: str, size: int) -> str:
+    """
+    Return ``text`` as a PARAM-VALUE of at most ``size`` bytes: cut, escaped, ending in ``...``.
+
+    The cut is made in ``text``, before escaping, on a character and escape-sequence boundary:
+    an escape is never cut in two, and no backslash is left to escape the closing quote.
+    """
+    room = size - len(_MARK)
+    full, text = text, text[:room]  # escaped, every character takes one byte or more
+    # Escaping works character by character: escape the text in pieces, keep the pieces that
+    # fit, and search the first one that does not for the longest prefix that still fits. The
+    # work is about that of escaping the text twice, whatever it holds.
+    step = -(-len(text) // 16)
+    pieces = []
+    start = 0
+    while start < len(text):
+        piece = param_value(text[start : start + step])
+        piece_size = _utf8_size(piece)
+        if piece_size > room:
+            break
+        pieces.append(piece)
+        room -= piece_size
+        start += step
+    start = min(start, len(text))
+    low, high = 0, min(step, len(text) - start) - 1  # the whole piece does not fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _utf8_size(param_value(text[start : start + middle])) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    end = _sequence_start(full, start + low)
+    if end < start:  # the sequence began in a kept piece
+        return param_value(text[:end]) + _MARK
+    return "".join(pieces) + param_value(text[start:end]) + _MARK
 
 
 def _header_token(text: str, limit: int) -> str:
@@ -236,10 +314,15 @@ class SyslogHandler(logging.Handler):
     when the handler runs in the thread that logs.
 
     ``transport="udp"`` sends one datagram per record; ``"tcp"`` and ``"tls"`` send RFC 6587
-    octet-counted frames over one connection per process. Every message is cut to ``max_size``
-    bytes (the MSG then ends in ``...``); the default is what rsyslog accepts unless its
-    ``maxMessageSize`` is raised (8096 bytes). rsyslog cuts longer messages without a mark, and
-    over TCP it delivers the rest of the frame as a second message without a header.
+    octet-counted frames over one connection per process. Every message fits ``max_size`` bytes,
+    whatever its fields hold; the default is what rsyslog accepts unless its ``maxMessageSize``
+    is raised (8096 bytes). rsyslog cuts longer messages without a mark, and over TCP it
+    delivers the rest of the frame as a second message, which a request could write as a whole
+    forged record. The STRUCTURED-DATA takes at most half of ``max_size`` (:attr:`sd_size`):
+    when the parameters do not fit, the short values are kept whole and the long ones share the
+    rest, each cut (before escaping, never inside an escape) and ending in ``...``; a parameter
+    that cannot keep 16 bytes is left out, the last of ``fields`` first. The MSG gets what the
+    header and the structured data leave, and is cut to fit with ``...``.
 
     Network failures never reach the application. The first one of an outage is reported on
     stderr, the others counted in :meth:`stats`; connection attempts then back off from 0.25 up
@@ -268,7 +351,7 @@ class SyslogHandler(logging.Handler):
             "tenant"]``); names are 1-32 printable ASCII characters without ``=``, ``]``,
             ``"`` or spaces.
         max_size: The largest message in bytes, framing not included: 480 or more, and for UDP
-            at most 65507.
+            at most 65507. Set rsyslog's ``maxMessageSize`` to the same value or more.
         buffer: How many records TCP and TLS keep while the server cannot be reached (0 keeps
             none).
 
@@ -279,6 +362,11 @@ class SyslogHandler(logging.Handler):
         TypeError: ``tls`` is neither ``None`` nor an :class:`ssl.SSLContext`.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       The structured data and each parameter have a byte budget: no message exceeds
+       ``max_size`` (before, only the MSG was cut, and a long path or user name could make
+       rsyslog split a message into a forged second one). A PROCID that is not a number is
+       made a header token.
     """
 
     def __init__(
@@ -364,6 +452,8 @@ class SyslogHandler(logging.Handler):
             msg = f"SyslogHandler: max_size={max_size!r} is not a size in bytes ({MIN_SIZE}{most})"
             raise ValueError(msg)
         self.max_size = max_size
+        #: The most bytes the STRUCTURED-DATA may take: half of the message.
+        self.sd_size = max_size // 2
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
             msg = f"SyslogHandler: buffer={buffer!r} is not a number of records (0 or more)"
             raise ValueError(msg)
@@ -411,10 +501,24 @@ class SyslogHandler(logging.Handler):
 
     # -- the message ----------------------------------------------------------------------------
 
-    def structured_data(self, record: logging.LogRecord) -> str:
-        """Return the STRUCTURED-DATA for ``record``: one ``ctx`` element, or ``-``."""
+    def structured_data(self, record: logging.LogRecord, size: int | None = None) -> str:
+        """
+        Return the STRUCTURED-DATA for ``record``: one ``ctx`` element, or ``-``.
+
+        It takes at most ``size`` bytes in UTF-8 (by default :attr:`sd_size`, half of
+        ``max_size``), or is ``-``. When the parameters do not all fit, the values that need
+        little are kept whole and the long ones share the rest equally, each cut to its share
+        and ending in ``...``; a parameter that cannot have 16 bytes (or all it needs, if less)
+        is left out, from the end of ``fields`` first.
+
+        .. versionchanged:: 0.3.0
+           The structured data has a size limit (``size``); it had none.
+        """
+        if size is None:
+            size = self.sd_size
         attrs = record.__dict__
         context: dict[str, Any] | None = None
+        values = []
         params = []
         for name in self.fields:
             if name in attrs:
@@ -426,33 +530,90 @@ class SyslogHandler(logging.Handler):
                 value = context.get(name, MISSING)
             if value is None or value == MISSING:
                 continue
-            params.append(f'{name}="{param_value(str(value))}"')
+            text = str(value)
+            if len(text) > size:
+                # Escaped, every character takes a byte or more: this value is cut below
+                # anyway, and a huge one costs no more than a short one.
+                text = text[: size + 1]
+            value = param_value(text)
+            values.append((name, text, value))
+            params.append(f'{name}="{value}"')
         if not params:
             return MISSING
+        data = f"[{self.sd_id} {' '.join(params)}]"
+        if len(data) <= size and (data.isascii() or len(data.encode()) <= size):
+            return data
+        return self._fit(values, size)
+
+    def _fit(self, values: list[tuple[str, str, str]], size: int) -> str:
+        """Return the STRUCTURED-DATA of ``values`` (name, text, escaped) in ``size`` bytes."""
+        room = size - len(self.sd_id) - 2  # "[" SD-ID "]"
+        names: list[str] = []
+        texts: list[str] = []
+        escaped: list[str] = []
+        needs: list[int] = []
+        shares: list[int] = []
+        for name, text, value in values:
+            need = _utf8_size(value)
+            share = min(need, _MIN_VALUE)
+            cost = 1 + len(name) + 3 + share  # SP name="value"
+            if cost > room:
+                continue  # a later, shorter one may still fit
+            room -= cost
+            names.append(name)
+            texts.append(text)
+            escaped.append(value)
+            needs.append(need)
+            shares.append(share)
+        if not names:
+            return MISSING
+        # What is left goes first to the values that need least, then in equal parts.
+        order = sorted(range(len(names)), key=lambda i: needs[i] - shares[i])
+        for rank, i in enumerate(order):
+            more = min(needs[i] - shares[i], room // (len(order) - rank))
+            shares[i] += more
+            room -= more
+        params = [
+            f'{name}="{value if need <= share else _shorten(text, share)}"'
+            for name, text, value, need, share in zip(
+                names, texts, escaped, needs, shares, strict=True
+            )
+        ]
         return f"[{self.sd_id} {' '.join(params)}]"
 
     def encode(self, record: logging.LogRecord) -> bytes:
         """
         Return the RFC 5424 message for ``record``, without framing, at most ``max_size`` bytes.
 
+        The STRUCTURED-DATA takes at most :attr:`sd_size` bytes (see :meth:`structured_data`)
+        and the MSG what the header and the structured data leave, cut to fit with ``...``.
+
         Raises:
             Exception: Whatever formatting the record raises (``emit`` hands it to
                 :meth:`handleError`).
+
+        .. versionchanged:: 0.3.0
+           Every message fits ``max_size``, whatever its structured data holds.
         """
         pri = self.facility * 8 + severity(record.levelno)
-        procid = record.process if record.process is not None else os.getpid()
+        procid = str(record.process if record.process is not None else os.getpid())
+        if not (procid.isdigit() and procid.isascii() and len(procid) <= MAX_PROCID):
+            procid = _header_token(procid, MAX_PROCID)
         head = (
             f"<{pri}>1 {timestamp(record.created)} {self.hostname} {self.app_name} {procid} "
-            f"{self.msgid} {self.structured_data(record)}"
-        ).encode()
+            f"{self.msgid} "
+        )
+        # The header is ASCII and, at its longest (RFC limits), leaves room for "-" and a MSG.
+        size = min(self.sd_size, self.max_size - len(head) - _MSG_ROOM)
+        data = (head + self.structured_data(record, size)).encode()
         text = self.format(record)
         if not text:
-            return head
+            return data
         message = text.encode("utf-8", "backslashreplace")
-        room = self.max_size - len(head) - 1 - len(_BOM)
+        room = self.max_size - len(data) - 1 - len(_BOM)
         if len(message) > room:
             message = _cut(message, max(room - len(_CUT), 0)) + _CUT
-        return b"%s %s%s" % (head, _BOM, message)
+        return b"%s %s%s" % (data, _BOM, message)
 
     # -- sending --------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import http.client
 import importlib.util
 import inspect
 import io
@@ -17,18 +19,23 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 import warnings
+import wsgiref.simple_server
 import wsgiref.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ctxlog
 import ctxlog.handlers
-from ctxlog._syslog import param_value, severity
+from ctxlog._sanitize import sanitize
+from ctxlog._syslog import param_value, severity, timestamp
 from ctxlog.handlers import SyslogHandler
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -37,7 +44,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BOM = "\ufeff"
 HEADER = re.compile(
     rb"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
-    rb"(?P<sd>-|\[.*\])(?: \xef\xbb\xbf(?P<msg>.*))?\Z",
+    # One SD-ELEMENT whose PARAM-VALUEs have '"', '\' and ']' escaped, and nothing more: a ']'
+    # in the message is not taken for the end of the structured data.
+    rb'(?P<sd>-|\[[!#-<>-\\^-~]+(?: [!#-<>-\\^-~]{1,32}="(?:[^"\\\]]|\\["\\\]])*")*\])'
+    rb"(?: \xef\xbb\xbf(?P<msg>.*))?\Z",
     re.DOTALL,
 )
 #: Values that need every kind of care on the way: RFC 5424 escapes, '=', UTF-8 of 2-4 bytes.
@@ -135,6 +145,7 @@ global(
     defaultNetstreamDriverCAFile="{certs.ca}"
     defaultNetstreamDriverCertFile="{certs.cert}"
     defaultNetstreamDriverKeyFile="{certs.key}"
+    maxMessageSize="{max_message_size}"
 )
 module(load="imudp")
 module(load="imtcp")
@@ -170,7 +181,13 @@ INPUTS = {
 class Rsyslog:
     """A real rsyslogd on 127.0.0.1 that writes what it receives to a JSON-lines file."""
 
-    def __init__(self, directory: Path, certs: Certificates, transports: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        certs: Certificates,
+        transports: tuple[str, ...],
+        max_message_size: int = 8096,
+    ) -> None:
         if not Path(RSYSLOGD).exists():
             pytest.fail(f"{RSYSLOGD} not found; the syslog tests need it: {INSTALL}")
         self.directory = directory
@@ -181,7 +198,9 @@ class Rsyslog:
             for t in transports
         }
         self.conf = directory / "rsyslog.conf"
-        text = CONFIG.format(dir=directory, certs=certs, out=self.out)
+        text = CONFIG.format(
+            dir=directory, certs=certs, out=self.out, max_message_size=max_message_size
+        )
         text += "".join(INPUTS[t].format(port=p) for t, p in self.ports.items())
         self.conf.write_text(text)
         self.process: subprocess.Popen[bytes] | None = None
@@ -580,6 +599,239 @@ def test_format_error_goes_to_handle_error(monkeypatch: pytest.MonkeyPatch) -> N
     handler.close()
 
 
+# --- the size budgets ----------------------------------------------------------------------------
+
+#: The escapes of ctxlog that a PARAM-VALUE may carry once rsyslog unescaped it.
+SEQUENCE = r"\\(?:[\\ntr]|x[0-9a-f]{2}|u[0-9a-f]{4})"
+#: A PARAM-VALUE as RFC 5424 writes it: '"', '\' and ']' only after a backslash.
+PARAM = re.compile(r' ([!#-<>-\\^-~]{1,32})="((?:[^"\\\]]|\\["\\\]])*)"')
+#: The raw request values of the attack: a user name and a path of bidi overrides.
+EVIL_USER = "\u202e" * 256
+EVIL_PATH = "/" + "\u202e" * 1023
+
+
+def parse_sd(sd: str) -> dict[str, str]:
+    """Return the parameters of a ``[ctx@32473 ...]`` element, unescaped; fail on anything else."""
+    assert sd.startswith("[ctx@32473") and sd.endswith("]"), sd
+    body = sd[len("[ctx@32473") : -1]
+    params: dict[str, str] = {}
+    end = 0
+    for match in PARAM.finditer(body):
+        assert match.start() == end, sd
+        assert match.group(1) not in params, sd
+        params[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
+        end = match.end()
+    assert end == len(body), sd
+    assert params, sd
+    return params
+
+
+def escaped(value: str) -> str:
+    """Return ``value`` with ctxlog's escapes, as a receiver reads it back from a PARAM-VALUE."""
+    return re.sub(r"\\(.)", r"\1", param_value(value))
+
+
+def cut_where_allowed(received: str, value: str) -> bool:
+    """Tell whether ``received`` is ``value`` escaped, whole or cut before escaping with '...'."""
+    if len(value) <= len(received) and received == escaped(value):
+        return True
+    if not received.endswith("..."):
+        return False
+    kept = received[:-3]
+    # Cut before escaping: ``kept`` is the escaped form of a prefix of the value (whose escaped
+    # length grows with the prefix: search for it).
+    low, high = 0, len(kept)
+    while low < high:
+        middle = (low + high) // 2
+        if len(escaped(value[:middle])) < len(kept):
+            low = middle + 1
+        else:
+            high = middle
+    return escaped(value[:low]) == kept
+
+
+def test_sd_size_is_half_of_max_size() -> None:
+    """The structured data may take half of max_size."""
+    assert (4048, 240, 32753) == tuple(
+        SyslogHandler(max_size=size).sd_size for size in (8096, 480, 65507)
+    )
+
+
+@pytest.mark.parametrize("max_size", [480, 2048, 8096])
+def test_attack_values_are_cut_short_fields_kept(max_size: int) -> None:
+    """A bidi-filled user and path (7 bytes a character) are cut; ip, request_id, method stay whole."""
+    handler = SyslogHandler(max_size=max_size, app_name="shop", hostname="web1")
+    user, path = sanitize(EVIL_USER, 256), sanitize(EVIL_PATH, 1024)
+    fields = {"ip": "203.0.113.7", "request_id": "4be1c0d2a9f34e6b8c27d5e0f1a3b6c9", "method": "GET"}
+    data = handler.encode(record("hello", user=user, path=path, **fields))
+    assert len(data) <= max_size
+    parts = parse(data)
+    assert len(parts["sd"].encode()) <= max_size // 2
+    params = parse_sd(parts["sd"])
+    assert fields == {name: params[name] for name in fields}
+    assert cut_where_allowed(params["path"], path)
+    assert re.fullmatch(r"/(\\u202e)+\.\.\.", params["path"]), params["path"]
+    assert cut_where_allowed(params["user"], user)  # whole at 8096: the path is cut instead
+    assert re.fullmatch(r"(\\u202e)+(\.\.\.)?", params["user"]), params["user"]
+    assert "hello" == parts["msg"]
+
+
+@pytest.mark.parametrize(
+    ("value", "sequences"),
+    [
+        ("\u202e" * 3000, True),  # escaped by the handler: \u202e, then its backslash doubled
+        (sanitize("\u202e" * 3000, 3000), True),  # escaped at capture: the same on the wire
+        (sanitize('a\\"]\u202e\n\x1b' * 600, 5000), True),
+        ("\\" * 3000, False),  # bound values are sent as given: each backslash is a character
+        ('"' * 3000, True),
+        ("]" * 3000, True),
+        ('a\\"]\u202e\n' * 600, False),
+        ("😀é" * 2000, True),
+        ("\ud800" * 3000, True),
+    ],
+)
+def test_cut_never_splits_an_escape(value: str, sequences: bool) -> None:
+    """Whatever the size, a cut value ends on a whole escape, a whole character, then '...'."""
+    handler = SyslogHandler()
+    rec = record(user=value)
+    for size in range(len('[ctx@32473 user=""]') + 16, 300):
+        sd = handler.structured_data(rec, size)
+        assert len(sd.encode()) <= size
+        (got,) = parse_sd(sd).values()  # no backslash left to escape the closing quote
+        assert cut_where_allowed(got, value), (size, got)
+        if sequences:
+            assert re.fullmatch(rf"(?:{SEQUENCE}|[^\\])*\.\.\.", got), (size, got)
+
+
+def test_a_field_without_room_is_left_out() -> None:
+    """Many long bound fields in 480 bytes: the first ones are kept (cut), the last left out."""
+    names = [f"f{n}" for n in range(40)]
+    handler = SyslogHandler(max_size=480, fields=names)
+    values = {name: f"{name}:" + "v" * 100 for name in names}
+    data = handler.encode(record("hello", **values))
+    assert len(data) <= 480
+    parts = parse(data)
+    params = parse_sd(parts["sd"])
+    assert names[: len(params)] == list(params)
+    assert 5 < len(params) < 40
+    for name, got in params.items():
+        assert got.startswith(f"{name}:v")
+        assert cut_where_allowed(got, values[name])
+    assert "hello" == parts["msg"]
+
+
+def test_short_later_field_fits_where_a_long_one_does_not() -> None:
+    """A parameter that does not fit is skipped; a shorter one after it may still be sent."""
+    handler = SyslogHandler(fields=["a", "b" * 32, "c"])
+    rec = record(a="x" * 100, **{"b" * 32: "y" * 100}, c="z")
+    sd = handler.structured_data(rec, len('[ctx@32473 a="" c="z"]') + 16)
+    assert {"a": "x" * 13 + "...", "c": "z"} == parse_sd(sd)
+
+
+def test_huge_value_costs_no_more_than_its_budget() -> None:
+    """A 10 MB bound value is cut to its share; the message keeps the rest of max_size."""
+    handler = SyslogHandler(fields=["blob"])
+    data = handler.encode(record("hello", blob="\u202e" * 5_000_000))
+    assert len(data) <= 8096
+    assert "hello" == parse(data)["msg"]
+
+
+def test_within_budget_whole_over_it_shared() -> None:
+    """Within its budget the structured data is sent whole; over it, long values share the room."""
+    handler = SyslogHandler(fields=["user", "path"])
+    user, path = "a" * 2500, "/é" * 1000  # 2500 and 3000 bytes: each fits half of 8096 alone
+    sd = handler.structured_data(record(user=user))
+    assert {"user": user} == parse_sd(sd)
+    sd = handler.structured_data(record(user=user, path=path))
+    assert len(sd.encode()) <= 4048
+    params = parse_sd(sd)
+    assert cut_where_allowed(params["user"], user)
+    assert cut_where_allowed(params["path"], path)
+    # The rest went to the two in equal parts.
+    assert abs(len(params["user"].encode()) - len(params["path"].encode())) <= 3
+
+
+def test_longest_header_still_fits() -> None:
+    """The longest header the RFC allows, a procid that is no number: max_size 480 still holds."""
+    handler = SyslogHandler(
+        max_size=480, hostname="h" * 255, app_name="a" * 48, msgid="m" * 32, facility="local7"
+    )
+    for process in ("1 - [x] FORGED\n", 10**400, -1, "", "4242"):
+        data = handler.encode(
+            record("x" * 1000, level=logging.DEBUG, process=process, user=EVIL_USER)
+        )
+        assert len(data) <= 480
+        parts = parse(data)
+        assert re.fullmatch(r"[!-~]{1,20}", parts["procid"]), parts["procid"]
+        assert parts["msg"].endswith("...")
+    assert "1_-_[x]_FORGED_" == parse(handler.encode(record(process="1 - [x] FORGED\n")))["procid"]
+
+
+#: Values an attacker or a careless developer may put in a field.
+HOSTILE_CHARS = st.sampled_from(
+    ["\u202e", "\u2066", "\u2028", '"', "]", "\\", "=", " ", "é", "中", "😀", "\ud800", "\udfff",
+     "\n", "\x1b", "\x85", "\x00", "a", "u", "x", "0"]
+)
+hostile_values = st.one_of(
+    st.text(st.one_of(HOSTILE_CHARS, st.characters()), max_size=300),
+    st.builds(lambda text, n: text * n, st.text(HOSTILE_CHARS, min_size=1, max_size=6),
+              st.integers(1, 12_000)),
+)
+#: A value and whether it holds ctxlog's escapes, as a request's values do once captured.
+field_values = st.one_of(
+    st.tuples(hostile_values, st.just(False)),
+    st.tuples(hostile_values.map(lambda value: sanitize(value, 1024)), st.just(True)),
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    max_size=st.one_of(st.sampled_from([480, 481, 2048, 8096]), st.integers(480, 65507)),
+    transport=st.sampled_from(["udp", "tcp", "tls"]),
+    hostname=st.sampled_from(["web1", "h" * 255]),
+    values=st.lists(field_values, min_size=1, max_size=30),
+    message=st.one_of(st.just(""), hostile_values),
+)
+def test_every_message_fits_max_size(
+    max_size: int, transport: str, hostname: str, values: list[tuple[str, bool]], message: str
+) -> None:
+    """Whatever the fields and message hold, a message fits max_size and every part parses."""
+    names = [*ctxlog.FIELDS, *(f"extra{n}" for n in range(len(values)))][: len(values)]
+    handler = SyslogHandler(
+        max_size=max_size, transport=transport, hostname=hostname, app_name="shop", fields=names
+    )
+    fields = {name: value for name, (value, _) in zip(names, values, strict=True)}
+    captured = {name for name, (_, sanitized) in zip(names, values, strict=True) if sanitized}
+    data = handler.encode(record(message, **fields))
+    assert len(data) <= max_size
+    parts = parse(data)
+    sent = [(name, value) for name, value in fields.items() if value != "-"]
+    match = HEADER.match(data)
+    assert match is not None
+    budget = min(max_size // 2, max_size - match.start("sd") - 7)
+    assert len(parts["sd"].encode()) <= budget
+    if sum(len(value) for _, value in sent) <= budget:
+        whole = "".join(f' {name}="{param_value(value)}"' for name, value in sent)
+        if len(f"[ctx@32473{whole}]".encode()) <= budget:
+            assert (f"[ctx@32473{whole}]" if sent else "-") == parts["sd"]
+    params = parse_sd(parts["sd"]) if parts["sd"] != "-" else {}
+    assert [name for name, _ in sent if name in params] == list(params)
+    for name, got in params.items():
+        assert cut_where_allowed(got, fields[name]), (name, got)
+        if len(fields[name]) <= 16 and len(param_value(fields[name]).encode()) <= 16:
+            assert escaped(fields[name]) == got  # short values are never cut
+        if name in captured:
+            assert re.fullmatch(rf"(?:{SEQUENCE}|[^\\])*(?:\.\.\.)?", got), (name, got)
+    if message:
+        text = message.encode("utf-8", "backslashreplace").decode()
+        if parts["msg"] != text:
+            assert parts["msg"].endswith("...")
+            assert text.startswith(parts["msg"][:-3])
+            assert len(data) > max_size - 4  # cut only for want of room
+    else:
+        assert parts["msg"] is None
+
+
 # --- against rsyslogd ----------------------------------------------------------------------------
 
 
@@ -877,3 +1129,182 @@ def test_example_app(rsyslog: Rsyslog, cleanup: list[logging.Handler]) -> None:
     assert {"GET"} == {m["params"]["ctx@32473"]["method"] for m in got}
     assert {"/order"} == {m["params"]["ctx@32473"]["path"] for m in got}
     assert {"shop"} == {m["app"] for m in got}
+
+
+# --- hostile requests and values, against rsyslogd -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_rsyslog(
+    tmp_path_factory: pytest.TempPathFactory, certs: Certificates
+) -> Iterator[Rsyslog]:
+    """An rsyslogd that keeps 2048 bytes of a message (maxMessageSize), over UDP and TCP."""
+    server = Rsyslog(
+        tmp_path_factory.mktemp("rsyslog-2048"), certs, ("udp", "tcp"), max_message_size=2048
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """wsgiref's request handler without its line on stderr for every request."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 # the stdlib's name
+        pass
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[tuple[str, int]]:
+    """Serve ``app`` with wsgiref on 127.0.0.1 in a thread; yield its address."""
+    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[0], server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def get(address: tuple[str, int], target: str, headers: dict[str, str | bytes]) -> int:
+    """Send one GET request over HTTP/1.0; return the status."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("tcp", 8096, True),
+        ("tls", 8096, True),
+        ("udp", 8096, True),
+        ("tcp", 2048, False),  # the path alone is enough
+        ("udp", 2048, False),
+    ],
+    ids=lambda case: "-".join(str(part) for part in case),
+)
+def test_a_request_cannot_forge_a_syslog_record(
+    case: tuple[str, int, bool],
+    request: pytest.FixtureRequest,
+    certs: Certificates,
+    cleanup: list[logging.Handler],
+    logger: logging.Logger,
+) -> None:
+    """Bidi-filled paths and users ending in a forged record give one record per request."""
+    transport, max_size, with_user = case
+    # An rsyslogd that keeps max_size bytes, as the docs ask: the default one, or one for 2048.
+    server: Rsyslog = request.getfixturevalue("rsyslog" if max_size == 8096 else "small_rsyslog")
+    handler = SyslogHandler(
+        server.address(transport),
+        transport=transport,
+        app_name="shop",
+        max_size=max_size,
+        timeout=2,
+        tls=certs.client() if transport == "tls" else None,
+    )
+    cleanup.append(handler)
+    logger.addHandler(handler)
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        logger.info("view %s", environ["HTTP_X_REQUEST_ID"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def user(environ: dict[str, Any]) -> str | None:
+        # An authenticating proxy's header, as an application would read it (PEP 3333).
+        name = environ.get("HTTP_X_USER", "")
+        return name.encode("latin-1").decode("utf-8") or None
+
+    app = ctxlog.WSGIMiddleware(view, user=user)
+    tag = marker()
+    stamp = timestamp(time.time())
+    # The attacker lays out the message as an unbounded encoder would write it, so that the
+    # byte after the server's limit (which rsyslog drops) is followed by a record of their own.
+    forged = f"<34>1 {stamp} {handler.hostname} sshd 4242 - - FORGED root login {tag}"
+    with serving(app) as address:
+        rids = [f"{tag}{n}" for n in range(3)]
+        for rid in rids:
+            users = 'user="' + "\\\\u202e" * 256 + '" ' if with_user else ""
+            before = (
+                f"<14>1 {stamp} {handler.hostname} shop {os.getpid()} - "
+                f'[ctx@32473 ip="127.0.0.1" {users}request_id="{rid}" method="GET" path="/'
+            )
+            bidi, padding = divmod(max_size + 1 - len(before), 7)  # 7 bytes each, escaped
+            path = "/" + "a" * padding + "\u202e" * bidi + forged
+            path += "\u202e" * (1024 - len(path))
+            assert bidi > 0
+            assert len(path) == 1024
+            headers: dict[str, str | bytes] = {"X-Request-ID": rid}
+            if with_user:
+                headers["X-User"] = ("\u202e" * 256).encode()
+            assert 200 == get(address, urllib.parse.quote(path), headers)
+    logger.info("sentinel %s", tag)  # the same connection: what came before has arrived with it
+    server.wait_for(f"sentinel {tag}")
+    got = [m for m in server.received() if tag in m["raw"]]
+    assert [] == [m for m in got if m["app"] != "shop" or "FORGED" in m["msg"]]
+    for rid in rids:
+        (one,) = [m for m in got if rid in m["raw"]]
+        params = one["params"]["ctx@32473"]
+        assert (rid, "127.0.0.1", "GET") == (params["request_id"], params["ip"], params["method"])
+        assert params["path"].startswith("/")
+        assert params["path"].endswith("\\u202e...")
+        if with_user:
+            assert re.fullmatch(r"(\\u202e)+(\.\.\.)?", params["user"]), params["user"]
+        assert f"{BOM}view {rid}" == one["msg"]
+        assert len(one["raw"].encode()) <= max_size
+    assert len(rids) + 1 == len(got)
+    assert (len(rids) + 1, 0) == (handler.sent, handler.dropped)
+
+
+@pytest.mark.parametrize("max_size", [8096, 65507])
+def test_udp_record_with_huge_fields_is_cut_and_sent(max_size: int) -> None:
+    """A bound field that would make the datagram unsendable is cut to fit; the record is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        handler = SyslogHandler(
+            server.getsockname(), fields=[*ctxlog.FIELDS, "cart"], max_size=max_size
+        )
+        try:
+            handler.handle(record("checkout", user="alice", cart="item;" * 20_000))
+            data, _ = server.recvfrom(1 << 17)
+        finally:
+            handler.close()
+    assert len(data) <= max_size
+    assert (1, 0, 0) == (handler.sent, handler.dropped, handler.failures)
+    parts = parse(data)
+    params = parse_sd(parts["sd"])
+    assert "alice" == params["user"]
+    assert params["cart"].startswith("item;item;")
+    assert params["cart"].endswith("...")
+    assert "checkout" == parts["msg"]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_lone_surrogate_is_sent_escaped(
+    transport: str, rsyslog: Rsyslog, make: Callable[..., SyslogHandler], logger: logging.Logger
+) -> None:
+    """A lone surrogate in the message or a field arrives escaped; the record is sent, not dropped."""
+    handler = make(transport, fields=[*ctxlog.FIELDS, "query"])
+    logger.addHandler(handler)
+    tag = marker()
+    with ctxlog.scope(user="eve\ud800", query="q=\udfff"):
+        logger.warning("%s searched %s", tag, "\ud800x")
+    (got,) = rsyslog.wait_for(tag)
+    assert f"{BOM}{tag} searched \\ud800x" == got["msg"]
+    assert {"user": "eve\\ud800", "query": "q=\\udfff"} == got["params"]["ctx@32473"]
+    assert (1, 0) == (handler.sent, handler.dropped)
