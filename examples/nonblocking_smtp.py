@@ -81,9 +81,9 @@ def configure_logging(
         interval=interval,
     )
     mail.setLevel(logging.ERROR)
-    mail.setFormatter(logging.Formatter(MAIL_FORMAT))
+    mail.setFormatter(ctxlog.Formatter(MAIL_FORMAT))
     console = logging.StreamHandler(stream or sys.stderr)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     # No ContextFilter needed: the handler nonblocking() returns stamps the fields itself, in
     # the thread that logs. Records for the mail queue are only those at ERROR or above.
     handler = ctxlog.nonblocking([mail, console], maxsize=10_000, overflow="drop_newest")
