@@ -145,11 +145,11 @@ def sanitize_once(value: str, limit: int) -> str:
 
 def escape_block(text: str) -> str:
     """
-    Return lines a formatter made with every :data:`UNSAFE` character escaped but line feeds,
-    tabs and backslashes.
+    Return lines a formatter made, escaped but for their line feeds, tabs and backslashes.
 
     For text that is already laid out: its line feeds separate records and their continuation
     lines, and its backslashes may be :class:`ctxlog.Formatter` escapes that must not double.
+    Every other :data:`UNSAFE` character is escaped.
     """
     if text.isprintable():
         return text
@@ -162,9 +162,10 @@ def continuation_lines(text: str, limit: int | None = None) -> list[str]:
     """
     Return a traceback or stack as lines that each start with :data:`CONTINUATION`.
 
-    ``text`` is split at line feeds only; each part is escaped, so a carriage return, a separator or an escape sequence inside an exception message
-    stays visible within its line. No line can pass for the start of a record. With ``limit``,
-    each part is cut at that many characters first.
+    ``text`` is split at line feeds only; each part is escaped, so a carriage return, a separator
+    or an escape sequence inside an exception message stays visible within its line. No line can
+    pass for the start of a record. With ``limit``, each part is cut at that many characters
+    first.
     """
     if limit is None:
         return [CONTINUATION + escape(part) for part in text.split("\n")]
@@ -207,8 +208,8 @@ REQUEST_ID_BYTES: Final = re.compile(rb"[!#-+\--\[\]-~]{1,%d}" % MAX_REQUEST_ID)
 
 
 def valid_request_id(value: str) -> bool:
-    """
-    Tell whether ``value`` is 1-200 printable ASCII characters without space, comma, ``\\`` or ``"``.
+    r"""
+    Tell whether ``value`` is 1-200 printable ASCII characters, no space, comma, ``\`` or ``"``.
 
     .. versionchanged:: 0.3.0
        A backslash or a double quote makes an id invalid.

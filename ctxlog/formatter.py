@@ -24,6 +24,7 @@ record with something to escape, or with a traceback, takes the longer way.
 from __future__ import annotations
 
 import logging
+import operator
 import re
 import sys
 from collections.abc import Mapping
@@ -63,7 +64,7 @@ class _Shown:
 
     __slots__ = ("_limit", "_value")
 
-    def __init__(self, value: object, limit: int) -> None:
+    def __init__(self, value: Any, limit: int) -> None:
         self._value = value
         self._limit = limit
 
@@ -83,13 +84,13 @@ class _Shown:
         return _shown(self._value[key], self._limit)
 
     def __int__(self) -> int:
-        return int(self._value)  # type: ignore[call-overload]
+        return int(self._value)
 
     def __float__(self) -> float:
-        return float(self._value)  # type: ignore[arg-type]
+        return float(self._value)
 
     def __index__(self) -> int:
-        return self._value.__index__()  # type: ignore[attr-defined,no-any-return]
+        return operator.index(self._value)
 
 
 def _shown(value: Any, limit: int) -> Any:
@@ -177,7 +178,7 @@ class Formatter(logging.Formatter):
         fmt: str | None = None,
         datefmt: str | None = None,
         style: Literal["%", "{", "$"] = "%",
-        validate: bool = True,  # noqa: FBT001, FBT002 - logging.Formatter's signature
+        validate: bool = True,
         *,
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
@@ -205,12 +206,12 @@ class Formatter(logging.Formatter):
             return self._format_escaped(record, prepared=False)
         try:
             line = _format_plainly(self, record)
-        except Exception:  # noqa: BLE001 - a missing field, arguments that do not fit: see below
+        except Exception:
             return self._format_escaped(record, prepared=False)
         # Every character that needs escaping is "not printable" to Python but the backslash.
-        if (
-            (line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None
-        ) and len(line) <= self._field_limit:
+        if ((line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None) and len(
+            line
+        ) <= self._field_limit:
             # Nothing in it to escape: no value in it had anything either.
             return _LEADING_SPACE + line[1:] if line.startswith(CONTINUATION) else line
         return self._format_escaped(record, prepared=True)
@@ -227,7 +228,7 @@ class Formatter(logging.Formatter):
         else:
             try:
                 message = record.getMessage()
-            except Exception as error:  # noqa: BLE001 - a record is never lost to its arguments
+            except Exception as error:
                 message = _unmerged(record, error)
             record.message = message
             if uses_time:

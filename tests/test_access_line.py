@@ -25,7 +25,6 @@ import ctxlog
 from ctxlog._middleware import referer_field
 
 
-
 def _documented_pattern() -> re.Pattern[str]:
     """The ACCESS pattern of docs/access-log.md, run from the page: the tests use that one."""
     page = (Path(__file__).resolve().parents[1] / "docs" / "access-log.md").read_text("utf-8")
@@ -52,7 +51,10 @@ def unescape(text: str) -> str:
     pos = 0
     for match in _ESCAPE.finditer(text):
         assert "\\" not in text[pos : match.start()], f"stray backslash in {text!r}"
-        out += [text[pos : match.start()], SHORT[match[1]] if match[1] else chr(int(match[2] or match[3], 16))]
+        out += [
+            text[pos : match.start()],
+            SHORT[match[1]] if match[1] else chr(int(match[2] or match[3], 16)),
+        ]
         pos = match.end()
     assert "\\" not in text[pos:], f"stray backslash in {text!r}"
     return "".join([*out, text[pos:]])
@@ -142,7 +144,11 @@ def test_wsgiref_method_with_a_quote_cannot_shift_the_columns(capture, wsgiref_s
     line = record.getMessage()
     got = columns(line)
     assert ('GET"', "/missing", "HTTP/1.0", "404", "-") == (
-        got["method"], got["target"], got["protocol"], got["status"], got["user"]
+        got["method"],
+        got["target"],
+        got["protocol"],
+        got["status"],
+        got["user"],
     )
 
 
@@ -160,7 +166,11 @@ def test_wsgiref_hostile_user_path_query_referer_and_agent_read_back_exactly(
     first, second = wait_for_access(capture, 2)
     got = columns(first.getMessage())
     assert USER == got["user"]
-    assert ("GET", f'{path}\nFORGED\\?q="x"', "200") == (got["method"], got["target"], got["status"])
+    assert ("GET", f'{path}\nFORGED\\?q="x"', "200") == (
+        got["method"],
+        got["target"],
+        got["status"],
+    )
     assert "https://shop.example:8443/cart?token=SECRET" == got["referer"]
     assert AGENT == got["user_agent"]
     got = columns(second.getMessage())
@@ -239,7 +249,12 @@ def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(capture, 
     (record,) = wait_for_access(capture, 1)
     got = columns(record.getMessage())
     assert (USER, "GET", f"{path}\x1b[2J", "HTTP/1.1", "200", "2") == (
-        got["user"], got["method"], got["target"], got["protocol"], got["status"], got["size"]
+        got["user"],
+        got["method"],
+        got["target"],
+        got["protocol"],
+        got["status"],
+        got["size"],
     )
     assert ("https://shop.example:8443/cart", AGENT) == (got["referer"], got["user_agent"])
     assert "SECRET" not in record.getMessage() and "PASSWORD" not in record.getMessage()
@@ -253,22 +268,50 @@ def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(capture, 
     ("referer", "default", "with_query"),
     [
         ("https://shop.example/cart", "https://shop.example/cart", "https://shop.example/cart"),
-        ("https://shop.example:8443/c?x=1#f", "https://shop.example:8443/c", "https://shop.example:8443/c?x=1"),
+        (
+            "https://shop.example:8443/c?x=1#f",
+            "https://shop.example:8443/c",
+            "https://shop.example:8443/c?x=1",
+        ),
         ("https://alice:PASSWORD@shop.example/", "https://shop.example/", "https://shop.example/"),
         ("https://alice@shop.example", "https://shop.example", "https://shop.example"),
         ("https://a:p@ss@shop.example/x", "https://shop.example/x", "https://shop.example/x"),
         ("HTTPS:alice:PASSWORD@shop.example/x", "HTTPS://shop.example/x", "HTTPS://shop.example/x"),
         ("https:///alice:PASSWORD@shop.example", "https://shop.example", "https://shop.example"),
-        ("https:\\\\alice:PASSWORD@shop.example\\x", "https://shop.example\\x", "https://shop.example\\x"),
-        (" \thttps://alice:PASSWORD@shop.example/", "https://shop.example/", "https://shop.example/"),
-        ("ht\ttps://alice:PASS\nWORD@shop.example/", "https://shop.example/", "https://shop.example/"),
+        (
+            "https:\\\\alice:PASSWORD@shop.example\\x",
+            "https://shop.example\\x",
+            "https://shop.example\\x",
+        ),
+        (
+            " \thttps://alice:PASSWORD@shop.example/",
+            "https://shop.example/",
+            "https://shop.example/",
+        ),
+        (
+            "ht\ttps://alice:PASS\nWORD@shop.example/",
+            "https://shop.example/",
+            "https://shop.example/",
+        ),
         ("//alice:PASSWORD@shop.example/p", "//shop.example/p", "//shop.example/p"),
         ("https://alice:PASS/WORD@shop.example/", "-", "-"),
         ("https://alice:PASS?WORD@shop.example/", "-", "-"),
         ("https://alice:PASS#WORD@shop.example/", "-", "-"),
-        ("https://[2001:db8::1]:8443/p?q#f", "https://[2001:db8::1]:8443/p", "https://[2001:db8::1]:8443/p?q"),
-        ("https://shop.example/#access_token=SECRET", "https://shop.example/", "https://shop.example/"),
-        ("android-app://com.example.app/", "android-app://com.example.app/", "android-app://com.example.app/"),
+        (
+            "https://[2001:db8::1]:8443/p?q#f",
+            "https://[2001:db8::1]:8443/p",
+            "https://[2001:db8::1]:8443/p?q",
+        ),
+        (
+            "https://shop.example/#access_token=SECRET",
+            "https://shop.example/",
+            "https://shop.example/",
+        ),
+        (
+            "android-app://com.example.app/",
+            "android-app://com.example.app/",
+            "android-app://com.example.app/",
+        ),
         ("mailto:alice:PASSWORD@example.com", "mailto:example.com", "mailto:example.com"),
         ("/relative/path?x=1#y", "/relative/path", "/relative/path?x=1"),
         ("\xff\xfe", "\xff\xfe", "\xff\xfe"),
@@ -287,4 +330,8 @@ def test_referer_on_the_record_and_in_the_line_are_the_same(capture, wsgiref_ser
     request(port, "/", {"Referer": REFERER})
 
     (record,) = wait_for_access(capture, 1)
-    assert "https://shop.example:8443/cart" == record.referer == columns(record.getMessage())["referer"]
+    assert (
+        "https://shop.example:8443/cart"
+        == record.referer
+        == columns(record.getMessage())["referer"]
+    )

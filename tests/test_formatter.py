@@ -98,7 +98,7 @@ texts = st.lists(
 
 @settings(deadline=None, max_examples=300)
 @given(texts, texts, texts, texts, st.one_of(st.none(), texts), st.one_of(st.none(), texts))
-def test_any_record_is_one_line_plus_marked_continuation_lines(
+def test_any_record_is_one_line_plus_marked_continuation_lines(  # noqa: PLR0917 - hypothesis
     msg, arg, user, name, exception, stack
 ):
     """Message, argument, field, logger name, exception message, stack: one head line, '  | ' rest."""
@@ -144,8 +144,14 @@ def test_each_injection_is_escaped_in_every_place(char):
     """Each dangerous character, in the message, an argument, a field, extra, the name: escaped."""
     logger = logging.getLogger(f"test_formatter.{char!r}")
     record = logger.makeRecord(
-        logger.name + char, logging.WARNING, "f.py", 1, f"m{char}%s", (f"a{char}{FORGED}",),
-        None, extra={"user": f"u{char}", "tenant": f"t{char}"},
+        logger.name + char,
+        logging.WARNING,
+        "f.py",
+        1,
+        f"m{char}%s",
+        (f"a{char}{FORGED}",),
+        None,
+        extra={"user": f"u{char}", "tenant": f"t{char}"},
     )
     line = ctxlog.Formatter("%(name)s %(user)s %(tenant)s %(message)s").format(record)
 
@@ -193,7 +199,11 @@ class Hostile:
     ("style", "fmt", "expected"),
     [
         ("%", "%(thing)s %(thing)r", "str\\nFORGED repr\\nFORGED"),
-        ("{", "{thing} {thing!r} {thing:>3}", "format[]\\nFORGED repr\\nFORGED format[>3]\\nFORGED"),
+        (
+            "{",
+            "{thing} {thing!r} {thing:>3}",
+            "format[]\\nFORGED repr\\nFORGED format[>3]\\nFORGED",
+        ),
         ("{", "{thing.attribute} {thing[k]}", "attr\\nFORGED item[k]\\nFORGED"),
         ("$", "$thing", "str\\nFORGED"),
     ],
@@ -214,9 +224,9 @@ def test_numbers_keep_their_format_specs():
     """%d, %f, %x and %03d still work on numbers, and on number-like objects in extra."""
     record = make_record(count=7, price=decimal.Decimal("2.5"), user="a\nb")
 
-    line = ctxlog.Formatter("%(count)03d %(count)x %(price)d %(price).2f %(user)s %(lineno)d").format(
-        record
-    )
+    line = ctxlog.Formatter(
+        "%(count)03d %(count)x %(price)d %(price).2f %(user)s %(lineno)d"
+    ).format(record)
 
     assert "007 7 2 2.50 a\\nb 7" == line
 
@@ -310,16 +320,18 @@ def test_message_and_asctime_on_the_record_are_the_plain_ones():
 
 def test_a_record_without_ctxlogs_fields_shows_dashes():
     """%(ip)s %(user)s %(request_id)s %(trace_id)s on a record made outside ctxlog: '-'."""
-    line = ctxlog.Formatter("%(ip)s %(user)s %(request_id)s %(method)s %(path)s %(trace_id)s %(span_id)s %(message)s").format(
-        make_record("m")
-    )
+    line = ctxlog.Formatter(
+        "%(ip)s %(user)s %(request_id)s %(method)s %(path)s %(trace_id)s %(span_id)s %(message)s"
+    ).format(make_record("m"))
 
     assert "- - - - - - - m" == line
 
 
 def test_defaults_add_fields_and_are_escaped():
     """defaults= fills a field a record lacks, as logging.Formatter's does, escaped too."""
-    formatter = ctxlog.Formatter("%(tenant)s %(user)s %(message)s", defaults={"tenant": "t\n", "user": "nobody"})
+    formatter = ctxlog.Formatter(
+        "%(tenant)s %(user)s %(message)s", defaults={"tenant": "t\n", "user": "nobody"}
+    )
 
     assert "t\\n nobody m" == formatter.format(make_record("m"))
     assert "acme alice m" == formatter.format(make_record("m", tenant="acme", user="alice"))
@@ -379,7 +391,10 @@ def test_a_record_factory_with_its_own_get_message_is_honoured():
 
 def test_values_ctxlog_escaped_when_captured_are_not_escaped_again(capture):
     """A request's escaped path and the access line show each escape once, not doubled."""
-    app = ctxlog.WSGIMiddleware(lambda e, s: (ctxlog.get_logger("v").info("in view"), s("200 OK", []), [b""])[2], access_log=True)
+    app = ctxlog.WSGIMiddleware(
+        lambda e, s: (ctxlog.get_logger("v").info("in view"), s("200 OK", []), [b""])[2],
+        access_log=True,
+    )
     environ: dict[str, Any] = {"PATH_INFO": "/a\r\nFORGED\\", "REMOTE_ADDR": "192.0.2.1"}
     wsgiref.util.setup_testing_defaults(environ)
     body = app(environ, lambda *a: None)
@@ -429,7 +444,16 @@ def test_receiver_writes_a_lone_surrogate_escaped_and_loses_no_record(tmp_path):
     err = tmp_path / "err.log"
     with err.open("wb") as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0", "--file", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "ctxlog",
+                "receive",
+                "--listen",
+                "127.0.0.1:0",
+                "--file",
+                str(out),
+            ],
             stderr=errors,
             stdout=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

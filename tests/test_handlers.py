@@ -479,7 +479,7 @@ def test_default_formatter_puts_each_record_on_one_line(
     )
     cleanup.append(handler)
     try:
-        raise ValueError("bad\nFORGED exception line")  # noqa: EM101, TRY301
+        raise ValueError("bad\nFORGED exception line")
     except ValueError as error:
         failed = record("caught %s", args=(error,), exc_info=(ValueError, error, error.__traceback__))
     handler.handle(record("a\nFORGED line \ud800 \\n"))
