@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from ctxlog._sanitize import escape_block, sanitize
+from ctxlog._sanitize import LINE_BREAK, escape_block, sanitize
 from ctxlog._socket import JSONSocketHandler
 from ctxlog._stderr import write_line
 from ctxlog._syslog import SyslogHandler
@@ -118,7 +118,11 @@ class DigestSMTPHandler(logging.Handler):
             msg = "DigestSMTPHandler: toaddrs is empty; give at least one recipient"
             raise ValueError(msg)
         for name, address in [("fromaddr", fromaddr)] + [("toaddrs", a) for a in self.toaddrs]:
-            if not isinstance(address, str) or not address.strip() or _has_line_break(address):
+            if (
+                not isinstance(address, str)
+                or not address.strip()
+                or LINE_BREAK.search(address) is not None
+            ):
                 msg = f"DigestSMTPHandler: {name} has {address!r}, not an e-mail address"
                 raise ValueError(msg)
         self.subject = sanitize(str(subject), _MAX_SUBJECT)
@@ -297,7 +301,3 @@ class DigestSMTPHandler(logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({level})>"
-
-
-def _has_line_break(text: str) -> bool:
-    return any(char in text for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
