@@ -89,14 +89,30 @@ class Escaped(str):
         return self
 
 
-def escape_match(match: re.Match[str]) -> str:
-    """Return the escape of the one character ``match`` found (for ``pattern.sub``)."""
-    char = match.group()
+def _escape_of(char: str) -> str:
     short = _SHORT.get(char)
     if short is not None:
         return short
     code = ord(char)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+#: The escapes of the controls, bidi controls, separators, backslash, quote and space, made
+#: once; a surrogate or another space is escaped when met.
+_ESCAPES: Final = {
+    char: _escape_of(char)
+    for char in [
+        *map(chr, [*range(0x20), *range(0x7F, 0xA0), *range(0x2028, 0x202F)]),
+        *map(chr, range(0x2066, 0x206A)),
+        *"\u061c\u200e\u200f\\\" ",
+    ]
+}
+
+
+def escape_match(match: re.Match[str]) -> str:
+    """Return the escape of the one character ``match`` found (for ``pattern.sub``)."""
+    char = match.group()
+    return _ESCAPES.get(char) or _escape_of(char)
 
 
 _escape: Final = escape_match  # the name other modules imported before 0.3.0
