@@ -10,7 +10,10 @@ over the standard library's, taken in the same round. Records:
 - **hostile arg**: ``log.info("search for %s", "x\\r\\n<forged line>\\x1b[2J")``: the escaping way;
 - **traceback**: ``log.exception("failed")`` with a four-frame ``ValueError``. ``exc_text`` is
   cleared before every call for both contestants, so each call formats the traceback as a fresh
-  record's first handler does.
+  record's first handler does;
+- **no ctxlog fields**: the plain record without ``ip``, ``user`` and ``request_id`` (a library's
+  record reaching a handler without ctxlog's filter); here the standard library's formatter is
+  given ``defaults=`` for the three, which ctxlog's has by itself.
 
 Correctness is checked before measuring: the standard library's line and ctxlog's are equal for
 the plain and non-ASCII records, and ctxlog's has one line (plus ``"  | "`` lines) for the others.
@@ -33,9 +36,12 @@ FORMAT = "%(asctime)s %(ip)s %(user)s %(request_id)s %(levelname)s %(name)s %(me
 FIELDS = {"ip": "203.0.113.7", "user": "alice", "request_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
 
 
-def make_record(msg: str, args: tuple[Any, ...], exc_info: Any = None) -> logging.LogRecord:
+def make_record(
+    msg: str, args: tuple[Any, ...], exc_info: Any = None, *, fields: bool = True
+) -> logging.LogRecord:
     record = logging.LogRecord("shop.views", logging.INFO, __file__, 42, msg, args, exc_info)
-    record.__dict__.update(FIELDS)
+    if fields:
+        record.__dict__.update(FIELDS)
     return record
 
 
@@ -79,21 +85,23 @@ def runner(formatter: logging.Formatter, record: logging.LogRecord) -> Any:
 
 def build() -> list[Contestant]:
     """Return a stdlib and a ctxlog contestant for each record, after checking their output."""
-    stdlib = logging.Formatter(FORMAT)
     escaping = ctxlog.Formatter(FORMAT)
     records = {
         "plain": make_record("paid %s EUR", (42,)),
         "non-ASCII": make_record("paid %s", ("42 \u20ac",)),
         "hostile arg": make_record("search for %s", ("x\r\n2026-01-05 INFO forged\x1b[2J",)),
         "traceback": traceback_record(),
+        "no ctxlog fields": make_record("paid %s EUR", (42,), fields=False),
     }
     contestants = []
     for label, record in records.items():
+        defaults = dict.fromkeys(FIELDS, "-") if label == "no ctxlog fields" else None
+        stdlib = logging.Formatter(FORMAT, defaults=defaults)
         plain_line = stdlib.format(record)
         record.exc_text = None
         line = escaping.format(record)
         record.exc_text = None
-        if label in {"plain", "non-ASCII"}:
+        if label in {"plain", "non-ASCII", "no ctxlog fields"}:
             check(line == plain_line, f"{label}: {line!r} != {plain_line!r}")
         else:
             first, *rest = line.split("\n")

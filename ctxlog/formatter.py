@@ -193,26 +193,32 @@ class Formatter(logging.Formatter):
         for name, value in (defaults or {}).items():
             fields[name] = _shown(value, self._field_limit)
         super().__init__(fmt, datefmt, style, validate)
-        #: ctxlog's fields and ``defaults``, for a record that lacks them. They are kept here,
-        #: not given to the style, which would merge them into every record's dict: a record
-        #: that lacks one fails the plain formatting and takes the escaping way, which has them.
-        self._fallback = fields
         #: The fields the format names: the only ones worth escaping.
         self._names = _field_names(self._style._fmt) - {"message", "asctime"}  # noqa: SLF001
+        #: ctxlog's fields and ``defaults``, for a record that lacks them. They are kept here,
+        #: not given to the style, which would merge them into every record's dict: a record
+        #: that lacks one the format names takes the escaping way, which fills it in.
+        self._fallback = fields
+        self._required = self._names & fields.keys()
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as one escaped line, plus a ``"  | "`` line per traceback line."""
-        if record.exc_info or record.exc_text or record.stack_info:
+        if (
+            record.exc_info
+            or record.exc_text
+            or record.stack_info
+            or not record.__dict__.keys() >= self._required
+        ):
             return self._format_escaped(record, prepared=False)
         try:
             line = _format_plainly(self, record)
         except Exception:
+            # Arguments that do not fit the message: the escaping way tells what they were.
             return self._format_escaped(record, prepared=False)
         # Every character that needs escaping is "not printable" to Python but the backslash.
-        if ((line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None) and len(
-            line
-        ) <= self._field_limit:
-            # Nothing in it to escape: no value in it had anything either.
+        safe = (line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None
+        if safe and len(line) <= self._field_limit:
+            # Nothing in the line to escape: no value in it had anything either.
             return _LEADING_SPACE + line[1:] if line.startswith(CONTINUATION) else line
         return self._format_escaped(record, prepared=True)
 
