@@ -16,9 +16,10 @@ the backslash itself are written as ``\n``, ``\x1b``, ``\u202e``, ``\\``. The fo
 characters are the developer's and are kept (an ANSI colour in a console format stays a colour),
 but a format that contains a line break is refused.
 
-Cost: a record whose line comes out as printable ASCII without a backslash (nearly every record)
-is formatted exactly as :class:`logging.Formatter` formats it, plus one check of the line. Only a
-record with something to escape, or with a traceback, takes the longer way.
+Cost: a record whose line has nothing to escape (nearly every record) is formatted exactly as
+:class:`logging.Formatter` formats it, plus one check of the line (``str.isprintable`` and a
+search for a backslash). Only a record with something to escape, a traceback, or a missing field
+the format names takes the longer way, which escapes each field the format names.
 """
 
 from __future__ import annotations
