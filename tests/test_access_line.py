@@ -2,15 +2,18 @@
 The access line read column by column by an anchored pattern, whatever the request held.
 
 Requests go through real servers on 127.0.0.1: wsgiref (which passes a method such as ``GET"``
-through to the app) and uvicorn with h11. The pattern is the one docs/access-log.md documents.
+through to the app) in a thread, and uvicorn with h11 in a process of its own. The pattern is the one docs/access-log.md documents.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-import uvicorn
 
 import ctxlog
 from ctxlog._middleware import referer_field
@@ -40,6 +42,7 @@ ACCESS = _documented_pattern()
 SHORT = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\", '"': '"'}
 _ESCAPE = re.compile(r'\\(?:([tnr\\"])|x([0-9a-f]{2})|u([0-9a-f]{4}))')
 WAIT = 10.0
+ROOT = Path(__file__).resolve().parents[1]
 USER = 'alice "the admin" smith'
 AGENT = 'agent "1" \\ x'
 REFERER = "https://alice:PASSWORD@shop.example:8443/cart?token=SECRET#access_token=FRAGMENT"
@@ -190,12 +193,25 @@ def test_request_id_with_a_literal_backslash_n_is_replaced(capture, wsgiref_serv
     assert [] == [line for line in capture.lines if "r1\\nFORGED" in line]
 
 
-# --- a real uvicorn server ----------------------------------------------------------------------
+# --- a real uvicorn server, in a process of its own ---------------------------------------------
+
+#: The app uvicorn serves: binds the user a header names, answers 200; the access line is written
+#: by ctxlog.Formatter("%(request_id)s %(message)s") to the file named by $ACCESS_LOG.
+UVICORN_APP = """
+import logging
+import os
+
+import ctxlog
+
+handler = logging.FileHandler(os.environ["ACCESS_LOG"], encoding="utf-8")
+handler.setFormatter(ctxlog.Formatter("%(request_id)s %(message)s"))
+access = logging.getLogger("ctxlog.access")
+access.addHandler(handler)
+access.setLevel(logging.INFO)
+access.propagate = False
 
 
-async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+async def bare(scope, receive, send):
     for name, value in scope["headers"]:
         if name == b"x-user":
             ctxlog.bind(user=value.decode("utf-8"))
@@ -203,41 +219,50 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+app = ctxlog.ASGIMiddleware(bare, access_log=True)
+"""
+
+
 @pytest.fixture
-def uvicorn_server() -> Iterator[Callable[..., int]]:
-    """Start uvicorn (h11) on 127.0.0.1 serving ``asgi_app`` behind the middleware; its port."""
-    running = []
-
-    def start(**options: Any) -> int:
-        config = uvicorn.Config(
-            ctxlog.ASGIMiddleware(asgi_app, **options),
-            http="h11",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
-        sock = socket.socket()
+def uvicorn_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """Run uvicorn (h11) on a socket bound here; yield its port and the access log's path."""
+    (tmp_path / "access_app.py").write_text(UVICORN_APP, encoding="utf-8")
+    log_path = tmp_path / "access.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCESS_LOG": str(log_path)}
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-        thread.start()
-        running.append((server, thread, sock))
-        deadline = time.monotonic() + WAIT
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.01)
-        return int(sock.getsockname()[1])
+        sock.listen(16)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "access_app:app",
+                "--fd",
+                str(sock.fileno()),
+                "--http",
+                "h11",
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=tmp_path,
+            env=env,
+            pass_fds=[sock.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            yield sock.getsockname()[1], log_path
+        finally:
+            process.terminate()
+            process.wait(WAIT)
 
-    yield start
-    for server, thread, sock in running:
-        server.should_exit = True
-        thread.join(WAIT)
-        sock.close()
 
-
-def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(capture, uvicorn_server):
+def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(uvicorn_server):
     """Under uvicorn the same pattern reads the bound user, the path and the cleaned referer."""
-    port = uvicorn_server(access_log=True)
+    port, log_path = uvicorn_server
     path = '/a" b HTTP/1.1" 200 - "x"'
 
     request(
@@ -246,8 +271,13 @@ def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(capture, 
         {"X-User": USER, "Referer": REFERER, "User-Agent": AGENT, "X-Request-ID": "r1\\nFORGED"},
     )
 
-    (record,) = wait_for_access(capture, 1)
-    got = columns(record.getMessage())
+    deadline = time.monotonic() + WAIT
+    while not (log_path.exists() and log_path.read_bytes().endswith(b"ms\n")):
+        assert time.monotonic() < deadline, "no access line"
+        time.sleep(0.01)
+    (line,) = log_path.read_text(encoding="utf-8").splitlines()
+    request_id, _, message = line.partition(" ")
+    got = columns(message)
     assert (USER, "GET", f"{path}\x1b[2J", "HTTP/1.1", "200", "2") == (
         got["user"],
         got["method"],
@@ -257,8 +287,8 @@ def test_uvicorn_hostile_user_path_referer_and_agent_read_back_exactly(capture, 
         got["size"],
     )
     assert ("https://shop.example:8443/cart", AGENT) == (got["referer"], got["user_agent"])
-    assert "SECRET" not in record.getMessage() and "PASSWORD" not in record.getMessage()
-    assert re.fullmatch("[0-9a-f]{32}", record.request_id)
+    assert "SECRET" not in line and "PASSWORD" not in line
+    assert re.fullmatch("[0-9a-f]{32}", request_id)
 
 
 # --- the referer --------------------------------------------------------------------------------
