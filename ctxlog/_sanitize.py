@@ -104,7 +104,7 @@ _ESCAPES: Final = {
     for char in [
         *map(chr, [*range(0x20), *range(0x7F, 0xA0), *range(0x2028, 0x202F)]),
         *map(chr, range(0x2066, 0x206A)),
-        *"\u061c\u200e\u200f\\\" ",
+        *'\u061c\u200e\u200f\\" ',
     ]
 }
 

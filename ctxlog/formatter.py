@@ -198,23 +198,25 @@ class Formatter(logging.Formatter):
         self._names = _field_names(self._style._fmt) - {"message", "asctime"}  # noqa: SLF001
         #: ctxlog's fields and ``defaults``, for a record that lacks them. They are kept here,
         #: not given to the style, which would merge them into every record's dict: a record
-        #: that lacks one the format names takes the escaping way, which fills it in.
+        #: that lacks one the format names fails the plain way and takes the escaping way,
+        #: which fills it in.
         self._fallback = fields
-        self._required = self._names & fields.keys()
+        #: ctxlog's filter and adapter put all of ctxlog's fields on a record at once: the first
+        #: the format names tells in one look whether a record went through them, and a record
+        #: that did not takes the escaping way at once, without failing the plain way first.
+        self._probe = next((name for name in (*FIELDS, *TRACE_FIELDS) if name in self._names), "")
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as one escaped line, plus a ``"  | "`` line per traceback line."""
-        if (
-            record.exc_info
-            or record.exc_text
-            or record.stack_info
-            or not record.__dict__.keys() >= self._required
-        ):
+        if record.exc_info or record.exc_text or record.stack_info:
+            return self._format_escaped(record, prepared=False)
+        if self._probe and self._probe not in record.__dict__:
             return self._format_escaped(record, prepared=False)
         try:
             line = _format_plainly(self, record)
         except Exception:
-            # Arguments that do not fit the message: the escaping way tells what they were.
+            # A field the format names is missing (the escaping way fills it in), or arguments
+            # do not fit the message (the escaping way tells what they were).
             return self._format_escaped(record, prepared=False)
         # Every character that needs escaping is "not printable" to Python but the backslash.
         safe = (line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None
