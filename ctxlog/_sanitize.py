@@ -97,22 +97,31 @@ def _escape_of(char: str) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+class _Escapes(dict[str, str]):
+    """Each character's escape: the common ones made once, any other when first met."""
+
+    def __missing__(self, char: str) -> str:
+        escaped = self[char] = _escape_of(char)
+        return escaped
+
+
 #: The escapes of the controls, bidi controls, separators, backslash, quote and space, made
-#: once; a surrogate or another space is escaped when met.
-_ESCAPES: Final = {
-    char: _escape_of(char)
+#: once; a surrogate or another space is added when met (at most the few thousand characters
+#: the patterns below can match).
+_ESCAPES: Final = _Escapes(
+    (char, _escape_of(char))
     for char in [
         *map(chr, [*range(0x20), *range(0x7F, 0xA0), *range(0x2028, 0x202F)]),
         *map(chr, range(0x2066, 0x206A)),
         *'\u061c\u200e\u200f\\" ',
     ]
-}
+)
+_escape_char: Final = _ESCAPES.__getitem__
 
 
 def escape_match(match: re.Match[str]) -> str:
     """Return the escape of the one character ``match`` found (for ``pattern.sub``)."""
-    char = match.group()
-    return _ESCAPES.get(char) or _escape_of(char)
+    return _escape_char(match.group())
 
 
 _escape: Final = escape_match  # the name other modules imported before 0.3.0

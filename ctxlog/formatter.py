@@ -47,6 +47,7 @@ __all__ = ["Formatter"]
 #: Field names a format may use, in any of the three styles (a superset is harmless).
 _NAMES: Final = re.compile(r"%\(([^)]*)\)|\{([^{}!:.\[]*)|\$\{?([_a-zA-Z][_a-zA-Z0-9]*)")
 _format_plainly: Final = logging.Formatter.format
+_ABSENT: Final = object()
 #: The escape of the space that would make a record's line start like a continuation line.
 _LEADING_SPACE: Final = "\\x20"
 
@@ -195,7 +196,9 @@ class Formatter(logging.Formatter):
             fields[name] = _shown(value, self._field_limit)
         super().__init__(fmt, datefmt, style, validate)
         #: The fields the format names: the only ones worth escaping.
-        self._names = _field_names(self._style._fmt) - {"message", "asctime"}  # noqa: SLF001
+        self._names = tuple(
+            _field_names(self._style._fmt) - {"message", "asctime"}  # noqa: SLF001
+        )
         #: ctxlog's fields and ``defaults``, for a record that lacks them. They are kept here,
         #: not given to the style, which would merge them into every record's dict: a record
         #: that lacks one the format names fails the plain way and takes the escaping way,
@@ -205,6 +208,9 @@ class Formatter(logging.Formatter):
         #: the format names tells in one look whether a record went through them, and a record
         #: that did not takes the escaping way at once, without failing the plain way first.
         self._probe = next((name for name in (*FIELDS, *TRACE_FIELDS) if name in self._names), "")
+        #: logging's own formatMessage() writes the escaped values and the format (which has no
+        #: line break) and nothing else; a subclass's may add anything, and is checked.
+        self._own_format_message = type(self).formatMessage is not logging.Formatter.formatMessage
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as one escaped line, plus a ``"  | "`` line per traceback line."""
@@ -244,8 +250,10 @@ class Formatter(logging.Formatter):
                 record.asctime = self.formatTime(record, self.datefmt)
         limit = self._field_limit
         values = self._fallback | record.__dict__
-        for name in self._names & values.keys():
-            value = values[name]
+        for name in self._names:
+            value = values.get(name, _ABSENT)
+            if value is _ABSENT:
+                continue
             if type(value) is str:
                 if not (value.isprintable() and "\\" not in value):
                     values[name] = sanitize(value, limit)
@@ -262,8 +270,8 @@ class Formatter(logging.Formatter):
         escaped: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
         escaped.__dict__ = values
         line = self.formatMessage(escaped)
-        if LINE_BREAK.search(line) is not None:
-            # Only a formatMessage() of a subclass can get here; one line is the contract.
+        if self._own_format_message and LINE_BREAK.search(line) is not None:
+            # A subclass's formatMessage() added a line break: one line is the contract.
             line = LINE_BREAK.sub(escape_match, line)
         if line.startswith(CONTINUATION):
             line = _LEADING_SPACE + line[1:]

@@ -253,6 +253,17 @@ def test_a_format_with_a_line_break_is_refused(brk, option):
         ctxlog.Formatter(**{option: f"%(message)s{brk}x"})
 
 
+def test_a_subclass_whose_format_message_adds_a_line_break_still_writes_one_line():
+    """A formatMessage() override that adds a line feed: the line break is escaped."""
+
+    class Shouting(ctxlog.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            return super().formatMessage(record) + "\n!"
+
+    assert "m\\x1b\\n!" == Shouting().format(make_record("m\x1b"))
+    assert "m\\n!" == Shouting().format(make_record("m"))
+
+
 def test_a_record_line_cannot_pass_for_a_continuation_line():
     """A line that would start with '  | ' has its first space escaped."""
     assert "\\x20 | fake frame" == ctxlog.Formatter().format(make_record("  | fake frame"))
