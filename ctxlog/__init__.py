@@ -10,6 +10,7 @@ from ctxlog.adapters import ContextAdapter, get_logger
 from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
 from ctxlog.filters import ContextFilter
+from ctxlog.formatter import Formatter
 from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
 from ctxlog.threads import ContextExecutor, wrap
 from ctxlog.wsgi import WSGIMiddleware
@@ -20,6 +21,7 @@ __all__ = [
     "ContextAdapter",
     "ContextExecutor",
     "ContextFilter",
+    "Formatter",
     "QueueHandler",
     "QueueListener",
     "WSGIMiddleware",

@@ -94,7 +94,8 @@ def shop(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
     if user is not None:
         ctxlog.bind(user=user)  # after authentication, as a view would
     path = environ.get("PATH_INFO", "/")
-    log.info("looking at %s", ctxlog.get_context()["path"])  # the escaped path
+    # The raw path, as a view might log it: ctxlog.Formatter escapes it in the line.
+    log.info("looking at %s", path)
     if path == "/pay":
         if user is None:
             log.warning("refused: payment without login")
@@ -344,7 +345,7 @@ class _Demo:
         )
         mailer.setLevel(logging.ERROR)
         mailer.addFilter(ctxlog.ContextFilter())  # attached directly; behind the queue: stamped
-        mailer.setFormatter(logging.Formatter(MAIL_FORMAT, "%H:%M:%S"))
+        mailer.setFormatter(ctxlog.Formatter(MAIL_FORMAT, "%H:%M:%S"))
         self._stack.callback(mailer.close)
         return mailer
 
@@ -401,7 +402,7 @@ class _Demo:
         say(f"   {FORMAT}\n")
         console = logging.StreamHandler(self.out)
         console.addFilter(ctxlog.ContextFilter())
-        console.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+        console.setFormatter(ctxlog.Formatter(FORMAT, "%H:%M:%S"))
         self._attach(console)
         self._attach(self.to_mail)
         bob_declined = _Visit("bob", DECLINED, USERS["bob"][1])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
 from ctxlog._proxy import ClientIP
-from ctxlog._sanitize import sanitize
+from ctxlog._sanitize import Escaped, quoted, sanitize, sanitize_once, token
 from ctxlog._trace import parse_traceparent
 from ctxlog.adapters import get_logger
 from ctxlog.context import MISSING, get_context
@@ -20,10 +21,22 @@ MAX_PATH: Final = 1024
 MAX_USER: Final = 256
 MAX_HEADER: Final = 512
 MAX_METHOD: Final = 32
+MAX_PROTOCOL: Final = 16
 
 METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
 )
+
+#: Schemes whose URLs always have an authority, however many slashes follow (WHATWG "special").
+_SPECIAL_SCHEMES: Final = frozenset({"http", "https", "ws", "wss", "ftp"})
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+#: What may be left of an authority once the userinfo is gone: a host (a name, an IPv4 address
+#: or a bracketed IPv6 one) and an optional port. Anything else is not shown at all.
+_HOST_PORT: Final = re.compile(r"(?:\[[0-9A-Za-z:.%]*\]|[^\s/\\?#@\[\]:]*)(?::[0-9]*)?")
+_AUTHORITY_END: Final = re.compile(r"[/\\]")
+#: What a browser strips from both ends of a URL, and what it removes from anywhere in it.
+_URL_SPACE: Final = "".join(map(chr, range(0x21)))
+_URL_IGNORED: Final = dict.fromkeys(map(ord, "\t\n\r"))
 
 _ctxlog = logging.getLogger("ctxlog")
 access_logger = get_logger("ctxlog.access")
@@ -192,30 +205,42 @@ class Settings:
         referer: str,
         user_agent: str,
     ) -> None:
-        """Log one access line on ``ctxlog.access``, in the style of the combined log format."""
+        """
+        Log one access line on ``ctxlog.access``, in the style of the combined log format.
+
+        Every column can be read by an anchored pattern whatever the request held (see
+        docs/access-log.md): ``method``, ``path`` and ``protocol`` arrive escaped, the user and
+        the method and protocol are written without whitespace, and the quoted parts have their
+        ``"`` escaped. The line is :class:`~ctxlog._sanitize.Escaped`, so
+        :class:`ctxlog.Formatter` does not escape it a second time.
+        """
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        target = path
+        # The path and method were escaped when captured (Escaped, if anything needed it); a
+        # developer may have bound others in their place, raw: escape what is not escaped yet.
+        target = sanitize_once(path, MAX_PATH)
         if self.log_query and query:
-            target = f"{path}?{sanitize(query, MAX_PATH)}"
-        if not self.log_query:
-            referer = referer.partition("?")[0]
-        referer = sanitize(referer, MAX_HEADER) if referer else MISSING
+            target = f"{target}?{sanitize(query, MAX_PATH)}"
+        referer = referer_field(referer, keep_query=self.log_query) if referer else MISSING
+        referer = sanitize(referer or MISSING, MAX_HEADER)
         user_agent = sanitize(user_agent, MAX_HEADER) if user_agent else MISSING
         fields = get_context()
-        access_logger.info(
-            '%s - %s "%s %s %s" %s %s "%s" "%s" %.1fms',
+        user = fields.get("user", MISSING)
+        line = '%s - %s "%s %s %s" %s %s "%s" "%s" %.1fms' % (  # noqa: UP031 - one C call
             fields.get("ip", MISSING),
             # A bound user is trusted, but this line is parsed by column: no controls in it.
-            sanitize(str(fields.get("user", MISSING)), MAX_USER),
-            method,
-            _quoted(target),
-            protocol,
+            token(sanitize_once(user if isinstance(user, str) else str(user), MAX_USER)),
+            token(sanitize_once(method, MAX_METHOD)),
+            quoted(target),
+            token(sanitize_once(protocol, MAX_PROTOCOL)),
             status,
             size or "-",
-            _quoted(referer),
-            _quoted(user_agent),
+            quoted(referer),
+            quoted(user_agent),
             duration_ms,
+        )
+        access_logger.info(
+            Escaped(line),
             extra={
                 "status": status,
                 "size": size,
@@ -228,5 +253,43 @@ class Settings:
         )
 
 
-def _quoted(value: str) -> str:
-    return value.replace('"', '\\"') if '"' in value else value
+def referer_field(value: str, *, keep_query: bool) -> str:
+    r"""
+    Return what the access log shows of a ``Referer``: ``scheme://host[:port]/path``.
+
+    The userinfo (``user:password@``) and the fragment are never kept; the query only with
+    ``keep_query``. The URL is read as a browser reads it (``https:host``, ``https:///host`` and
+    ``https:\\host`` all name ``host``), so no spelling slips a password through. A reference
+    without a scheme keeps its path (and query). A URL whose authority, once the userinfo is
+    removed, is not a host and port cannot be cut apart safely (``https://alice:pa/ss@host``):
+    it is shown as ``-``.
+
+    .. versionadded:: 0.3.0
+    """
+    value = value.strip(_URL_SPACE)
+    if not value.isprintable():
+        value = value.translate(_URL_IGNORED)  # a browser drops tabs and line breaks
+    value = value.partition("#")[0]
+    base, mark, query = value.partition("?")
+    if not keep_query:
+        mark = query = ""
+    match = _SCHEME.match(base)
+    if match is not None:
+        scheme = match.group()
+        rest = base[match.end() :]
+        if scheme[:-1].lower() in _SPECIAL_SCHEMES:
+            rest = rest.lstrip("/\\")
+        elif rest[:2] == "//":
+            rest = rest[2:]
+        else:  # no authority (urn:, about:, android-app:): nothing there may be a user name
+            return scheme + rest.rpartition("@")[2] + mark + query
+    elif len(base) >= 2 and base[0] in "/\\" and base[1] in "/\\":
+        scheme, rest = "", base[2:]  # a network-path reference: //host/path
+    else:
+        return base + mark + query  # a path: it has no authority
+    end = _AUTHORITY_END.search(rest)
+    authority, path = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+    host = authority.rpartition("@")[2]
+    if _HOST_PORT.fullmatch(host) is None:
+        return MISSING
+    return f"{scheme}//{host}{path}{mark}{query}"

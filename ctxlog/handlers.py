@@ -16,7 +16,6 @@ import email.utils
 import logging
 import math
 import os
-import re
 import smtplib
 import ssl
 import threading
@@ -26,20 +25,15 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from ctxlog._sanitize import _escape, sanitize
+from ctxlog._sanitize import LINE_BREAK, escape_block, sanitize
 from ctxlog._socket import JSONSocketHandler
 from ctxlog._stderr import write_line
 from ctxlog._syslog import SyslogHandler
+from ctxlog.formatter import Formatter
 
 __all__ = ["DigestSMTPHandler", "JSONSocketHandler", "SyslogHandler"]
 
 _MAX_SUBJECT: Final = 200
-#: What the body must not carry raw: C0 controls but tab and LF, DEL, C1 controls, bidi controls,
-#: line/paragraph separators and lone surrogates (which no encoding accepts: the whole digest
-#: would be lost).
-_BODY_UNSAFE: Final = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
-)
 _live: weakref.WeakSet[DigestSMTPHandler] = weakref.WeakSet()
 
 
@@ -72,13 +66,16 @@ class DigestSMTPHandler(logging.Handler):
     while it talks to the server: put it behind :func:`ctxlog.nonblocking`.
 
     The subject is the text given here, plus a count; it is never built from record data, so a
-    request cannot inject headers into the e-mail.
+    request cannot inject headers into the e-mail. The body holds one record per line, formatted
+    by :class:`ctxlog.Formatter` (``"%(message)s"``, the traceback on ``"  | "`` lines) unless
+    you set another formatter; whatever the formatter, carriage returns, escape sequences, bidi
+    controls and lone surrogates in the body are escaped.
 
     Args:
         mailhost: ``"host"`` or ``("host", port)``.
         fromaddr: The sender address.
         toaddrs: One address or a list of them.
-        subject: The subject line (control characters are escaped).
+        subject: The subject line (control and bidi characters are escaped, as in a log line).
         credentials: ``(username, password)`` to log in with.
         secure: ``None`` for plain SMTP; an :class:`ssl.SSLContext` or ``()`` (default context)
             to use STARTTLS.
@@ -91,6 +88,9 @@ class DigestSMTPHandler(logging.Handler):
         TypeError: ``secure`` is neither ``None``, ``()`` nor an SSL context.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0
+       The default formatter is :class:`ctxlog.Formatter`; the body's escaping is ctxlog's one
+       rule, less line feeds, tabs and backslashes.
     """
 
     def __init__(
@@ -107,6 +107,7 @@ class DigestSMTPHandler(logging.Handler):
         capacity: int = 100,
     ) -> None:
         super().__init__()
+        self.setFormatter(Formatter())
         if isinstance(mailhost, tuple | list):
             self.mailhost, self.mailport = str(mailhost[0]), int(mailhost[1])
         else:
@@ -117,7 +118,11 @@ class DigestSMTPHandler(logging.Handler):
             msg = "DigestSMTPHandler: toaddrs is empty; give at least one recipient"
             raise ValueError(msg)
         for name, address in [("fromaddr", fromaddr)] + [("toaddrs", a) for a in self.toaddrs]:
-            if not isinstance(address, str) or not address.strip() or _has_line_break(address):
+            if (
+                not isinstance(address, str)
+                or not address.strip()
+                or LINE_BREAK.search(address) is not None
+            ):
                 msg = f"DigestSMTPHandler: {name} has {address!r}, not an e-mail address"
                 raise ValueError(msg)
         self.subject = sanitize(str(subject), _MAX_SUBJECT)
@@ -269,7 +274,11 @@ class DigestSMTPHandler(logging.Handler):
         message["To"] = ", ".join(self.toaddrs)
         message["Date"] = email.utils.formatdate(localtime=True)
         message["Subject"] = self.subject if count == 1 else f"{self.subject} ({count} records)"
-        body = _BODY_UNSAFE.sub(_escape, "\n".join(lines))
+        # The records' own text, laid out in lines by the formatter: what no reader should get
+        # raw (CR, ESC, bidi controls, lone surrogates, which would lose the whole digest) is
+        # escaped, line feeds and tabs are kept. ctxlog.Formatter (the default) has already put
+        # each record on one line, its traceback on "  | " lines.
+        body = escape_block("\n".join(lines))
         if over:
             body += f"\n\n... and {over} more records (more than capacity={self.capacity})\n"
         message.set_content(body)
@@ -292,7 +301,3 @@ class DigestSMTPHandler(logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({level})>"
-
-
-def _has_line_break(text: str) -> bool:
-    return any(char in text for char in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")

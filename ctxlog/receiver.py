@@ -54,9 +54,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Self
 
-from ctxlog import _wire
-from ctxlog._sanitize import sanitize
-from ctxlog.context import FIELDS
+from ctxlog import _sanitize, _wire
+from ctxlog.context import MISSING
+from ctxlog.formatter import Formatter
 
 __all__ = ["LineFormatter", "Receiver", "ReceiverThread", "add_arguments", "main"]
 
@@ -67,11 +67,9 @@ DEFAULT_FORMAT: Final = (
     "[pid %(process)s from %(peer)s]"
 )
 #: What starts each line of a traceback or stack that follows a record's line.
-CONTINUATION: Final = "  | "
+CONTINUATION: Final = _sanitize.CONTINUATION
 _REPORT_EVERY: Final = 10.0
 _FIELD_CAP: Final = 1024
-#: Text a record carries that is printed on lines of its own, after the record's line.
-_TAIL: Final = frozenset({"exc_text", "stack_info"})
 #: Names of records up to this length keep their route in a cache.
 _ROUTE_NAME_CAP: Final = 256
 _SIZE: Final = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
@@ -86,62 +84,35 @@ _UNITS: Final = dict(
 log = logging.getLogger("ctxlog.receiver")
 
 
-class LineFormatter(logging.Formatter):
+class LineFormatter(Formatter):
     r"""
     Format received records as one line each, safe against forged lines.
 
-    Every text field, the message and extra fields included, has its control, bidi and
-    separator characters escaped (``\\n``, ``\\x1b``): a record can never start a second line,
-    whatever fields the format shows. A traceback or stack follows on lines that each begin
-    with ``"  | "``, so it cannot pass for a record either. Fields a sender did not send show
-    as ``-``.
+    :class:`ctxlog.Formatter` with the receiver's defaults: the line format that shows the
+    context fields and the peer, ``-`` for a field a sender did not send, and a length cap on
+    every field (1024 characters) and on the message (the largest frame). Every field the
+    format names, the message and extra fields included, has its control, bidi and separator
+    characters escaped (``\n``, ``\x1b``): a record can never start a second line. A traceback
+    or stack follows on lines that each begin with ``"  | "``, so it cannot pass for a record
+    either.
 
     Args:
         fmt: A ``%``-style format; the default shows the context fields and the peer.
         datefmt: As for :class:`logging.Formatter`.
 
+    Raises:
+        ValueError: ``fmt`` contains a line break or is not a ``%``-style format.
+
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       A subclass of :class:`ctxlog.Formatter`: one escaping rule for every line ctxlog writes.
     """
 
-    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
-        defaults = dict.fromkeys((*FIELDS, "peer"), "-")
-        super().__init__(fmt or DEFAULT_FORMAT, datefmt, defaults=defaults)
+    _field_limit = _FIELD_CAP
+    _message_limit = _wire.MAX_BODY
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Return ``record`` as one escaped line, plus continuation lines for a traceback."""
-        if not (record.args or record.exc_info or record.exc_text or record.stack_info):
-            # Nearly every record: if the whole line is printable ASCII without a backslash,
-            # and no longer than a field may be, none of the fields in it had anything to
-            # escape or cut. One check instead of one per attribute.
-            line = super().format(record)
-            safe = line.isascii() and line.isprintable() and "\\" not in line
-            if safe and len(line) <= _FIELD_CAP:
-                return line
-        attrs = record.__dict__
-        changed: dict[str, Any] = {}
-        for name, value in attrs.items():
-            if isinstance(value, str) and name not in _TAIL:
-                clean = sanitize(value, _wire.MAX_BODY if name == "msg" else _FIELD_CAP)
-                if clean is not value:
-                    changed[name] = clean
-        if record.args:
-            changed["msg"] = sanitize(record.getMessage(), _wire.MAX_BODY)
-            changed["args"] = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        tail = [text for text in (record.exc_text, record.stack_info) if text]
-        if changed or tail or record.exc_info:
-            changed.update(exc_info=None, exc_text=None, stack_info=None)
-            record = logging.makeLogRecord({**attrs, **changed})
-        line = super().format(record)
-        if not tail:
-            return line
-        rest = [
-            CONTINUATION + sanitize(part, _wire.MAX_BODY)
-            for text in tail
-            for part in text.splitlines()
-        ]
-        return "\n".join([line, *rest])
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
+        super().__init__(fmt or DEFAULT_FORMAT, datefmt, defaults={"peer": MISSING})
 
 
 class _Reporter:

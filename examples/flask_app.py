@@ -56,7 +56,7 @@ def configure_logging(stream=None):
     handler = logging.StreamHandler(stream or sys.stderr)
     # On the handler, not on a logger: it then sees the records of every logger.
     handler.addFilter(ctxlog.ContextFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

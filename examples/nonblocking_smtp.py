@@ -43,10 +43,10 @@ from ctxlog.handlers import DigestSMTPHandler
 #: The console line; ip, user and request_id are put on every record by ctxlog's queue.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s: %(message)s"
 
-#: One block per record in the e-mail; a traceback, if any, follows the block.
+#: One line per record in the e-mail (ctxlog.Formatter); a traceback follows on "  | " lines.
 MAIL_FORMAT = (
-    "%(asctime)s %(levelname)s %(name)s: %(message)s\n"
-    "    client=%(ip)s user=%(user)s request_id=%(request_id)s %(method)s %(path)s"
+    "%(asctime)s %(levelname)s client=%(ip)s user=%(user)s request_id=%(request_id)s "
+    "%(method)s %(path)s %(name)s: %(message)s"
 )
 
 # Demo accounts. A real app checks a password hash in a database.
@@ -81,9 +81,9 @@ def configure_logging(
         interval=interval,
     )
     mail.setLevel(logging.ERROR)
-    mail.setFormatter(logging.Formatter(MAIL_FORMAT))
+    mail.setFormatter(ctxlog.Formatter(MAIL_FORMAT))
     console = logging.StreamHandler(stream or sys.stderr)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     # No ContextFilter needed: the handler nonblocking() returns stamps the fields itself, in
     # the thread that logs. Records for the mail queue are only those at ERROR or above.
     handler = ctxlog.nonblocking([mail, console], maxsize=10_000, overflow="drop_newest")

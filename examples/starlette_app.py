@@ -48,7 +48,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "ctxlog.ContextFilter"}},
-    "formatters": {"plain": {"format": LOG_FORMAT}},
+    "formatters": {"plain": {"class": "ctxlog.Formatter", "format": LOG_FORMAT}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

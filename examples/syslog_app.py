@@ -34,7 +34,7 @@ def configure_logging(address: str, transport: str, *, stream=None):
     # syslog gets the bare message (and traceback): time, host and context are in the header
     # and the structured data. The default Formatter does exactly that.
     console = logging.StreamHandler(stream or sys.stderr)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     handler = ctxlog.nonblocking([syslog, console])
     root = logging.getLogger()
     root.addHandler(handler)

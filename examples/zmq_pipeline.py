@@ -66,7 +66,7 @@ def send(address: str = ADDRESS) -> ZMQQueueHandler:
 def collect(address: str = ADDRESS) -> None:
     """Print every record that arrives at ``address`` until Ctrl-C or SIGTERM."""
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     listener = ZMQQueueListener(address, console, secret=SECRET)
     listener.start()
     print(f"collecting on {listener.endpoint}; Ctrl-C to stop", file=sys.stderr)
@@ -92,7 +92,7 @@ class _Count(logging.Handler):
 def demo() -> int:
     """Collect on a free port, send three records to it, print them, and stop."""
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     count = _Count(3)
     listener = ZMQQueueListener("tcp://127.0.0.1:*", console, count, secret=SECRET)
     listener.start()

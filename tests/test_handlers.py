@@ -470,6 +470,30 @@ def test_record_data_never_reaches_the_headers(
     assert not any(char in text for char in "\r\x1b\u202e")
 
 
+def test_default_formatter_puts_each_record_on_one_line(
+    smtp_server: Any, cleanup: list[logging.Handler]
+) -> None:
+    """Without a formatter set, a hostile message is one body line, its traceback on '  | ' lines."""
+    handler = DigestSMTPHandler(
+        ("127.0.0.1", smtp_server.port), FROM, [TO], SUBJECT, timeout=2.0, interval=30.0
+    )
+    cleanup.append(handler)
+    try:
+        raise ValueError("bad\nFORGED exception line")
+    except ValueError as error:
+        failed = record("caught %s", args=(error,), exc_info=(ValueError, error, error.__traceback__))
+    handler.handle(record("a\nFORGED line \ud800 \\n"))
+    handler.handle(failed)
+    handler.close()
+    text = all_bodies(smtp_server.wait_for(2, timeout=5))
+    lines = [line for line in text.split("\n") if line]
+    assert "a\\nFORGED line \\ud800 \\\\n" == lines[0]
+    assert "caught bad\\nFORGED exception line" == lines[1]
+    assert "  | Traceback (most recent call last):" == lines[2]
+    assert all(line.startswith("  | ") for line in lines[2:])
+    assert "  | FORGED exception line" == lines[-1]
+
+
 def test_subject_with_line_break_is_escaped(
     smtp_server: Any, make: Callable[..., DigestSMTPHandler]
 ) -> None:

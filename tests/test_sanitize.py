@@ -8,7 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctxlog._sanitize import MAX_REQUEST_ID, new_request_id, sanitize, valid_request_id
+from ctxlog._sanitize import (
+    CONTINUATION,
+    MAX_REQUEST_ID,
+    REQUEST_ID_BYTES,
+    Escaped,
+    continuation_lines,
+    escape,
+    escape_block,
+    new_request_id,
+    quoted,
+    sanitize,
+    sanitize_once,
+    token,
+    valid_request_id,
+)
 
 #: Characters that must never reach a log line raw, written out independently of the library.
 UNSAFE = frozenset(
@@ -242,6 +256,78 @@ def test_sanitize_changes_safe_text_only_by_cutting(value, limit):
     assert expected_cut(value, limit) == sanitize(value, limit)
 
 
+def test_every_unsafe_character_but_the_backslash_is_not_printable():
+    """The fast check (isprintable and no backslash) never lets an unsafe character through."""
+    assert [] == [char for char in UNSAFE if char.isprintable()]
+
+
+@settings(deadline=None)
+@given(any_text)
+def test_escape_is_sanitize_without_a_cut(value):
+    """escape() applies the same rule as sanitize(), with no length limit."""
+    assert sanitize(value, len(value)) == escape(value)
+
+
+def test_escaped_text_is_marked_and_safe_text_is_returned_as_it_is():
+    """Escaped output is an Escaped str; text with nothing to escape is the same object."""
+    safe = "/cart caf\u00e9 \u65e5\u672c"
+
+    assert safe is escape(safe)
+    assert type(escape("a\nb")) is Escaped
+    assert type(str(escape("a\nb"))) is Escaped  # the mark survives LogRecord.getMessage()
+
+
+@settings(deadline=None)
+@given(any_text, limits)
+def test_sanitize_once_never_escapes_twice(value, limit):
+    """Escaping again what sanitize() returned changes nothing; raw text is escaped once."""
+    once = sanitize(value, limit)
+
+    assert once == sanitize_once(once, limit)
+    assert once == sanitize_once(value, limit)
+
+
+def test_escape_block_keeps_the_layout_and_escapes_the_rest():
+    """Line feeds, tabs and backslashes stay; CR, ESC, bidi controls and surrogates do not."""
+    block = "a\tb \\n\n  | c\r\x1b[2J\u202e\ud800"
+
+    assert "a\tb \\n\n  | c\\r\\x1b[2J\\u202e\\ud800" == escape_block(block)
+    assert "plain\n\tlines" == escape_block("plain\n\tlines")
+
+
+def test_continuation_lines_split_at_line_feeds_only_and_escape_each_part():
+    """Every line starts with the prefix; other breaks inside a line show as escapes."""
+    text = "Traceback:\n  File x\nValueError: a\rb\u2028c\x85d\\n"
+
+    assert [
+        CONTINUATION + "Traceback:",
+        CONTINUATION + "  File x",
+        CONTINUATION + "ValueError: a\\rb\\u2028c\\x85d\\\\n",
+    ] == continuation_lines(text)
+    assert [CONTINUATION + "ab...", CONTINUATION + "c"] == continuation_lines("abcd\nc", 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice", "alice"),
+        ("", "-"),
+        ("alice smith", "alice\\x20smith"),
+        ('a"b', 'a\\"b'),
+        ("a\u00a0b\u2003c\u3000d", "a\\xa0b\\u2003c\\u3000d"),
+    ],
+)
+def test_token_has_no_whitespace_and_no_quote(text, expected):
+    """A column value: whitespace and quotes become escapes, empty is '-'."""
+    assert expected == token(text)
+
+
+def test_quoted_escapes_double_quotes_only():
+    """Inside quotes a double quote becomes \\" and nothing else changes."""
+    assert 'say \\"hi\\" to x' == quoted('say "hi" to x')
+    assert "no quotes" == quoted("no quotes")
+
+
 # --- request ids -----------------------------------------------------------------------------
 
 
@@ -252,12 +338,12 @@ def test_sanitize_changes_safe_text_only_by_cutting(value, limit):
         "abc-123_x.y",
         "0f8fad5b-d9cb-469f-a165-70867728950e",
         "{0f8fad5b-d9cb-469f-a165-70867728950e}",
-        "!~\"'<>;=\\",
+        "!~'<>;=[]^`|",
         "x" * MAX_REQUEST_ID,
     ],
 )
 def test_valid_request_id_accepts_printable_ascii(value):
-    """1 to 200 printable ASCII characters without spaces or commas are a valid request id."""
+    """1-200 printable ASCII characters without space, comma, backslash or quote are valid."""
     assert valid_request_id(value)
 
 
@@ -286,11 +372,25 @@ def test_valid_request_id_accepts_printable_ascii(value):
         "\xff\xfe\xc3(",
         "a,b",
         "a, b",
+        "r1\\nFORGED",
+        "\\",
+        'a"b',
+        '"',
     ],
 )
 def test_valid_request_id_rejects_the_rest(value):
-    """Empty, too long, spaces, commas, tabs, controls and non-ASCII are rejected."""
+    """Empty, too long, spaces, commas, backslashes, quotes, controls, non-ASCII: rejected."""
     assert not valid_request_id(value)
+
+
+@pytest.mark.parametrize("code", range(0x100))
+def test_request_id_bytes_pattern_agrees_with_valid_request_id(code):
+    """The ASGI middleware's byte pattern accepts exactly the characters valid_request_id does."""
+    value = f"a{chr(code)}b"
+
+    assert valid_request_id(value) == (
+        REQUEST_ID_BYTES.fullmatch(value.encode("latin-1")) is not None
+    )
 
 
 def test_max_request_id_is_200():
@@ -307,8 +407,10 @@ def test_max_request_id_is_200():
     )
 )
 def test_valid_request_id_matches_its_definition(value):
-    """A request id is valid exactly when it is 1-200 characters from "!" to "~", no comma."""
-    expected = 0 < len(value) <= 200 and all("!" <= char <= "~" and char != "," for char in value)
+    """A request id is valid exactly when it is 1-200 characters from "!" to "~" but ,\\"."""
+    expected = 0 < len(value) <= 200 and all(
+        "!" <= char <= "~" and char not in ',\\"' for char in value
+    )
 
     assert expected == valid_request_id(value)
 
