@@ -288,15 +288,22 @@ def _with_id(message: Message, name: bytes, value: bytes) -> Message:
     that name the app set itself, in any case, is kept as it is, and no second one is added.
     """
     headers = message.get("headers", ())
-    if type(headers) is not list and type(headers) is not tuple:
-        headers = list(headers)  # any iterable: read it once, send what was read
+    if type(headers) is not list:
+        headers = [*headers]  # a tuple, or any iterable: read it once, send what was read
     size = len(name)
-    for key, _ in headers:
+    for pair in headers:
+        key = pair[0]
         if len(key) == size and key.lower() == name:
             break
     else:
-        return {**message, "headers": [*headers, (name, value)]}
-    return message if headers is message.get("headers") else {**message, "headers": headers}
+        copy = dict(message)
+        copy["headers"] = [*headers, (name, value)]
+        return copy
+    if headers is message.get("headers"):
+        return message
+    copy = dict(message)
+    copy["headers"] = headers
+    return copy
 
 
 async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
