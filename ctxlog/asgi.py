@@ -221,7 +221,7 @@ class ASGIMiddleware:
         if not access_log:
             # Only the id to echo: the lean path of most deployments.
             async def send_with_id(message: Message) -> None:
-                if message["type"] in _STARTS:
+                if message["type"] in {"http.response.start", "websocket.accept"}:
                     message = _with_id(message, id_name, echo)
                 await send(message)
 
@@ -241,7 +241,7 @@ class ASGIMiddleware:
         async def send_and_measure(message: Message) -> None:
             nonlocal status, size, finished
             kind = message["type"]
-            if kind in _STARTS:
+            if kind in {"http.response.start", "websocket.accept"}:
                 status = message.get("status", 101)
                 message = _with_id(message, id_name, echo)
             elif kind == "http.response.body":
@@ -275,8 +275,6 @@ class ASGIMiddleware:
                 reset_request(token)
 
 
-#: The messages that start a response: the request id header goes into them.
-_STARTS: Final = frozenset({"http.response.start", "websocket.accept"})
 _SHUTDOWN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
@@ -291,8 +289,7 @@ def _with_id(message: Message, name: bytes, value: bytes) -> Message:
     if type(headers) is not list:
         headers = [*headers]  # a tuple, or any iterable: read it once, send what was read
     size = len(name)
-    for pair in headers:
-        key = pair[0]
+    for key, _ in headers:
         if len(key) == size and key.lower() == name:
             break
     else:
