@@ -293,14 +293,8 @@ def _with_id(message: Message, name: bytes, value: bytes) -> Message:
         if len(key) == size and key.lower() == name:
             break
     else:
-        copy = dict(message)
-        copy["headers"] = [*headers, (name, value)]
-        return copy
-    if headers is message.get("headers"):
-        return message
-    copy = dict(message)
-    copy["headers"] = headers
-    return copy
+        return dict(message, headers=[*headers, (name, value)])
+    return message if headers is message.get("headers") else dict(message, headers=headers)
 
 
 async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
