@@ -12,11 +12,15 @@ context. ``http`` and ``websocket`` connections get a context; other scope types
 through untouched. The context is reset with its token when the app returns, so a task the
 server reuses carries nothing into the next request.
 
-At the ``lifespan`` shutdown, what :func:`ctxlog.nonblocking` handlers still hold is delivered
-before the server hears that the app has stopped: uvicorn ends the process after a SIGTERM
-without running exit handlers, so the queue would be lost. An app that does not speak the
-lifespan protocol (Django's ``ASGIHandler`` refuses it) gets it answered by the middleware, so
-the flush happens for it too.
+Wrapping an app changes nothing the server or the client sees but the request id header: the
+app's messages reach the server as the app sent them (the header goes into a copy of
+``http.response.start`` or ``websocket.accept``, and only when the app did not set that header
+itself), and so do the app's own ``lifespan`` events and errors. At the ``lifespan`` shutdown,
+what :func:`ctxlog.nonblocking` handlers still hold is delivered before the server hears that the
+app has stopped: uvicorn ends the process after a SIGTERM without running exit handlers, so the
+queue would be lost. An app that does not speak the lifespan protocol (Django's ``ASGIHandler``
+refuses it) needs ``answer_lifespan=True``: the middleware then answers the server's lifespan
+events itself, with the same flush, and never passes them to the app.
 
 The request's fields live in one holder shared by the whole request, so a ``ctxlog.bind()`` made
 in a view, in a sync view in the thread pool or inside a Starlette ``BaseHTTPMiddleware`` (which
@@ -35,13 +39,13 @@ length-capped before it is stored: a request can never start a new log line, sen
 escape sequence or reorder text with bidi controls. The request id is accepted from the client
 only when it is 1-200 printable ASCII characters without spaces or commas, otherwise a new one
 is made (also when the header comes twice); it is echoed in the response, never anything else
-from the request.
+from the request. A response that already has the header (the app set one, in any case) keeps
+it as the app set it: the records of the request keep the id the middleware chose.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, Literal
@@ -60,7 +64,6 @@ from ctxlog.queue import flush
 
 __all__ = ["ASGIMiddleware"]
 
-_log = logging.getLogger("ctxlog")
 _VALID_ID = REQUEST_ID_BYTES.fullmatch
 _MAX_CACHED = 256
 
@@ -92,9 +95,14 @@ class ASGIMiddleware:
             without a valid one), or from the current OpenTelemetry span when a record is
             logged. ``"request_id"``: also use the trace-id as the request id when a valid
             ``traceparent`` came in. See :doc:`/trace-context`.
+        answer_lifespan: The app does not speak the ASGI lifespan protocol (Django's
+            ``ASGIHandler``): the middleware answers the server's ``lifespan`` events itself,
+            flushing the :func:`ctxlog.nonblocking` queues at the shutdown, and never passes
+            them to the app. Off (the default): the app gets them, and its answers and errors
+            reach the server as the app made them.
 
     Raises:
-        TypeError: ``user`` is not callable.
+        TypeError: ``user`` is not callable, or ``answer_lifespan`` is not a bool.
         ValueError: An entry of ``trusted_proxies`` is not an address or network, a header
             name is not valid, or ``trace_context`` is not ``True``, ``False`` or
             ``"request_id"``.
@@ -102,6 +110,9 @@ class ASGIMiddleware:
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        ``trace_context``.
+    .. versionchanged:: 0.3.0
+       ``answer_lifespan``. A request id header the app sets itself is kept, not followed
+       by a second one, and the app's messages are not changed.
     """
 
     def __init__(
@@ -115,11 +126,16 @@ class ASGIMiddleware:
         access_log: bool = False,
         log_query: bool = False,
         trace_context: bool | Literal["request_id"] = False,
+        answer_lifespan: bool = False,
     ) -> None:
         if not callable(app):
             msg = f"ASGIMiddleware: app {app!r} is not an ASGI application (not callable)"
             raise TypeError(msg)
+        if not isinstance(answer_lifespan, bool):
+            msg = f"answer_lifespan: {answer_lifespan!r} is not True or False"
+            raise TypeError(msg)
         self.app = app
+        self.answer_lifespan = answer_lifespan
         self.settings = Settings(
             trusted_proxies=trusted_proxies,
             proxy_header=proxy_header,
@@ -146,10 +162,12 @@ class ASGIMiddleware:
         """Serve one connection: set its context, run the app, echo the id, log access."""
         kind = scope["type"]
         if kind not in {"http", "websocket"}:
-            if kind == "lifespan":
-                await _lifespan(self.app, scope, receive, send)
-            else:
+            if kind != "lifespan":
                 await self.app(scope, receive, send)
+            elif self.answer_lifespan:
+                await _answer_lifespan(receive, send)
+            else:
+                await _lifespan(self.app, scope, receive, send)
             return
         settings = self.settings
         started = time.perf_counter() if settings.access_log else 0.0
@@ -204,7 +222,7 @@ class ASGIMiddleware:
             # Only the id to echo: the lean path of most deployments.
             async def send_with_id(message: Message) -> None:
                 if message["type"] in {"http.response.start", "websocket.accept"}:
-                    message["headers"] = [*message.get("headers", ()), (id_name, echo)]
+                    message = _with_id(message, id_name, echo)
                 await send(message)
 
             try:
@@ -225,7 +243,7 @@ class ASGIMiddleware:
             kind = message["type"]
             if kind in {"http.response.start", "websocket.accept"}:
                 status = message.get("status", 101)
-                message["headers"] = [*message.get("headers", ()), (id_name, echo)]
+                message = _with_id(message, id_name, echo)
             elif kind == "http.response.body":
                 size += len(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -260,35 +278,41 @@ class ASGIMiddleware:
 _SHUTDOWN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
+def _with_id(message: Message, name: bytes, value: bytes) -> Message:
+    """
+    Return ``message`` with the request id header added, as a new message.
+
+    The app's message is never changed: it may keep it, or send the same one again. A header of
+    that name the app set itself, in any case, is kept as it is, and no second one is added.
+    """
+    headers = message.get("headers", ())
+    if type(headers) is not list:
+        headers = [*headers]  # a tuple, or any iterable: read it once, send what was read
+    size = len(name)
+    for key, _ in headers:
+        if len(key) == size and key.lower() == name:
+            break
+    else:
+        return dict(message, headers=[*headers, (name, value)])
+    return message if headers is message.get("headers") else dict(message, headers=headers)
+
+
 async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """
     Pass the lifespan through; deliver the queued records before shutdown is reported.
 
-    The flush runs in the event loop's thread, which holds the shutdown up until the targets
-    have their records (or stop making progress). It is the server's last chance: uvicorn
-    raises SIGTERM again once it hears the shutdown is complete.
+    The app's messages and errors reach the server as the app made them. The flush runs in the
+    event loop's thread, which holds the shutdown up until the targets have their records (or
+    stop making progress). It is the server's last chance: uvicorn raises SIGTERM again once it
+    hears the shutdown is complete.
     """
-    received = False
-
-    async def receive_noted() -> Message:
-        nonlocal received
-        received = True
-        return await receive()
 
     async def send_flushed(message: Message) -> None:
         if message.get("type") in _SHUTDOWN_DONE:
             flush()
         await send(message)
 
-    try:
-        await app(scope, receive_noted, send_flushed)
-    except Exception:
-        if received:
-            raise
-        # Refused before reading a message: the app does not speak lifespan (ASGI says the
-        # server then carries on without it). Answer for it, so shutdown still flushes.
-        _log.debug("the app refused the lifespan protocol; ctxlog answers it", exc_info=True)
-        await _answer_lifespan(receive, send)
+    await app(scope, receive, send_flushed)
 
 
 async def _answer_lifespan(receive: Receive, send: Send) -> None:

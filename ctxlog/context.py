@@ -15,9 +15,9 @@ Everything lives in two :mod:`contextvars` variables and nowhere else:
     An immutable mapping for ``scope()`` blocks and for ``bind()`` outside requests. Changing it
     means setting a new mapping, so it only ever changes the current Context.
 
-The middleware never changes a thread's own Context: WSGI requests run in a copy of it, and ASGI
-requests reset the variable with their token, so nothing of a request is left behind in a reused
-thread or task.
+The middleware leaves nothing in a thread's own Context: WSGI requests set and reset these
+variables around the app call and every step of the body, and ASGI requests reset the variable
+with their token, so nothing of a request is left behind in a reused thread or task.
 """
 
 from __future__ import annotations

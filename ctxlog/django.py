@@ -22,7 +22,8 @@ It works in two ways, chosen per request:
    wrapper's access log and every step of a streaming body.
 2. **Setting the context itself**, when nothing wraps the application: ``ip`` (from
    ``REMOTE_ADDR`` and, for trusted proxies, the proxy header), ``request_id`` (an acceptable
-   incoming ``X-Request-ID``, else a new one, echoed in the response), ``method``, ``path`` and
+   incoming ``X-Request-ID``, else a new one, echoed in the response unless the view set that
+   header itself), ``method``, ``path`` and
    the user, from the options in the ``CTXLOG`` setting. The context is reset when the
    middleware returns. Records Django logs about the response a view *returned* (a 404 or 500
    response, not an exception) are written here, inside the context, instead of after the
@@ -163,6 +164,8 @@ class ContextMiddleware:
             or a bad value.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       A request id header the view set itself is kept instead of replaced.
     """
 
     sync_capable = True
@@ -266,7 +269,8 @@ class ContextMiddleware:
         self, state: RequestState, request: Request, response: Response, started: float
     ) -> Response:
         """Echo the id, log what Django would log after the chain, wrap a streaming body."""
-        response[self._id_header] = state.fields["request_id"]
+        if self._id_header not in response:  # one the view set itself is kept (any case)
+            response[self._id_header] = state.fields["request_id"]
         if response.status_code >= 400:
             # Django logs a 4xx/5xx response a view returned after the whole middleware chain,
             # where this context is gone. Log it here; Django then skips it (it is marked).

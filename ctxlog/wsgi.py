@@ -5,12 +5,21 @@
 
     app.wsgi_app = ctxlog.WSGIMiddleware(app.wsgi_app, trusted_proxies=["10.0.0.0/8"])
 
-Each request runs in a copy of the server thread's :class:`contextvars.Context`: the app call,
-every step of the response body and the final ``close()`` all run inside that copy, so a streaming
-body logs with its request's fields, and nothing a request sets is left in a thread the server
-reuses for the next one (a threaded server such as gunicorn's gthread, waitress or cheroot reuses
-threads all the time). The access log is written when the server closes the response, which
-PEP 3333 requires it to do once it has sent the body.
+The request's context is set for the app call, for every step of the response body and for the
+final ``close()``, and taken away after each, in whatever thread and :class:`contextvars.Context`
+the server runs them: a streaming body logs with its request's fields, and nothing of ctxlog's is
+left in a thread the server reuses for the next request (a threaded server such as gunicorn's
+gthread, waitress or cheroot reuses threads all the time), even when a step raises or the body is
+never closed. Only ctxlog's own context variables are touched: the app runs in the server's
+Context, as it would without the middleware, so a context manager or a
+:class:`~contextvars.ContextVar` that the app enters in one step and leaves in another (Flask's
+``stream_with_context``, its test client keeping the request context) works as before. The access
+log is written when the server closes the response, which PEP 3333 requires it to do once it has
+sent the body.
+
+The request id is added to the response's headers (a new list: the app's is not changed), unless
+the app set that header itself, in any case: then the app's header is sent as it is, alone, and
+the request's records keep the id the middleware chose.
 
 Security
 --------
@@ -22,9 +31,8 @@ start a new log line.
 
 from __future__ import annotations
 
-import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +44,7 @@ from ctxlog._middleware import (
     method_field,
 )
 from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
-from ctxlog.context import MISSING, RequestState, _request, tag_exception
+from ctxlog.context import MISSING, RequestState, _local, _request, reset_request, tag_exception
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -76,6 +84,10 @@ class WSGIMiddleware:
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        ``trace_context``.
+    .. versionchanged:: 0.3.0
+       The app runs in the server's Context, not in a copy of it; only ctxlog's context is set
+       and reset around the app call and each step of the body. A request id header the app
+       sets itself is kept, not followed by a second one.
     """
 
     def __init__(
@@ -106,24 +118,16 @@ class WSGIMiddleware:
         settings = self.settings
         self._id_key = "HTTP_" + settings.request_id_header.upper().replace("-", "_")
         self._id_header = request_id_header
+        self._id_lower = settings.request_id_header
         self._trace = settings.trace_context
         header = settings.client_ip.header
         self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """Serve one request in a copy of the current Context."""
-        context = contextvars.copy_context()
-        return context.run(self._call, context, environ, start_response)
-
     def _resolve_user(self, environ: WSGIEnvironment) -> str | None:
         return self.settings.resolve_user(environ, _remote_user)
 
-    def _call(
-        self,
-        context: contextvars.Context,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request with its context set; the caller's context is left as it was."""
         started = time.perf_counter()
         settings = self.settings
         incoming = environ.get(self._id_key)
@@ -145,27 +149,49 @@ class WSGIMiddleware:
             settings.add_trace(fields, environ.get("HTTP_TRACEPARENT"))
             request_id = fields["request_id"]
         state = RequestState(fields, self._resolve_user, environ)
-        _request.set(state)
-        if settings.user is not None or "REMOTE_USER" in environ:
-            state.current()  # the user, if already known; a failing user= reports in context
-        response = _Response(context, state, settings, environ, started)
+        outer = _local.get()
+        response = _Response(state, settings, environ, started, outer)
         header = (self._id_header, request_id)
+        id_lower = self._id_lower
 
         def _start_response(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             response.status = status
-            # A new list: the app may pass the same list object to every request.
-            write = start_response(status, [*headers, header], exc_info)
+            # A new list: the app may pass the same list object to every request. A header
+            # the app set itself is kept, alone.
+            size = len(id_lower)
+            for name, _ in headers:
+                if len(name) == size and name.lower() == id_lower:
+                    break
+            else:
+                headers = [*headers, header]
+            write = start_response(status, headers, exc_info)
             return response.counting(write) if settings.access_log else write
 
+        token = _request.set(state)
         try:
+            if settings.user is not None or "REMOTE_USER" in environ:
+                state.current()  # the user, if already known; a failing user= reports in context
             body = self.app(environ, _start_response)
         except BaseException as error:
             tag_exception(error, state)
             response.failed()
             raise
+        finally:
+            # ctxlog's own variables go back to what the caller had; the app's stay as it
+            # left them, as without the middleware. A scope() the app left open is the
+            # request's: it comes back for the body.
+            local = response.local = _local.get()
+            if local is not outer:
+                _local.set(outer)
+            reset_request(token)
         response.body = body
+        if type(body) is list or type(body) is tuple:
+            # Iterating these runs none of the app's code, and they have no close(): only the
+            # access line, if any, needs the context.
+            response.__class__ = _ListResponse
+            return response
         if hasattr(type(body), "__len__"):
             # Servers ask for len() only when the body has one (waitress, gunicorn test with
             # hasattr); an unsized body must stay unsized, so only a sized one gets __len__.
@@ -205,14 +231,19 @@ def _remote_user(environ: WSGIEnvironment) -> str | None:
 
 
 class _Response:
-    """Iterate and close the app's response inside the request's Context, then log access."""
+    """
+    Iterate and close the app's response with the request's context set, then log access.
+
+    Each step sets ctxlog's variables in the Context it runs in and puts back what was there,
+    so it works from any thread, any Context and from inside another step (a server calling
+    ``close()`` while iterating), and leaves nothing behind when it raises.
+    """
 
     __slots__ = (
         "body",
-        "context",
-        "entered",
         "environ",
         "iterator",
+        "local",
         "settings",
         "size",
         "started",
@@ -222,22 +253,22 @@ class _Response:
 
     def __init__(
         self,
-        context: contextvars.Context,
         state: RequestState,
         settings: Settings,
         environ: WSGIEnvironment,
         started: float,
+        local: Mapping[str, Any],
     ) -> None:
-        self.context = context
         self.state = state
         self.settings = settings
         self.environ = environ
         self.started = started
+        #: The request's scope() values, carried from one step to the next.
+        self.local = local
         self.status: str | None = None
         self.size = 0
         self.body: Iterable[bytes] = ()
         self.iterator: Iterator[bytes] | None = None
-        self.entered = False
 
     def counting(self, write: Callable[[bytes], object]) -> Callable[[bytes], object]:
         def counted(data: bytes) -> object:
@@ -246,17 +277,6 @@ class _Response:
 
         return counted
 
-    def _run(self, fn: Callable[[], Any]) -> Any:
-        # A Context can be entered by one thread at a time, and not twice. A server that calls
-        # close() from inside an iteration step or from another thread still gets it done.
-        if self.entered:
-            return fn()
-        self.entered = True
-        try:
-            return self.context.run(fn)
-        finally:
-            self.entered = False
-
     def __iter__(self) -> Iterator[bytes]:
         return self
 
@@ -264,12 +284,14 @@ class _Response:
         return True
 
     def __next__(self) -> bytes:
-        return self._run(self._next)  # type: ignore[no-any-return]
-
-    def _next(self) -> bytes:
-        if self.iterator is None:
-            self.iterator = iter(self.body)
+        outer = _local.get()  # before any set(): a cache hit
+        token = _request.set(self.state)
+        local = self.local
+        if local is not outer:
+            _local.set(local)
         try:
+            if self.iterator is None:
+                self.iterator = iter(self.body)
             chunk = next(self.iterator)
         except StopIteration:
             raise
@@ -278,14 +300,24 @@ class _Response:
             if self.status is None:
                 self.status = "500 Internal Server Error"
             raise
+        finally:
+            local = self.local = _local.get()
+            if local is not outer:
+                _local.set(outer)
+            # reset_request(), inline: this runs for every step of every body.
+            try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress
+                _request.reset(token)
+            except (ValueError, RuntimeError):
+                pass
         self.size += len(chunk)
         return chunk
 
     def close(self) -> None:
-        """Close the app's response and write the access log, in the request's Context."""
-        self._run(self._close)
-
-    def _close(self) -> None:
+        """Close the app's response and write the access log, with the request's context set."""
+        outer = _local.get()
+        token = _request.set(self.state)
+        if self.local is not outer:
+            _local.set(self.local)
         try:
             close = getattr(self.body, "close", None)
             if close is not None:
@@ -294,7 +326,13 @@ class _Response:
             tag_exception(error, self.state)
             raise
         finally:
-            self._log()
+            try:
+                self._log()
+            finally:
+                local = self.local = _local.get()
+                if local is not outer:
+                    _local.set(outer)
+                reset_request(token)
 
     def failed(self) -> None:
         """Log access for an app that raised instead of returning a response."""
@@ -308,11 +346,10 @@ class _Response:
         started, self.started = self.started, -1.0  # once only
         environ = self.environ
         status = self.status.split(" ", 1)[0] if self.status else "500"
-        fields = _request.get()
-        path = fields.fields["path"] if fields is not None else MISSING
+        fields = self.state.fields
         settings.write_access(
-            method=fields.fields["method"] if fields is not None else MISSING,
-            path=path,
+            method=fields["method"],
+            path=fields["path"],
             query=latin1_text(environ.get("QUERY_STRING", "")),
             protocol=sanitize(environ.get("SERVER_PROTOCOL", "HTTP/1.0"), 16),
             status=int(status) if status.isdigit() else 500,
@@ -330,3 +367,21 @@ class _SizedResponse(_Response):
 
     def __len__(self) -> int:
         return len(self.body)  # type: ignore[arg-type]
+
+
+class _ListResponse(_SizedResponse):
+    """A :class:`_Response` for a list or tuple body: nothing of the app runs while it is sent."""
+
+    __slots__ = ()
+
+    def __next__(self) -> bytes:
+        if self.iterator is None:
+            self.iterator = iter(self.body)
+        chunk = next(self.iterator)
+        self.size += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Write the access log, if asked for, with the request's context set."""
+        if self.settings.access_log:
+            super().close()

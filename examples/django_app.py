@@ -165,8 +165,10 @@ def prepare_database() -> None:
 application = ctxlog.WSGIMiddleware(
     get_wsgi_application(), trusted_proxies=TRUSTED_PROXIES, access_log=True
 )
+# answer_lifespan: Django does not speak the lifespan protocol; ctxlog answers it for Django and
+# delivers what nonblocking() handlers hold at uvicorn's shutdown.
 asgi_application = ctxlog.ASGIMiddleware(
-    get_asgi_application(), trusted_proxies=TRUSTED_PROXIES, access_log=True
+    get_asgi_application(), trusted_proxies=TRUSTED_PROXIES, access_log=True, answer_lifespan=True
 )
 
 

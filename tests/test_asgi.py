@@ -393,6 +393,119 @@ def test_websocket_gets_context_and_echoes_the_id(capture):
     assert [] == capture.named("ctxlog.access")
 
 
+async def _serve_once(app, kind, incoming=None):
+    """Call ``app`` for one http request or websocket connection; return what reached the server."""
+    headers = [] if incoming is None else [(b"x-request-id", incoming)]
+    if kind == "http":
+        return await call(app, {"headers": headers})
+    scope = {"type": "websocket", "path": "/ws", "headers": headers, "client": ("192.0.2.10", 1)}
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+def _start_app(kind, message):
+    """An app sending ``message`` as its http.response.start or websocket.accept."""
+
+    async def app(scope, receive, send):
+        log.info("in view")
+        await send(message)
+        if kind == "http":
+            await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+_KINDS = {"http": "http.response.start", "websocket": "websocket.accept"}
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+@pytest.mark.parametrize("access_log", [False, True])
+@pytest.mark.parametrize("name", [b"x-request-id", b"X-Request-ID", b"X-REQUEST-ID"])
+def test_an_app_setting_its_own_request_id_keeps_it_alone(capture, kind, access_log, name):
+    """A request id header the app set, in any case, is sent as it is and once; records keep ours."""
+    message = {"type": _KINDS[kind], "status": 200, "headers": [(name, b"app-id")]}
+    app = ctxlog.ASGIMiddleware(_start_app(kind, message), access_log=access_log)
+
+    sent = asyncio.run(_serve_once(app, kind, incoming=b"client-id"))
+
+    assert [(name, b"app-id")] == list(sent[0]["headers"])
+    assert "client-id" == capture.named("asgi.app")[0].request_id
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+@pytest.mark.parametrize("access_log", [False, True])
+@pytest.mark.parametrize(
+    "headers",
+    [None, [], [(b"content-type", b"text/plain")], ((b"content-type", b"text/plain"),)],
+    ids=["no-headers-key", "empty-list", "list", "tuple"],
+)
+def test_the_apps_start_message_is_not_changed(kind, access_log, headers):
+    """The id goes into a new message: the app's own message and its header list stay as they were."""
+    message = {"type": _KINDS[kind], "status": 200}
+    if headers is not None:
+        message["headers"] = headers
+    before = {**message, "headers": list(headers)} if headers is not None else dict(message)
+    app = ctxlog.ASGIMiddleware(_start_app(kind, message), access_log=access_log)
+
+    sent = asyncio.run(_serve_once(app, kind, incoming=b"rid-1"))
+
+    expected_after = before if headers is None else {**before, "headers": headers}
+    assert expected_after == message
+    if headers is not None:
+        assert list(headers) == list(message["headers"])
+    assert sent[0] is not message
+    assert [*(headers or ()), (b"x-request-id", b"rid-1")] == list(sent[0]["headers"])
+
+
+def test_headers_given_as_any_iterable_are_read_once():
+    """Headers given as a generator reach the server whole, followed by the id."""
+
+    async def app(scope, receive, send):
+        headers = (pair for pair in [(b"content-type", b"text/plain")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = asyncio.run(_serve_once(ctxlog.ASGIMiddleware(app), "http", incoming=b"rid-2"))
+
+    assert [(b"content-type", b"text/plain"), (b"x-request-id", b"rid-2")] == list(
+        sent[0]["headers"]
+    )
+
+
+def test_an_app_header_given_as_a_generator_is_kept_alone():
+    """The app's own id in a generator of headers is found, sent, and not doubled."""
+
+    async def app(scope, receive, send):
+        headers = (pair for pair in [(b"X-Request-Id", b"app-id")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = asyncio.run(_serve_once(ctxlog.ASGIMiddleware(app), "http"))
+
+    assert [(b"X-Request-Id", b"app-id")] == list(sent[0]["headers"])
+
+
+def test_starlette_response_setting_the_header_gets_one(capture):
+    """A Starlette view that sets X-Request-ID itself: the client gets exactly one, the view's."""
+
+    async def own(request):
+        log.info("in view")
+        return PlainTextResponse("hi", headers={"X-Request-ID": "view-id"})
+
+    response = client(make_app([Route("/", own)])).get("/", headers={"X-Request-ID": "client-id"})
+
+    assert ["view-id"] == response.headers.get_list("x-request-id")
+    assert "client-id" == capture.named("asgi.app")[0].request_id
+
+
 def test_missing_client_gives_dash_and_works(capture):
     """An http scope with client=None (a unix socket) logs ip '-' and is served."""
     sent = asyncio.run(call(make_app(trusted_proxies=["10.0.0.0/8"]), {"client": None}))
@@ -612,6 +725,7 @@ def test_add_middleware_with_options(capture):
         ({"trusted_proxies": ["300.1.1.1"]}, ValueError, "300.1.1.1"),
         ({"user": 42}, TypeError, "not callable"),
         ({"request_id_header": ""}, ValueError, "header name"),
+        ({"answer_lifespan": "yes"}, TypeError, "answer_lifespan: 'yes'"),
     ],
 )
 def test_bad_configuration_fails_at_construction(options, error, match):
@@ -685,18 +799,22 @@ class _Slow(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _run_lifespan(app):
+def _run_lifespan(app, before_shutdown=None, **options):
     """Play a server's lifespan through the middleware; return the types of what reached it."""
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent = []
 
     async def receive():
-        return next(messages)
+        message = next(messages)
+        if message["type"] == "lifespan.shutdown" and before_shutdown is not None:
+            before_shutdown()
+        return message
 
     async def send(message):
         sent.append(message["type"])
 
-    asyncio.run(ctxlog.ASGIMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    asyncio.run(ctxlog.ASGIMiddleware(app, **options)(scope, receive, send))
     return sent
 
 
@@ -743,20 +861,62 @@ def test_lifespan_shutdown_delivers_the_queue_before_it_is_reported(slow_queue):
     assert delivered_at_report[0] < 200  # the queue really was behind when the app reported
 
 
-def test_an_app_without_lifespan_gets_it_answered_and_flushed(slow_queue):
-    """An app that refuses lifespan (Django's) is answered by the middleware, which flushes."""
+def test_answer_lifespan_answers_for_the_app_and_flushes(slow_queue):
+    """answer_lifespan=True: the app never sees the lifespan; the middleware answers and flushes."""
     logger, target = slow_queue
+    seen = []
 
     async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            for seq in range(200):
-                logger.info("record %d", seq)
-            raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+        seen.append(scope["type"])
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
 
-    sent = _run_lifespan(app)
+    def log_records():
+        for seq in range(200):
+            logger.info("record %d", seq)
+
+    sent = _run_lifespan(app, before_shutdown=log_records, answer_lifespan=True)
 
     assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == sent
     assert 200 == len(target.messages)
+    assert [] == seen
+
+
+@pytest.mark.parametrize("answer_lifespan", [False, True])
+def test_other_scopes_reach_the_app_whatever_answer_lifespan(answer_lifespan):
+    """answer_lifespan only concerns lifespan scopes: http requests still reach the app."""
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = asyncio.run(call(ctxlog.ASGIMiddleware(app, answer_lifespan=answer_lifespan)))
+
+    assert 204 == sent[0]["status"]
+
+
+def test_an_app_refusing_the_lifespan_raises_to_the_server_as_without_ctxlog():
+    """An error the app raises on the lifespan before reading a message reaches the server."""
+
+    async def app(scope, receive, send):
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    with pytest.raises(ValueError, match="not lifespan"):
+        _run_lifespan(app)
+
+
+def test_starlette_middleware_that_fails_to_build_still_fails_the_client():
+    """Starlette's own test_exception_in_middleware holds behind ctxlog: the error reaches the client."""
+
+    class MiddlewareError(Exception):
+        pass
+
+    class BrokenMiddleware:
+        def __init__(self, app):
+            raise MiddlewareError
+
+    app = Starlette(middleware=[Middleware(BrokenMiddleware)])
+    with pytest.raises(MiddlewareError), TestClient(ctxlog.ASGIMiddleware(app)):
+        pass
 
 
 def test_a_lifespan_startup_failure_still_raises():

@@ -9,7 +9,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
@@ -142,7 +142,15 @@ def astream(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+def own_id(request):
+    log.info("own id")
+    response = HttpResponse("ok")
+    response["X-Request-ID"] = "view-id"
+    return response
+
+
 urlpatterns = [
+    path("own-id", own_id),
     path("plain", plain),
     path("user", with_user),
     path("aplain", aplain),
@@ -177,6 +185,8 @@ class Result:
     status: int
     headers: dict[str, str]
     body: bytes
+    #: Every header line as sent, names lower-cased: a header sent twice is here twice.
+    lines: list[tuple[str, str]] = field(default_factory=list)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -208,7 +218,8 @@ def _wsgi_get(app, url: str, headers: dict[str, str], peer: str) -> Result:
     finally:
         body.close()
     status, response_headers = started[0]
-    return Result(int(status.split()[0]), {k.lower(): v for k, v in response_headers}, content)
+    lines = [(k.lower(), v) for k, v in response_headers]
+    return Result(int(status.split()[0]), dict(lines), content, lines)
 
 
 def _asgi_get(app, url: str, headers: dict[str, str], peer: str) -> Result:
@@ -220,6 +231,7 @@ def _asgi_get(app, url: str, headers: dict[str, str], peer: str) -> Result:
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
             response.content,
+            [(k.lower(), v) for k, v in response.headers.multi_items()],
         )
 
     return asyncio.run(main())
@@ -569,3 +581,44 @@ def test_stream_failing_mid_way_is_logged_by_the_server_with_the_request(capture
 
     (record,) = capture.named("django.tests.server")
     assert ("192.0.2.8", "stream-1") == (record.ip, record.request_id)
+
+
+def test_a_view_setting_its_own_request_id_gets_one_header(server, sessions, capture):
+    """A response that already has X-Request-ID keeps the view's, alone; records keep the request's."""
+    result = server.get("/own-id", headers={"X-Request-ID": "client-id"})
+
+    assert 200 == result.status
+    assert [("x-request-id", "view-id")] == [kv for kv in result.lines if kv[0] == "x-request-id"]
+    assert ["client-id"] == [r.request_id for r in capture.named("shop.views")]
+
+
+def _lifespan_through(app) -> list[str]:
+    """Play a server's lifespan against ``app``; return the types of what reached the server."""
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    return sent
+
+
+def test_answer_lifespan_answers_for_django():
+    """Django's ASGI application with answer_lifespan=True: the server's lifespan is answered."""
+    app = ctxlog.ASGIMiddleware(ASGIHandler(), answer_lifespan=True)
+
+    assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == _lifespan_through(app)
+
+
+def test_without_answer_lifespan_django_refuses_it_as_it_does_bare():
+    """Without the option the server hears Django's own refusal, exactly as without ctxlog."""
+    with pytest.raises(ValueError, match="lifespan") as bare:
+        _lifespan_through(ASGIHandler())
+    with pytest.raises(ValueError, match="lifespan") as wrapped:
+        _lifespan_through(ctxlog.ASGIMiddleware(ASGIHandler()))
+
+    assert str(bare.value) == str(wrapped.value)

@@ -642,3 +642,74 @@ def test_bad_trace_context_is_refused():
     """A trace_context that is not True, False or "request_id" fails in init_app."""
     with pytest.raises(ValueError, match="trace_context"):
         ctxlog.flask.init_app(Flask("bad_trace"), trace_context="yes")  # type: ignore[arg-type]
+
+
+def _wrapped(how: str) -> Flask:
+    """A Flask app with ctxlog's middleware, as the docs show it or through init_app."""
+    app = Flask("ctxlog_test_flask_stream")
+    if how == "wsgi_app":
+        app.wsgi_app = ctxlog.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    else:
+        ctxlog.flask.init_app(app)
+    return app
+
+
+@pytest.mark.parametrize("how", ["wsgi_app", "init_app"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_stream_with_context_under_a_preserving_test_client(capture, how, kind):
+    """stream_with_context inside `with app.test_client()` works, and the request context is popped."""
+    from flask import has_request_context, stream_with_context
+
+    app = _wrapped(how)
+
+    def generate():
+        log.info("streaming for %s", request.args["name"])
+        yield "Hello "
+        yield request.args["name"]
+        yield "!"
+
+    def sync_view():
+        return Response(stream_with_context(generate()))
+
+    async def async_view():
+        return Response(stream_with_context(generate()))
+
+    app.add_url_rule("/", "index", sync_view if kind == "sync" else async_view)
+
+    with app.test_client() as client:
+        response = client.get("/?name=World", headers={"X-Request-ID": "rid-stream"})
+        assert b"Hello World!" == response.data
+        assert ["rid-stream"] == response.headers.getlist("X-Request-ID")
+
+    assert not has_request_context()
+    assert ["rid-stream"] == [r.request_id for r in capture.named("flask.app")]
+    assert {} == ctxlog.get_context()
+
+
+def test_preserved_request_context_is_usable_after_the_request(capture):
+    """`with app.test_client()` keeps Flask's request context for the test, as without ctxlog."""
+    from flask import has_request_context
+
+    app = _wrapped("wsgi_app")
+    app.add_url_rule("/", "index", lambda: "hi")
+
+    with app.test_client() as client:
+        client.get("/?q=1")
+        assert "1" == request.args["q"]
+
+    assert not has_request_context()
+
+
+def test_a_view_setting_its_own_request_id_gets_one_header(capture):
+    """A Flask response that sets X-Request-ID keeps its value, alone; records keep the request's."""
+    app = _wrapped("init_app")
+
+    @app.route("/")
+    def index():
+        log.info("in view")
+        return "hi", 200, {"x-request-id": "view-id"}
+
+    response = app.test_client().get("/", headers={"X-Request-ID": "client-id"})
+
+    assert ["view-id"] == response.headers.getlist("X-Request-ID")
+    assert "client-id" == capture.named("flask.app")[0].request_id

@@ -48,6 +48,15 @@ def test_concurrent_greenlets_never_mix(served):
     assert [] == wrong
 
 
+def test_streamed_body_steps_on_greenlets_never_mix(served):
+    """Each step of a streamed body, switching greenlets mid-step, logs its own request's fields."""
+    _, lines = served
+    parts = [line for line in lines if line[2].startswith("body")]
+    assert 2 * REQUESTS == len(parts)
+    wrong = [line for line in parts if line[0] != line[3] or line[1] != f"user-{line[3][2:]}"]
+    assert [] == wrong
+
+
 def test_spawned_greenlet_starts_empty_and_wrap_carries_the_request(served):
     """gevent.spawn gives a greenlet an empty context; ctxlog.wrap brings the request's fields."""
     _, lines = served
@@ -62,5 +71,5 @@ def test_spawned_greenlet_starts_empty_and_wrap_carries_the_request(served):
 def test_nonblocking_delivers_everything_under_gevent(served):
     """nonblocking() works with patched threads: every record delivered, nothing dropped."""
     stats, lines = served
-    assert (5 * REQUESTS, 0, 0) == (stats["delivered"], stats["dropped"], stats["failed"])
-    assert 5 * REQUESTS == len(lines)
+    assert (7 * REQUESTS, 0, 0) == (stats["delivered"], stats["dropped"], stats["failed"])
+    assert 7 * REQUESTS == len(lines)

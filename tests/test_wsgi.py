@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import re
@@ -559,3 +560,193 @@ def test_response_is_sized_only_when_the_body_is():
     assert [b"a"] == list(unsized)
     sized.close()
     unsized.close()
+
+
+def _environ(**extra):
+    """A minimal environ for calling the middleware by hand."""
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "192.0.2.1", **extra}
+
+
+@pytest.mark.parametrize("name", ["X-Request-ID", "x-request-id", "X-REQUEST-ID"])
+def test_an_app_setting_its_own_request_id_keeps_it_alone(capture, name):
+    """A request id header the app set, in any case, is sent as it is and once; records keep ours."""
+    app_headers = [("Content-Type", "text/plain"), (name, "app-id")]
+
+    def app(environ, start_response):
+        log.info("in view")
+        start_response("200 OK", app_headers)
+        return [b"x"]
+
+    sent: list[list[tuple[str, str]]] = []
+    body = ctxlog.WSGIMiddleware(app)(
+        _environ(HTTP_X_REQUEST_ID="client-id"),
+        lambda status, headers, exc_info=None: sent.append(headers),
+    )
+    list(body)
+    body.close()
+
+    assert [[("Content-Type", "text/plain"), (name, "app-id")]] == sent
+    assert "client-id" == capture.named("wsgi.app")[0].request_id
+
+
+def test_the_app_runs_in_the_callers_context():
+    """ContextVars the app sets stay set for the server, as without the middleware; ctxlog's do not."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("app_var", default="unset")
+
+    def app(environ, start_response):
+        var.set("set by the app")
+        start_response("200 OK", [])
+        return [b"x"]
+
+    def serve(wsgi):
+        body = wsgi(_environ(), lambda *a: None)
+        list(body)
+        getattr(body, "close", lambda: None)()
+        return var.get(), ctxlog.get_context()
+
+    bare = contextvars.Context().run(serve, app)
+    wrapped = contextvars.Context().run(serve, ctxlog.WSGIMiddleware(app))
+
+    assert ("set by the app", {}) == bare
+    assert bare == wrapped
+
+
+def test_a_token_made_by_the_server_between_call_and_body_is_reset_by_the_body():
+    """A ContextVar entered outside the app call and left inside the body works (Flask's test client)."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("pushed", default="none")
+    environ = _environ()
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            yield b"a"
+            var.reset(environ["test.token"])  # made by the caller, in the caller's Context
+            yield b"b"
+
+        return body()
+
+    def serve(wsgi):
+        body = wsgi(environ, lambda *a: None)
+        environ["test.token"] = var.set("pushed by the server")
+        chunks = list(body)
+        body.close()
+        return chunks, var.get()
+
+    assert ([b"a", b"b"], "none") == contextvars.Context().run(serve, app)
+    assert ([b"a", b"b"], "none") == contextvars.Context().run(serve, ctxlog.WSGIMiddleware(app))
+
+
+def test_a_scope_left_open_in_the_body_is_the_requests_not_the_threads(capture):
+    """ctxlog.scope() open across yields: every step sees it, the caller never does."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            with ctxlog.scope(part="body"):
+                log.info("first")
+                yield b"a"
+                log.info("second")
+                yield b"b"
+
+        return body()
+
+    body = ctxlog.WSGIMiddleware(app)(_environ(HTTP_X_REQUEST_ID="rid-scope"), lambda *a: None)
+    seen_between = []
+    for _ in body:
+        seen_between.append(ctxlog.get_context())
+    body.close()
+
+    assert [{}, {}] == seen_between
+    assert [("body", "rid-scope"), ("body", "rid-scope")] == [
+        (r.part, r.request_id) for r in capture.named("wsgi.app")
+    ]
+    assert {} == ctxlog.get_context()
+
+
+def test_an_abandoned_body_leaves_nothing_in_the_thread(capture):
+    """A body the server stops iterating and never closes leaves no request fields behind."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            with ctxlog.scope(part="body"):
+                yield b"a"
+                yield b"b"
+
+        return body()
+
+    body = ctxlog.WSGIMiddleware(app)(_environ(REMOTE_USER="alice"), lambda *a: None)
+    next(iter(body))
+
+    assert {} == ctxlog.get_context()
+    logging.getLogger("after").info("x")
+    assert ("-", "-") == (capture.named("after")[0].user, capture.named("after")[0].request_id)
+
+
+def test_a_body_raising_mid_stream_leaves_the_thread_clean(capture):
+    """An exception in a body step is raised to the server and leaves nothing in the thread."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            with ctxlog.scope(part="body"):
+                yield b"a"
+                raise RuntimeError("broken stream")
+
+        return body()
+
+    body = ctxlog.WSGIMiddleware(app)(_environ(REMOTE_USER="alice"), lambda *a: None)
+    iterator = iter(body)
+    next(iterator)
+    with pytest.raises(RuntimeError, match="broken stream"):
+        next(iterator)
+    assert {} == ctxlog.get_context()
+    body.close()
+
+    assert {} == ctxlog.get_context()
+
+
+def test_body_iterated_and_closed_in_other_threads_keeps_the_request(capture):
+    """A server stepping the body in one thread and closing it in another: each logs the request."""
+
+    class Body:
+        def __init__(self):
+            self.chunks = iter([b"a", b"b"])
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            chunk = next(self.chunks)
+            log.info("chunk")
+            return chunk
+
+        def close(self):
+            log.info("closing")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+
+    body = ctxlog.WSGIMiddleware(app, access_log=True)(
+        _environ(HTTP_X_REQUEST_ID="rid-threads"), lambda *a: None
+    )
+    left: list[dict] = []
+
+    def step_then_report(action):
+        action()
+        left.append(ctxlog.get_context())
+
+    for action in (lambda: list(body), body.close):
+        thread = threading.Thread(target=step_then_report, args=(action,))
+        thread.start()
+        thread.join(5)
+
+    assert [{}, {}] == left
+    assert ["rid-threads"] * 4 == [
+        r.request_id for r in capture.named("wsgi.app") + capture.named("ctxlog.access")
+    ]

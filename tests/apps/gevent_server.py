@@ -2,8 +2,8 @@
 A WSGI app under gevent's own server, with the standard library monkey-patched (test_gevent.py).
 
 Usage: ``python gevent_server.py LOG_FILE REQUESTS``. It serves ``REQUESTS`` concurrent requests
-from greenlets of its own over 127.0.0.1, every view yielding to the others between its log
-calls, then prints one JSON line: the ``nonblocking()`` counters once flushed. Records go to ``LOG_FILE``
+from greenlets of its own over 127.0.0.1, every view and every step of its streamed body yielding
+to the others between its log calls, then prints one JSON line: the ``nonblocking()`` counters once flushed. Records go to ``LOG_FILE``
 through ``ctxlog.nonblocking()`` as ``request_id user kind seen_request_id`` lines.
 """
 
@@ -33,7 +33,15 @@ def app(environ, start_response):
     gevent.spawn(log.info, "spawned %s", seen).join()
     gevent.spawn(ctxlog.wrap(log.info), "wrapped %s", seen).join()
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
+
+    def body():
+        # Steps of the body, yielding to the other greenlets in between and inside a step.
+        for part in range(2):
+            gevent.sleep(0.001 * (hash(seen) % 3))
+            log.info("body%d %s", part, seen)
+            yield b"ok"
+
+    return body()
 
 
 def visit(port: int, seq: int) -> None:
