@@ -63,8 +63,8 @@ def make_record(msg: str = "hello", *, name: str = "shop.views", level: int = lo
 
 
 def frame(msg: str = "hello", *, key: bytes | None = None, **attrs: Any) -> bytes:
-    """One valid frame (signed with ``key`` if given)."""
-    return _wire.encode(make_record(msg, **attrs), key)
+    """One valid frame (signed with ``key`` by a new sender if given)."""
+    return _wire.encode(make_record(msg, **attrs), _wire.Signer(key) if key else None)
 
 
 def raw(body: Any, *, flags: int = 0, length: int | None = None, magic: bytes = b"CX", version: int = 1) -> bytes:
@@ -583,13 +583,16 @@ def test_secret_accepts_signed_and_rejects_unsigned_and_wrong_key(receive, tmp_p
         (lambda d: ["--tls-cert", str(d / "conf.json")], 2, "--tls-cert and --tls-key go together"),
         (lambda d: ["--tls-cert", str(d / "conf.json"), "--tls-key", str(d / "conf.json")], 2, "cannot load --tls-cert"),
         (lambda d: ["--max-frame", "0"], 2, "max_frame"),
+        (lambda d: ["--max-frame", "2MiB", "--max-buffered", "1MiB"], 2, "raise it to at least 2097224"),
+        (lambda d: ["--replay-window", "0"], 2, "replay_window=0.0 must be a positive number"),
         (lambda d: ["--file", str(d / "a.log"), "--max-bytes", "1MB", "--backup-count", "0"], 2, "--max-bytes needs --backup-count"),
         (lambda d: ["--format", "%(message"], 2, "format"),
     ],
     ids=[
         "secret-missing", "secret-short", "max-bytes-alone", "max-bytes-with-config", "port-range", "no-port",
         "config-missing", "config-broken-json", "config-broken-toml", "config-list", "config-bad-class",
-        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "no-backups", "bad-format",
+        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "max-buffered-below-frame",
+        "replay-window-0", "no-backups", "bad-format",
     ],
 )
 def test_misconfiguration_exits_with_a_clear_message(tmp_path, make, status, message):
@@ -632,7 +635,7 @@ HOSTILE = {
     "bad magic (a cookbook pickle)": (struct.pack(">L", 40) + pickle.dumps({"msg": "x"}), "bad header"),
     "length 0xFFFFFFF0": (raw(b"", length=0xFFFFFFF0), "bad header"),
     "just over max-frame": (raw(b"x" * 65, length=65 * 1024 + 1), "bad header"),
-    "unknown version": (raw(fields(), version=2), "bad header"),
+    "unknown version": (raw(fields(), version=3), "bad header"),
     "unknown flags": (raw(fields(), flags=0x80), "bad header"),
     "not JSON": (raw(b"\x00\x01 definitely not json"), "bad frame"),
     "invalid UTF-8": (raw(b'{"name": "\xff", "levelno": 20, "msg": "m", "created": 1}'), "bad frame"),
@@ -650,6 +653,7 @@ HOSTILE = {
     "unknown field": (raw(fields(exc_info=[1, 2])), "bad frame"),
     "extra overriding a record attribute": (raw(fields(extra={"levelname": "CRITICAL"})), "bad frame"),
     "extra nested": (raw(fields(extra={"a": {"b": 1}})), "bad frame"),
+    "extra setting peer": (raw(fields(extra={"peer": "10.0.0.1:1"})), "bad frame"),
     "nesting bomb": (raw(b'{"name": "a", "levelno": 20, "msg": "m", "created": 1, "extra": {"x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}"), "bad frame"),
     "5,000-digit int": (raw(b'{"name": "a", "levelno": 20, "msg": "m", "created": 1, "lineno": 1' + b"0" * 5000 + b"}"), "bad frame"),
     "body shorter than its header says, then close": (raw(fields())[:-5], "truncated frame"),
@@ -940,27 +944,51 @@ def test_idle_timeout_closes_silent_connections_only(running):
     assert {} == item.receiver.rejected
 
 
-def test_connection_cap_refuses_and_counts_the_excess(running):
-    """max_connections=5: the 6th to 8th are refused and counted; when one closes, a new sender gets through."""
-    item = running(max_connections=5)
-    held = [connect(item.port) for _ in range(5)]
+def test_connection_cap_evicts_unproven_then_idle_and_refuses_only_when_all_are_busy(running):
+    """max_connections=3: a newcomer evicts the oldest connection without a valid frame, else the longest idle; refused only when all are mid-frame."""
+    item = running(max_connections=3)
+    old, new, fresh = connect(item.port), connect(item.port), None
+    socks = [old, new]
     try:
-        assert wait_for(lambda: 5 == item.receiver.accepted)
-        for _ in range(3):
+        old.sendall(frame("old"))
+        assert item.arrives("old")
+        new.sendall(frame("new"))
+        assert item.arrives("new")
+        fresh = connect(item.port)  # never sends a frame
+        socks.append(fresh)
+        assert wait_for(lambda: 3 == item.receiver.accepted)
+
+        fourth = connect(item.port)  # full: the one without a valid frame makes room
+        socks.append(fourth)
+        assert closed_by_peer(fresh)
+        fourth.sendall(frame("fourth"))
+        assert item.arrives("fourth")
+        fifth = connect(item.port)  # full again, all proven: the one idle the longest goes
+        socks.append(fifth)
+        assert closed_by_peer(old)
+        for sock, msg in ((new, "new again"), (fourth, "fourth again"), (fifth, "fifth")):
+            sock.sendall(frame(msg))  # the other two were left alone
+            assert item.arrives(msg)
+
+        halves = {sock: frame(f"busy {n}") for n, sock in enumerate((new, fourth, fifth))}
+        for sock, data in halves.items():
+            sock.sendall(data[:20])  # each in the middle of a frame
+        assert wait_for(lambda: all(c.buffer for c in item.receiver.connections))
+        for _ in range(2):
             with connect(item.port) as extra:
                 extra.sendall(frame("refused"))
                 assert closed_by_peer(extra)
-        held.pop().close()
-        assert wait_for(lambda: 4 == len(item.receiver.connections))
-        assert item.good_sender_gets_through()
+        for sock, data in halves.items():
+            sock.sendall(data[20:])
+        assert wait_for(lambda: {"busy 0", "busy 1", "busy 2"} <= set(item.messages()))
     finally:
-        for sock in held:
+        for sock in socks:
             sock.close()
 
-    assert 3 == item.receiver.refused
     assert "refused" not in item.messages()
-    assert {"too many connections": 3} == item.receiver.rejected
-    assert {"received": 1, "refused": 3} == {k: item.receiver.stats()[k] for k in ("received", "refused")}
+    stats = item.receiver.stats()
+    assert (2, 2, 9) == (stats["evicted"], stats["refused"], stats["received"])
+    assert {"evicted": 2, "too many connections": 2} == item.receiver.rejected
 
 
 # == TLS ===========================================================================================
@@ -1025,7 +1053,7 @@ def test_tls_peer_that_never_handshakes_does_not_hold_up_the_stop(receive, tmp_p
         assert closed_by_peer(silent, 1.0) and closed_by_peer(halfway, 1.0)
 
     assert took < 4, took
-    assert (0, 0) == (summary["received"], summary["accepted"])
+    assert (0, 2) == (summary["received"], summary["accepted"])  # in the handshake, each holds a slot
 
 
 def test_tls_sender_that_does_not_trust_the_certificate_gets_nothing_in(receive, tmp_path, certificate):

@@ -298,18 +298,18 @@ def test_signed_frames_pass_and_bad_messages_are_counted_and_skipped(logger, lis
     listener = listen(sink, secret=SECRET)
     logger.addHandler(ZMQQueueHandler(listener.endpoint, secret=SECRET))
     record = logging.makeLogRecord({"name": "evil", "levelno": logging.ERROR, "msg": "forged"})
-    signed = bytearray(_wire.encode(record, SECRET))
+    signed = bytearray(_wire.encode(record, _wire.Signer(SECRET)))
     signed[-2] ^= 0x01
     oversized = _wire.encode(logging.makeLogRecord({"name": "evil", "levelno": 40, "msg": "x" * 2_000_000}))
     bad = [
         [_wire.encode(record)],  # unsigned
         [bytes(signed)],  # tampered
-        [_wire.encode(record, b"another-secret-of-16+")],  # signed with another key
+        [_wire.encode(record, _wire.Signer(b"another-secret-of-16+"))],  # signed with another key
         [b"GET / HTTP/1.1\r\n\r\n"],  # garbage
         [b""],  # empty
         [b"CX"],  # cut short
-        [_wire.encode(record, SECRET)[:-1]],  # body shorter than the header says
-        [_wire.encode(record, SECRET), b"extra part"],  # two parts on PULL
+        [_wire.encode(record, _wire.Signer(SECRET))[:-1]],  # body shorter than the header says
+        [_wire.encode(record, _wire.Signer(SECRET)), b"extra part"],  # two parts on PULL
     ]
     intruder = raw(zmq.PUSH, listener.endpoint)
     for message in bad:
