@@ -23,9 +23,11 @@ queue pair for ZeroMQ" recipe, done so that it holds up in a web app:
   at once (no peer, or its queue of ``hwm`` messages is full) is dropped and counted in
   :attr:`ZMQQueueHandler.dropped`; the first drop of an outage is reported on stderr.
 * **Bad input never stops the listener.** A message that is not a valid frame (garbage, wrong
-  signature, unsigned while a secret is set, a header announcing too big a body) is counted in
-  :attr:`ZMQQueueListener.rejected` and skipped; the first rejection, and then at most one a
-  minute, is reported on stderr with the peer's address.
+  signature, unsigned while a secret is set, a header announcing too big a body, a ``peer``
+  field) or, with a secret, a frame seen before or signed outside ``replay_window`` is counted
+  in :attr:`ZMQQueueListener.rejected` (by reason in :attr:`ZMQQueueListener.reasons`) and
+  skipped; the first rejection, and then at most one a minute, is reported on stderr with the
+  peer's address.
 
 **Messages.** From a ``PUSH`` socket each message has one part, the frame. From a ``PUB``
 socket it has two: a topic, then the frame. The topic is ``"<LEVELNAME>.<logger name>."`` in
@@ -35,7 +37,9 @@ everything. The topic is routing only: the listener reads the level and logger n
 frame, where a signature covers them.
 
 **Security.** HMAC signing (``secret=``) proves that a record comes from someone holding the
-secret and was not altered; it does not encrypt. A ``PULL`` or ``SUB`` socket bound to a
+secret and was not altered, and lets the listener accept each frame once; it does not encrypt.
+A frame is signed when it is handed to ZeroMQ: one that waits in ZeroMQ's queue for longer than
+the listener's ``replay_window`` is refused as stale. A ``PULL`` or ``SUB`` socket bound to a
 non-loopback address accepts connections from anyone who can reach it: without a secret, anyone
 there can write records into your logs. The listener caps each message at the frame size limit
 (``ZMQ_MAXMSGSIZE``): ZeroMQ disconnects a peer that sends more instead of buffering it.

@@ -415,6 +415,26 @@ def test_the_hand_built_frame_in_the_docs_is_accepted():
     assert {} == thread.receiver.rejected
 
 
+def test_the_hand_built_signed_frame_in_the_docs_is_accepted_once():
+    """docs/wire-format.md's frame(record, key): accepted by a receiver with the key; the same bytes again are a replay."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", page, re.DOTALL).group(1)
+    definitions = snippet.split("\nrecord = ")[0]
+    key = b"0123456789abcdef-docs"
+    got = Collect()
+    with ReceiverThread(Receiver(port=0, secret=key, dispatch=got)) as thread:
+        namespace: dict = {}
+        exec(compile(definitions, "wire-format.md", "exec"), namespace)  # noqa: S102 - our own docs
+        record = {"name": "billing", "levelno": 20, "msg": "signed by hand", "created": time.time()}
+        first, second = namespace["frame"](record, key), namespace["frame"](record, key)
+        with socket.create_connection(("127.0.0.1", thread.receiver.port)) as sock:
+            sock.sendall(first + first + second)
+        assert wait_for(lambda: len(got.records) == 2)
+        assert wait_for(lambda: thread.receiver.rejected)
+    assert ["signed by hand"] * 2 == got.messages()
+    assert {"replayed frame": 1} == thread.receiver.rejected
+
+
 def test_a_connection_the_receiver_closed_is_replaced_before_the_next_record():
     """After the receiver's idle timeout closes the connection, the next record is not lost."""
     got = Collect()
