@@ -49,6 +49,7 @@ does not match (or that carries none) is rejected; tags are compared in constant
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -464,7 +465,8 @@ def _verify(
         msg = f"signature is {len(signature)} bytes, not {SIGNATURE_SIZE}"
         raise WireError(msg)
     stamp = signature[:_STAMP_SIZE]
-    mac = hmac.new(key, header, hashlib.sha256)
+    mac = _keyed(key).copy()
+    mac.update(header)
     mac.update(stamp)
     mac.update(body)
     if not hmac.compare_digest(mac.digest(), signature[_STAMP_SIZE:]):
@@ -472,6 +474,12 @@ def _verify(
         raise WireError(msg)
     if replay is not None:
         replay.check(*_STAMP.unpack(stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    # HMAC with the key already mixed in: a copy per frame skips hashing the key twice.
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _no_constant(name: str) -> Any:
@@ -482,12 +490,9 @@ def _no_constant(name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def _level_name(levelno: int, sent: object) -> str:
-    # The level's name follows its number; a sender's own name is kept only for a level this
-    # process has no name for, and only a plain one that does not read as a standard name.
-    known = logging.getLevelName(levelno)
-    if not known.startswith("Level ") or type(sent) is not str:
-        return known
+def _custom_level(known: str, sent: str) -> str:
+    # A sender's own name for a level this process has no name for: only a plain one that does
+    # not read as a standard name (or as "Level N") is kept.
     if _CUSTOM_LEVEL.fullmatch(sent) is None:
         return known
     looks = sent.upper().translate(_ALIKE)
@@ -534,7 +539,12 @@ def _checked(data: Any) -> dict[str, Any]:
     fields["args"] = None
     fields["created"] = created
     fields["msecs"] = (created - int(created)) * 1000.0
-    fields["levelname"] = _level_name(levelno, fields.get("levelname"))
+    # The level's name follows its number (levelname was checked to be a string above).
+    known = logging.getLevelName(levelno)
+    sent = fields.get("levelname")
+    if sent is not None and known.startswith("Level "):
+        known = _custom_level(known, sent)
+    fields["levelname"] = known
     if extra is None:
         return fields
     if type(extra) is not dict or len(extra) > MAX_EXTRA:
