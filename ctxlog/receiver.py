@@ -228,9 +228,9 @@ class _Connection(asyncio.Protocol):
             secure = await receiver.loop.start_tls(
                 raw, self, tls, server_side=True, ssl_handshake_timeout=receiver.read_timeout
             )
-        except OSError as error:  # ssl.SSLError, a reset, asyncio's own handshake timeout
+        except Exception as error:  # ssl.SSLError, a reset, a timeout: each is counted
             if self.transport is raw:
-                self._reject("tls handshake", f"failed: {error}")
+                self._reject("tls handshake", f"failed: {error!r}"[:300])
             return
         if secure is None or self.transport is not raw:
             # Closed while in the handshake (evicted, timed out, stopped, or a bad first frame

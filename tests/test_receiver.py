@@ -1236,6 +1236,7 @@ def test_stalled_tls_handshakes_count_against_the_cap(receive, tmp_path, certifi
     assert 196 == evicted_at_once
     assert 197 == summary["rejected"]["evicted"]  # the sender's connection took one more slot
     assert (1, 201) == (summary["received"], summary["accepted"])
+    assert 1 == len(read_lines(out))  # nothing of asyncio's or ssl's own in the file
 
 
 def test_a_peer_without_a_valid_frame_keeps_its_slot_for_read_timeout_only(receive, tmp_path):

@@ -287,12 +287,16 @@ def test_name_resolution_happens_in_the_delivery_thread(monkeypatch):
     assert threading.main_thread().name not in lookups
 
 
-def test_each_forked_worker_opens_its_own_connection(tmp_path):
-    """Children of a parent that already connected never write into its stream (PITFALLS 21)."""
+@pytest.mark.parametrize("signed", [False, True], ids=["open", "secret"])
+def test_each_forked_worker_opens_its_own_connection(tmp_path, signed):
+    """Children of a parent that already connected never write into its stream (PITFALLS 21); signed, each is a sender of its own."""
     log_file = tmp_path / "all.log"
+    secret = b"0123456789abcdef-forked-workers"
+    (tmp_path / "secret").write_bytes(secret)
+    options = ["--secret-file", str(tmp_path / "secret")] if signed else []
     receiver = subprocess.Popen(
         [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0", "--file",
-         str(log_file), "--format", "%(process)s %(message)s"],
+         str(log_file), "--format", "%(process)s %(message)s", *options],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -306,7 +310,7 @@ def test_each_forked_worker_opens_its_own_connection(tmp_path):
             warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
             import ctxlog
             from ctxlog.handlers import JSONSocketHandler
-            handler = JSONSocketHandler("127.0.0.1", {port})
+            handler = JSONSocketHandler("127.0.0.1", {port}, secret={secret if signed else None!r})
             root = logging.getLogger()
             root.addHandler(handler)
             root.setLevel(logging.INFO)
