@@ -1180,6 +1180,12 @@ def closed_within(socks: list[socket.socket], want: int, timeout: float = WAIT) 
     return closed
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def secret_file(tmp_path: Path) -> str:
     path = tmp_path / "secret"
     path.write_bytes(KEY + b"\n")
@@ -1312,12 +1318,6 @@ def test_records_kept_through_an_outage_longer_than_the_window_are_delivered(rec
 
     assert [f"kept {n}" for n in range(50)] == [LINE.match(line)["msg"] for line in read_lines(out)]  # type: ignore[index]
     assert {} == summary["rejected"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_level_names_and_identity_a_sender_cannot_dress_up(receive, tmp_path):
