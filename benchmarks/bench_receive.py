@@ -19,6 +19,11 @@ Contestants, each a fresh receiver process per round, and 4 fresh sender process
     connection (PITFALLS 28); verbatim, it lost records in every receiver-only round.
     ``pickle.loads`` on network input runs code (PITFALLS 27): this is the baseline, not advice.
 
+``ctxlog-signed`` (only with ``--only``)
+    ``ctxlog`` with a shared secret: every frame signed when it is sent (sender id, sequence,
+    time, HMAC-SHA256), and ``ctxlog receive --secret-file`` checking each tag and each frame
+    against its replay memory.
+
 ``ctxlog-receiver-only``, ``stdlib-receiver-only``
     What each receiver alone can take: every sender encodes its N records first (a
     ``JSONSocketHandler`` frame or a ``SocketHandler`` pickle of the same record), then writes
@@ -35,7 +40,7 @@ the result is the median records/s of each and the median of the per-round ratio
 ctxlog / stdlib, with its interquartile range.
 
 Run: python benchmarks/bench_receive.py [--quick] [--records N] [--rounds R] [--json PATH]
-                                        [--profile-receiver PATH]
+                                        [--only NAME,...] [--profile-receiver PATH]
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ LINE = re.compile(
 )
 PER_REQUEST = 5
 POLL = 0.01
+#: The key of the ``ctxlog-signed`` contestant.
+KEY = b"bench-receive-shared-secret-0123"
 #: A round ends as lost when the file has not grown for this long.
 STALL = 30.0
 #: ... or when every sender has exited and the file has not grown for this long.
@@ -126,11 +133,15 @@ def sender(kind: str, port: int, index: int, count: int) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     socket_handler: Any
-    if kind == "ctxlog":
+    if kind in {"ctxlog", "ctxlog-signed"}:
         from ctxlog.handlers import JSONSocketHandler
 
         socket_handler = JSONSocketHandler(
-            "127.0.0.1", port, buffer=count + 1000, buffer_bytes=1 << 30
+            "127.0.0.1",
+            port,
+            buffer=count + 1000,
+            buffer_bytes=1 << 30,
+            secret=KEY if kind == "ctxlog-signed" else None,
         )
         front = ctxlog.nonblocking([socket_handler], maxsize=count + 1000, overflow="block")
         root.addHandler(front)
@@ -243,15 +254,22 @@ CONTESTANTS: dict[str, tuple[str, str, str]] = {
     "stdlib": ("stdlib", "stdlib", "stdlib"),
     "ctxlog-receiver-only": ("ctxlog", "raw-ctxlog", "stdlib-receiver-only"),
     "stdlib-receiver-only": ("stdlib", "raw-stdlib", "stdlib-receiver-only"),
+    "ctxlog-signed": ("ctxlog-signed", "ctxlog-signed", "stdlib"),
 }
+#: What runs unless --only says otherwise.
+DEFAULT = ("ctxlog", "stdlib", "ctxlog-receiver-only", "stdlib-receiver-only")
 
 
 def start_receiver(
     kind: str, path: Path, profile: Path | None
 ) -> tuple[subprocess.Popen[str], int]:
-    if kind == "ctxlog":
+    if kind.startswith("ctxlog"):
         command = [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0",
                    "--file", str(path)]  # fmt: skip
+        if kind == "ctxlog-signed":
+            secret = path.with_suffix(".key")
+            secret.write_bytes(KEY)
+            command += ["--secret-file", str(secret)]
         if profile is not None:
             command[1:1] = ["-m", "cProfile", "-o", str(profile)]
     else:
@@ -412,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the round order")
     parser.add_argument(
         "--only",
-        default=",".join(CONTESTANTS),
-        help=f"contestants (default {','.join(CONTESTANTS)})",
+        default=",".join(DEFAULT),
+        help=f"contestants (default {','.join(DEFAULT)}; also: ctxlog-signed)",
     )
     parser.add_argument(
         "--profile-receiver",

@@ -29,6 +29,11 @@ resolution happens in that thread too, when a connection is made.
 Delivery is *at most once* across a connection that breaks: frames the kernel had accepted
 before the receiver went away cannot be told apart from frames it had read, and are not sent
 again. Everything sent while the receiver is down, or before a send fails, is buffered and sent.
+
+With a ``secret``, a frame is signed when it is sent, not when its record is logged: its
+sequence number and time (which the receiver checks to refuse a replayed frame) are those of
+the send, so a record kept through a long outage is still accepted. A frame sent again after a
+failed send is signed again.
 """
 
 from __future__ import annotations
@@ -82,8 +87,9 @@ class JSONSocketHandler(logging.Handler):
         tls: ``None`` for plain TCP; ``True`` for TLS with the system's trusted certificates
             and host name checking; or an :class:`ssl.SSLContext` of your own.
         secret: A key shared with the receiver (``ctxlog receive --secret-file``); every
-            frame then carries an HMAC-SHA256 tag. At least 16 bytes; a ``str`` is encoded as
-            UTF-8.
+            frame then carries a sender id, a sequence number, the time it was sent and an
+            HMAC-SHA256 tag over them and the record. At least 16 bytes; a ``str`` is encoded
+            as UTF-8.
         timeout: Seconds a connection attempt or a send may take before it counts as failed.
         buffer: The most frames kept while the receiver cannot be reached.
         buffer_bytes: The most bytes those frames may take together.
@@ -97,6 +103,9 @@ class JSONSocketHandler(logging.Handler):
         TypeError: ``tls`` is neither ``None``, a bool nor an SSL context.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       Signed frames carry a sender id, sequence and time, set when the frame is sent; a
+       record holding a lone surrogate is sent (escaped), no longer dropped.
     """
 
     def __init__(
@@ -153,7 +162,7 @@ class JSONSocketHandler(logging.Handler):
         self.timeout = float(timeout)
         self.buffer, self.buffer_bytes = buffer, buffer_bytes
         self.retry_start, self.retry_max = float(retry_start), float(retry_max)
-        self._secret = secret
+        self._signer = _wire.Signer(secret) if secret is not None else None
         #: Records sent (handed to the kernel), records dropped (buffer full or not encodable),
         #: connections made, and connection or send failures.
         self.sent = 0
@@ -162,6 +171,7 @@ class JSONSocketHandler(logging.Handler):
         self.failures = 0
         self._sock: socket.socket | None = None
         self._pid = os.getpid()
+        #: Frames waiting to be sent: unsigned frames, or the bodies of frames to sign.
         self._pending: collections.deque[bytes] = collections.deque()
         self._pending_bytes = 0
         self._delay = self.retry_start
@@ -185,7 +195,7 @@ class JSONSocketHandler(logging.Handler):
             # the thread that logged, so the request's context is the current one.
             stamp(record)
         try:
-            frame = _wire.encode(record, self._secret)
+            body = _wire.encode_body(record)
         except Exception:  # a record the wire format cannot carry; the stdlib contract
             self.dropped += 1
             self.handleError(record)
@@ -193,7 +203,7 @@ class JSONSocketHandler(logging.Handler):
         # Handler.handle() holds self.lock; the retry thread takes it too.
         if os.getpid() != self._pid:  # pragma: no cover - the fork hook runs first
             self._after_fork()
-        self._keep(frame)
+        self._keep(body if self._signer is not None else _wire.unsigned(body))
         if self._ctxlog_batching and len(self._pending) < _FRAMES and self._pending_bytes < _BATCH:
             return
         self._send_pending()
@@ -278,6 +288,9 @@ class JSONSocketHandler(logging.Handler):
                     break
                 batch.append(frame)
                 size += len(frame)
+            if self._signer is not None:
+                # Signed now, as it leaves: the receiver checks the time and sequence.
+                batch = [self._signer.sign(body) for body in batch]
             try:
                 sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
             except OSError as error:
@@ -372,4 +385,3 @@ class JSONSocketHandler(logging.Handler):
         level = logging.getLevelName(self.level)
         tls = " tls" if self.tls is not None else ""
         return f"<JSONSocketHandler {self.host}:{self.port}{tls} ({level})>"
-

@@ -13,14 +13,21 @@ is written for a port that hostile peers can reach:
 - a body is parsed as JSON with a strict schema (and a record dated after the year 9999, which
   no clock can print, is rejected); a message is never combined with arguments
   (``msg % args``) from the network;
-- a frame must arrive whole within ``read_timeout`` seconds of its first byte (a TLS handshake
-  too), and an idle connection is closed after ``idle_timeout`` seconds;
-- at most ``max_connections`` connections are served at once; more are refused;
-- with a secret, a frame without a valid HMAC-SHA256 tag is rejected;
+- a frame must arrive whole within ``read_timeout`` seconds of its first byte, and an idle
+  connection is closed after ``idle_timeout`` seconds; a connection that has not sent a valid
+  frame within ``read_timeout`` of opening (a TLS handshake included) is closed;
+- at most ``max_connections`` connections are served at once, TLS handshakes included. When
+  all are taken, a new connection evicts the oldest one without a valid frame yet, else the
+  one idle the longest; only if every connection is in the middle of a frame is it refused;
+- the bytes of unfinished frames held for all connections together are capped
+  (``max_buffered``); over it, the connection holding the most is closed;
+- with a secret, a frame without a valid HMAC-SHA256 tag is rejected, and so is a frame seen
+  before or signed outside ``replay_window`` (skipped; the connection goes on);
 - a bad frame closes its connection only; it is counted by reason and reported on the logger
   ``ctxlog.receiver`` (at most one line per reason every 10 seconds);
 - every record carries ``peer``, the address the frame came from, next to the ``ip``, ``user``
-  and ``request_id`` the sender claims.
+  and ``request_id`` the sender claims (a frame cannot set ``peer``), and a record without
+  ``process``, ``thread``, ``processName`` or ``threadName`` shows ``-`` for them.
 
 A record is handed to the nearest logger *already configured* in the receiver for its name
 (``shop.payments.refunds`` goes to ``shop.payments`` if your configuration names that logger),
@@ -72,6 +79,8 @@ _REPORT_EVERY: Final = 10.0
 _FIELD_CAP: Final = 1024
 #: Names of records up to this length keep their route in a cache.
 _ROUTE_NAME_CAP: Final = 256
+#: The default cap on unfinished frames held for all connections together.
+_MAX_BUFFERED: Final = 64 * 1024 * 1024
 _SIZE: Final = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
 _UNITS: Final = dict(
     zip(
@@ -116,14 +125,14 @@ class LineFormatter(Formatter):
 
 
 class _Reporter:
-    """Report rejected connections: the first of each reason at once, then one line per 10 s."""
+    """Report rejections: the first of each reason at once, then one line per 10 s."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self._last: dict[str, float] = {}
         self._held: collections.Counter[str] = collections.Counter()
 
-    def __call__(self, kind: str, peer: str, detail: str) -> None:
+    def __call__(self, kind: str, peer: str, detail: str, *, closed: bool = True) -> None:
         self.counts[kind] += 1
         now = time.monotonic()
         last = self._last.get(kind)
@@ -133,7 +142,8 @@ class _Reporter:
         self._last[kind] = now
         held = self._held.pop(kind, 0)
         more = f" ({held} more since the last report)" if held else ""
-        log.warning("closed connection from %s: %s: %s%s", peer, kind, detail, more)
+        what = "closed connection from" if closed else "rejected a frame from"
+        log.warning("%s %s: %s: %s%s", what, peer, kind, detail, more)
 
 
 class _Connection(asyncio.Protocol):
@@ -145,11 +155,16 @@ class _Connection(asyncio.Protocol):
         self.peer = "-"
         self.buffer = bytearray()
         self.frame_size = 0  # of the frame being read, once its header is known
-        self.signed = False
+        self.signature_size = 0
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.last_data = 0.0
+        #: A valid frame came on this connection. Until one does, the connection keeps its
+        #: slot for ``read_timeout`` at most, and is the first to make room for another.
+        self.proven = False
+        #: In the TLS handshake (which counts against the same limits as a frame).
+        self.handshaking = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not isinstance(transport, asyncio.Transport):  # pragma: no cover - stream servers
@@ -161,16 +176,41 @@ class _Connection(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             host = str(peer[0])
             self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-        if len(receiver.connections) >= receiver.max_connections:
-            receiver.refused += 1
-            receiver.report("too many connections", self.peer, f"limit {receiver.max_connections}")
-            transport.abort()
+        if not receiver._admit(self):  # noqa: SLF001 - the receiver's half of this class
             self.transport = None
+            transport.abort()
             return
-        receiver.connections.add(self)
-        receiver.accepted += 1
         self.last_data = time.monotonic()
-        self._arm(self.last_data + receiver.idle_timeout)
+        # Not extended by what it sends: a connection without a valid frame (or a TLS
+        # handshake) this long after it opened is closed.
+        self._arm(self.last_data + min(receiver.read_timeout, receiver.idle_timeout))
+        if receiver.tls is not None:
+            self.handshaking = True
+            transport.pause_reading()  # the handshake reads first
+            receiver._start_tls(self, transport)  # noqa: SLF001
+
+    async def handshake(self, raw: asyncio.Transport) -> None:
+        """Upgrade ``raw`` to TLS; on failure, close it and count the reason."""
+        receiver = self.receiver
+        tls = receiver.tls
+        if self.transport is not raw or tls is None:
+            return  # closed (evicted, stopped) before the handshake began
+        try:
+            secure = await receiver.loop.start_tls(
+                raw, self, tls, server_side=True, ssl_handshake_timeout=receiver.read_timeout
+            )
+        except Exception as error:  # ssl.SSLError, a reset, a timeout: each is counted
+            if self.transport is raw:
+                self._reject("tls handshake", f"failed: {error!r}"[:300])
+            return
+        if secure is None or self.transport is not raw:
+            # Closed while in the handshake (evicted, timed out, stopped, or a bad first frame
+            # read as soon as the handshake was done).
+            if secure is not None:
+                secure.abort()
+            return
+        self.transport = secure
+        self.handshaking = False
 
     def _arm(self, deadline: float) -> None:
         # One timer per connection; moving the deadline later costs nothing until it fires.
@@ -191,22 +231,31 @@ class _Connection(asyncio.Protocol):
         if now < self.deadline:
             self._arm(self.deadline)
             return
-        if self.buffer:
+        receiver = self.receiver
+        if self.handshaking:
+            self._reject(
+                "tls handshake", f"not complete {receiver.read_timeout:g} s after connecting"
+            )
+        elif self.buffer:
             self._reject(
                 "read timeout",
-                f"a frame was not complete {self.receiver.read_timeout:g} s after it began",
+                f"a frame was not complete {receiver.read_timeout:g} s after it began"
+                if self.proven
+                else f"no whole frame {receiver.read_timeout:g} s after connecting",
             )
         else:
-            self.receiver.idle_closed += 1
+            receiver.idle_closed += 1
             self._close()
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
             return
+        self.handshaking = False  # with TLS, data arrives once the handshake is done
         receiver = self.receiver
         buffer = self.buffer
         was_empty = not buffer
         buffer += data
+        receiver.buffered += len(data)
         self.last_data = time.monotonic()
         start = 0
         end = len(buffer)
@@ -217,42 +266,58 @@ class _Connection(asyncio.Protocol):
                     break
                 header = bytes(buffer[start : start + _wire.HEADER_SIZE])
                 try:
-                    signed, length = _wire.read_header(header, receiver.max_frame)
+                    size, length = _wire.read_header(header, receiver.max_frame)
                 except _wire.WireError as error:
                     self._reject("bad header", str(error))
                     return
-                if receiver.secret is not None and not signed:
+                if receiver.secret is not None and not size:
                     self._reject("unsigned frame", "this receiver requires signed frames")
                     return
-                self.signed = signed
-                self.frame_size = _wire.HEADER_SIZE + (_wire.TAG_SIZE if signed else 0) + length
+                self.signature_size = size
+                self.frame_size = _wire.HEADER_SIZE + size + length
             if end - start < self.frame_size:
                 break
             header_end = start + _wire.HEADER_SIZE
-            body_start = header_end + (_wire.TAG_SIZE if self.signed else 0)
+            body_start = header_end + self.signature_size
             frame_end = start + self.frame_size
             try:
                 record = _wire.decode(
                     bytes(buffer[start:header_end]),
                     bytes(buffer[body_start:frame_end]),
-                    bytes(buffer[header_end:body_start]) if self.signed else None,
+                    bytes(buffer[header_end:body_start]) if self.signature_size else None,
                     receiver.secret,
                     receiver.max_frame,
+                    replay=receiver.replay,
                 )
+            except _wire.ReplayError as error:
+                # A whole, authentic frame, seen before or too old: skip it, keep reading.
+                receiver.report(error.reason, self.peer, str(error), closed=False)
+                record = None
             except _wire.WireError as error:
                 self._reject("bad frame", str(error))
                 return
             start = frame_end
             self.frame_size = 0
-            completed = True
-            record.peer = self.peer
-            receiver.received += 1
-            receiver.dispatch(record)
+            if record is not None:
+                completed = True
+                record.peer = self.peer
+                receiver.received += 1
+                receiver.dispatch(record)
         if completed:
+            if not self.proven:
+                self.proven = True
+                receiver._fresh.pop(self, None)  # noqa: SLF001
             receiver.end_batch()
         if start:
             del buffer[:start]
-        if buffer and (was_empty or completed):
+            receiver.buffered -= start
+        if receiver.buffered > receiver.max_buffered:
+            receiver._shed(self)  # noqa: SLF001
+            if self.transport is None:
+                return
+        if not self.proven:
+            return  # the deadline set when it connected stands
+        if buffer and (was_empty or start):
             # A frame began: it must be whole within read_timeout of its first byte.
             self._arm(self.last_data + receiver.read_timeout)
         elif not buffer:
@@ -263,34 +328,39 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002
         receiver = self.receiver
-        if self in receiver.connections:
-            receiver.connections.discard(self)
-            if self.buffer and self.transport is not None:
-                receiver.report(
-                    "truncated frame",
-                    self.peer,
-                    f"the connection ended {len(self.buffer)} bytes into a frame",
-                )
+        if self in receiver.connections and self.buffer and self.transport is not None:
+            receiver.report(
+                "truncated frame",
+                self.peer,
+                f"the connection ended {len(self.buffer)} bytes into a frame",
+            )
         self.transport = None
-        self.buffer = bytearray()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._forget()
 
     def _reject(self, kind: str, detail: str) -> None:
         self.receiver.report(kind, self.peer, detail)
-        self.buffer = bytearray()
         self._close(abort=True)
 
     def _close(self, *, abort: bool = False) -> None:
         transport, self.transport = self.transport, None
-        self.receiver.connections.discard(self)
-        self.buffer = bytearray()
+        self._forget()
         if transport is not None:
             if abort:
                 transport.abort()
             else:
                 transport.close()
+
+    def _forget(self) -> None:
+        """Give back this connection's slot, buffered bytes and timer (any number of times)."""
+        receiver = self.receiver
+        receiver.connections.discard(self)
+        receiver._fresh.pop(self, None)  # noqa: SLF001
+        receiver.buffered -= len(self.buffer)
+        self.buffer = bytearray()
+        self.frame_size = 0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Receiver:
@@ -303,20 +373,34 @@ class Receiver:
     Args:
         host: The address to listen on; 127.0.0.1 unless senders come from other machines.
         port: The port; 0 picks a free one (read it from :attr:`port` after ``start()``).
-        secret: If given (at least 16 bytes), only frames signed with it are accepted.
+        secret: If given (at least 16 bytes), only frames signed with it are accepted, each
+            once (see ``replay_window``).
         max_frame: The largest frame body accepted, in bytes.
-        max_connections: Connections served at once; more are refused and counted.
+        max_connections: Connections served at once. When all are taken, a new connection
+            takes the slot of the oldest one that has not sent a valid frame yet, else of the
+            one idle the longest; if every connection is in the middle of a frame, the new
+            one is refused. Evicted and refused connections are counted.
         idle_timeout: Seconds a connection may stay silent between frames.
-        read_timeout: Seconds a frame may take to arrive, from its first byte (and a TLS
-            handshake to complete).
+        read_timeout: Seconds a frame may take to arrive, from its first byte; and the most a
+            connection keeps its slot before its first valid frame, TLS handshake included.
         tls: An SSL context with the server's certificate, for senders using ``tls=``.
         dispatch: Called with each record instead of the default routing (nearest configured
             logger, else root).
+        max_buffered: The most bytes of unfinished frames held for all connections together
+            (``None``: 64 MiB, or one largest frame if that is more). When over, the
+            connection holding the most is closed.
+        replay_window: With ``secret``: seconds a frame's signing time may be from this
+            process's clock. A frame outside it, or seen before, is skipped and counted.
 
     Raises:
-        ValueError: A secret shorter than 16 bytes, or a limit that is not positive.
+        ValueError: A secret shorter than 16 bytes, a limit that is not positive, or
+            ``max_buffered`` smaller than one largest frame.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       ``max_buffered`` and ``replay_window``; eviction when full; a connection holds its
+       slot for ``read_timeout`` at most until its first valid frame; TLS handshakes count
+       against ``max_connections``.
     """
 
     def __init__(
@@ -331,6 +415,8 @@ class Receiver:
         read_timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
         dispatch: Callable[[logging.LogRecord], None] | None = None,
+        max_buffered: int | None = None,
+        replay_window: float = 300.0,
     ) -> None:
         if isinstance(secret, str):
             secret = secret.encode()
@@ -342,12 +428,24 @@ class Receiver:
             ("max_connections", max_connections),
             ("idle_timeout", idle_timeout),
             ("read_timeout", read_timeout),
+            ("max_buffered", 1 if max_buffered is None else max_buffered),
+            ("replay_window", replay_window),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 msg = f"Receiver: {name}={value!r} must be a positive number"
                 raise ValueError(msg)
         if max_frame > 0xFFFFFFFF:
             msg = f"Receiver: max_frame={max_frame!r} is over the 4 GiB the frame header allows"
+            raise ValueError(msg)
+        largest = int(max_frame) + _wire.MAX_OVERHEAD
+        if max_buffered is None:
+            max_buffered = max(_MAX_BUFFERED, largest)
+        elif max_buffered < largest:
+            msg = (
+                f"Receiver: max_buffered={max_buffered!r} is smaller than one frame of "
+                f"max_frame={max_frame!r} (plus {_wire.MAX_OVERHEAD} bytes of header); "
+                f"raise it to at least {largest}"
+            )
             raise ValueError(msg)
         self.host, self.port = host, port
         self.secret = secret
@@ -356,17 +454,27 @@ class Receiver:
         self.idle_timeout = float(idle_timeout)
         self.read_timeout = float(read_timeout)
         self.tls = tls
+        self.max_buffered = int(max_buffered)
+        #: With a secret, the frames seen (see :class:`ctxlog._wire.Replay`).
+        self.replay = _wire.Replay(replay_window) if secret is not None else None
         self.dispatch = dispatch or self._route
         #: Handlers that write without flushing; flushed once after each read from a
         #: connection instead of after every record.
         self.flush_after_batch: list[logging.Handler] = []
         self.report = _Reporter()
-        #: Records received, connections accepted, refused (over the limit), closed idle.
+        #: Records received, connections accepted, refused (over the limit with every
+        #: connection busy), evicted (to make room), closed idle.
         self.received = 0
         self.accepted = 0
         self.refused = 0
+        self.evicted = 0
         self.idle_closed = 0
+        #: Bytes of unfinished (so far unverified) frames held for all connections.
+        self.buffered = 0
         self.connections: set[_Connection] = set()
+        #: Connections without a valid frame yet, oldest first.
+        self._fresh: dict[_Connection, None] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._routes: dict[str, logging.Logger] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -381,7 +489,7 @@ class Receiver:
 
     @property
     def rejected(self) -> dict[str, int]:
-        """Connections closed for a bad frame, by reason."""
+        """Connections closed (or, for a replayed or stale frame, frames skipped), by reason."""
         return dict(self.report.counts)
 
     def stats(self) -> dict[str, Any]:
@@ -391,22 +499,22 @@ class Receiver:
             "accepted": self.accepted,
             "active": len(self.connections),
             "refused": self.refused,
+            "evicted": self.evicted,
             "idle_closed": self.idle_closed,
+            "buffered": self.buffered,
             "rejected": self.rejected,
         }
 
     async def start(self) -> None:
         """Listen; return once the port is bound."""
         self._loop = asyncio.get_running_loop()
+        # TLS is started on each accepted connection (see _Connection.handshake), not by the
+        # server: a peer in the handshake then holds a slot, under the same limits as a frame.
         self._server = await self._loop.create_server(
             lambda: _Connection(self),
             self.host,
             self.port,
             backlog=1024,
-            ssl=self.tls,
-            # A peer that never completes the handshake is not a connection yet (no cap, no
-            # idle timeout): give it as long as a frame, not asyncio's default minute.
-            ssl_handshake_timeout=self.read_timeout if self.tls is not None else None,
             reuse_address=True,
         )
         sockets = self._server.sockets
@@ -439,11 +547,13 @@ class Receiver:
                     "the receiver stopped while a frame was still arriving",
                 )
             connection._close()  # noqa: SLF001
+        if self._handshakes:
+            # Closed above: each ends at once.
+            await asyncio.wait(list(self._handshakes), timeout=1.0)
         server, self._server = self._server, None
         if server is not None:
-            # From Python 3.12.1 this also waits for peers still in a TLS handshake, which are
-            # not connections yet and so were not closed above: abort them where Python can
-            # (3.13), and never wait for them longer than a second.
+            # From Python 3.12.1 this waits for every transport the server made; never wait
+            # for one longer than a second.
             abort_clients = getattr(server, "abort_clients", None)
             if abort_clients is not None:
                 abort_clients()
@@ -463,6 +573,62 @@ class Receiver:
         # its transport, then connection_made runs): let that happen before anything closes.
         for _ in range(8):
             await asyncio.sleep(0)
+
+    def _admit(self, connection: _Connection) -> bool:
+        """Take ``connection`` in, evicting another if all slots are taken; or refuse it."""
+        if len(self.connections) >= self.max_connections:
+            victim = self._victim()
+            if victim is None:
+                self.refused += 1
+                self.report(
+                    "too many connections",
+                    connection.peer,
+                    f"limit {self.max_connections}, every one in the middle of a frame",
+                )
+                return False
+            self.evicted += 1
+            if victim.proven:
+                idle = time.monotonic() - victim.last_data
+                why = f"idle for {idle:.1f} s"
+            else:
+                why = "no valid frame yet"
+            victim._reject(  # noqa: SLF001 - the receiver's half of _Connection
+                "evicted",
+                f"{why}; its slot went to {connection.peer} (limit {self.max_connections})",
+            )
+        self.connections.add(connection)
+        self._fresh[connection] = None
+        self.accepted += 1
+        return True
+
+    def _victim(self) -> _Connection | None:
+        # First the oldest connection that has not proven itself with a valid frame (a TLS
+        # handshake, silence, or bytes that are no frame yet); then the one idle the longest
+        # between frames. Never one in the middle of a frame after a valid one.
+        for connection in self._fresh:
+            return connection
+        idle = [c for c in self.connections if not c.buffer]
+        return min(idle, key=lambda c: c.last_data, default=None)
+
+    def _shed(self, current: _Connection) -> None:
+        """Close the connections holding the most unfinished bytes until under max_buffered."""
+        while self.buffered > self.max_buffered:
+            victim = current if current.transport is not None else None
+            for connection in self.connections:
+                if victim is None or len(connection.buffer) > len(victim.buffer):
+                    victim = connection
+            if victim is None or not victim.buffer:  # pragma: no cover - the count is exact
+                return
+            victim._reject(  # noqa: SLF001
+                "buffer limit",
+                f"{len(victim.buffer)} bytes of an unfinished frame, the most of any "
+                f"connection, when all held more than {self.max_buffered} bytes",
+            )
+
+    def _start_tls(self, connection: _Connection, transport: asyncio.Transport) -> None:
+        task = self.loop.create_task(connection.handshake(transport))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
 
     def end_batch(self) -> None:
         """Flush :attr:`flush_after_batch`: the records of one read are all written."""
@@ -654,7 +820,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="close a connection whose frame is not whole this long after it began (default 10)",
+        help="close a connection whose frame is not whole this long after it began, or that "
+        "has sent no valid frame (TLS handshake included) this long after it opened (default 10)",
+    )
+    parser.add_argument(
+        "--max-buffered",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="most bytes of unfinished frames held for all connections together; when over, "
+        "the connection holding the most is closed (default 64MiB, at least --max-frame)",
+    )
+    parser.add_argument(
+        "--replay-window",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --secret-file: refuse a frame signed further than this from the receiver's "
+        "clock, and any frame seen before (default 300)",
     )
 
 
@@ -825,6 +1008,8 @@ def main(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             read_timeout=args.read_timeout,
             tls=tls,
+            max_buffered=args.max_buffered,
+            replay_window=args.replay_window,
         )
         receiver.flush_after_batch = _configure(args)
     except ValueError as error:
@@ -853,7 +1038,9 @@ async def _serve(receiver: Receiver) -> int:
         )
         return 1
     host = f"[{receiver.host}]" if ":" in receiver.host else receiver.host
-    signed = ", signed frames only" if receiver.secret else ""
+    signed = ""
+    if receiver.replay is not None:
+        signed = f", signed frames only (replay window {receiver.replay.window:g} s)"
     log.info("listening on %s:%d%s", host, receiver.port, signed)
     await stop.wait()
     await receiver.stop()

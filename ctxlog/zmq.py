@@ -23,9 +23,11 @@ queue pair for ZeroMQ" recipe, done so that it holds up in a web app:
   at once (no peer, or its queue of ``hwm`` messages is full) is dropped and counted in
   :attr:`ZMQQueueHandler.dropped`; the first drop of an outage is reported on stderr.
 * **Bad input never stops the listener.** A message that is not a valid frame (garbage, wrong
-  signature, unsigned while a secret is set, a header announcing too big a body) is counted in
-  :attr:`ZMQQueueListener.rejected` and skipped; the first rejection, and then at most one a
-  minute, is reported on stderr with the peer's address.
+  signature, unsigned while a secret is set, a header announcing too big a body, a ``peer``
+  field) or, with a secret, a frame seen before or signed outside ``replay_window`` is counted
+  in :attr:`ZMQQueueListener.rejected` (by reason in :attr:`ZMQQueueListener.reasons`) and
+  skipped; the first rejection, and then at most one a minute, is reported on stderr with the
+  peer's address.
 
 **Messages.** From a ``PUSH`` socket each message has one part, the frame. From a ``PUB``
 socket it has two: a topic, then the frame. The topic is ``"<LEVELNAME>.<logger name>."`` in
@@ -35,7 +37,9 @@ everything. The topic is routing only: the listener reads the level and logger n
 frame, where a signature covers them.
 
 **Security.** HMAC signing (``secret=``) proves that a record comes from someone holding the
-secret and was not altered; it does not encrypt. A ``PULL`` or ``SUB`` socket bound to a
+secret and was not altered, and lets the listener accept each frame once; it does not encrypt.
+A frame is signed when it is handed to ZeroMQ: one that waits in ZeroMQ's queue for longer than
+the listener's ``replay_window`` is refused as stale. A ``PULL`` or ``SUB`` socket bound to a
 non-loopback address accepts connections from anyone who can reach it: without a secret, anyone
 there can write records into your logs. The listener caps each message at the frame size limit
 (``ZMQ_MAXMSGSIZE``): ZeroMQ disconnects a peer that sends more instead of buffering it.
@@ -43,15 +47,17 @@ there can write records into your logs. The listener caps each message at the fr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import math
 import os
 import queue
 import re
 import threading
 import time
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 try:
     import zmq
@@ -193,7 +199,8 @@ class ZMQQueueHandler(QueueHandler):
             msg = f"{owner}: linger={linger!r} is not a number of seconds >= 0"
             raise ValueError(msg)
         self.linger = float(linger)
-        self._secret = _check_secret(owner, secret)
+        secret = _check_secret(owner, secret)
+        self._signer = _wire.Signer(secret) if secret is not None else None
         super().__init__(None)
         #: Records handed to ZeroMQ by this process.
         self.sent = 0
@@ -251,18 +258,22 @@ class ZMQQueueHandler(QueueHandler):
 
     def enqueue(self, record: logging.LogRecord) -> None:
         """Encode ``record`` as one frame and hand it to ZeroMQ without waiting."""
-        frame = _wire.encode(record, self._secret)
-        if len(frame) > _wire.HEADER_SIZE + _wire.TAG_SIZE + _wire.MAX_BODY:
+        body = _wire.encode_body(record)
+        if len(body) > _wire.MAX_BODY:
             with self.lock:  # type: ignore[union-attr]
-                self._drop(f"a record of {len(frame)} bytes is over the frame size limit")
+                self._drop(f"a record of {len(body)} bytes is over the frame size limit")
             return
         with self.lock:  # type: ignore[union-attr]
             sock = self._ready_socket()
             if sock is None:
                 return
+            # Signed under the lock: sequence numbers leave in the order they were given.
+            signer = self._signer
+            frame = _wire.unsigned(body) if signer is None else signer.sign(body)
             try:
                 if self._publish:
-                    topic = f"{record.levelname}.{record.name}.".encode()
+                    # Routing only; a name UTF-8 cannot encode is escaped, not lost.
+                    topic = f"{record.levelname}.{record.name}.".encode(errors="backslashreplace")
                     sock.send_multipart((topic, frame), zmq.NOBLOCK)
                 else:
                     sock.send(frame, zmq.NOBLOCK)
@@ -362,6 +373,16 @@ class ZMQQueueHandler(QueueHandler):
         )
 
 
+def _peer_of(frame: zmq.Frame) -> str | None:
+    """Return the address ZeroMQ says ``frame`` came from, or ``None`` (inproc, ipc)."""
+    with contextlib.suppress(zmq.ZMQError, ValueError, TypeError, UnicodeError):
+        peer = frame.get("Peer-Address")
+        if isinstance(peer, bytes):
+            peer = peer.decode()
+        return str(peer) or None
+    return None
+
+
 class ZMQQueueListener(QueueListener):
     """
     Receive frames on a ZeroMQ ``PULL`` or ``SUB`` socket and hand the records to ``handlers``.
@@ -369,11 +390,13 @@ class ZMQQueueListener(QueueListener):
     A :class:`ctxlog.QueueListener` whose "queue" is ZeroMQ: :meth:`dequeue` waits for a message
     and decodes it with :func:`ctxlog._wire.decode`, the strict decoder of ``ctxlog receive``.
     Records reach the handlers with the sender's context fields (``ip``, ``user``,
-    ``request_id``, ...), the merged message, and the traceback as text in ``exc_text`` (the
-    handler's formatter renders it once). :meth:`start` opens the socket (so a bind error is
-    raised there) and starts one thread; :meth:`stop` hands over what has already arrived,
-    then ends the thread at once, woken through an in-process socket rather than a timeout.
-    Both can be called in any order, any number of times.
+    ``request_id``, ...), the merged message, the traceback as text in ``exc_text`` (the
+    handler's formatter renders it once), and ``peer``: the address ZeroMQ saw the message come
+    from (``"-"`` where it does not say, as for ``ipc://``); a frame never sets ``peer``.
+    :meth:`start` opens the socket (so a bind error is raised there) and starts one thread;
+    :meth:`stop` hands over what has already arrived, then ends the thread at once, woken
+    through an in-process socket rather than a timeout. Both can be called in any order, any
+    number of times.
 
     Args:
         address: The endpoint to bind (or connect) to, such as ``"tcp://127.0.0.1:5556"``;
@@ -382,8 +405,12 @@ class ZMQQueueListener(QueueListener):
         socket_type: ``zmq.PULL`` (for ``PUSH`` senders) or ``zmq.SUB`` (for ``PUB`` senders).
         bind: Bind to ``address`` (the default: many senders connect to one listener), or
             connect to it.
-        secret: If given, only frames signed with it are accepted. At least 16 bytes; a
-            ``str`` is encoded as UTF-8.
+        secret: If given, only frames signed with it are accepted, each once (see
+            ``replay_window``). At least 16 bytes; a ``str`` is encoded as UTF-8.
+        replay_window: With ``secret``: seconds a frame's signing time may be from this
+            process's clock. A frame outside it, or seen before, is rejected and counted.
+            Records that wait longer in a sender's ZeroMQ queue (a listener down for longer)
+            are rejected too: make it longer than the outages you want to ride out.
         subscribe: For ``zmq.SUB``, the topic prefixes to receive (default: everything).
         hwm: The most messages ZeroMQ queues for this listener (``ZMQ_RCVHWM``).
         max_body: The largest frame body accepted, in bytes; ZeroMQ disconnects a peer that
@@ -393,10 +420,14 @@ class ZMQQueueListener(QueueListener):
     Raises:
         TypeError: ``address`` is not a string.
         TypeError: ``subscribe`` is a single string, not a list of prefixes.
-        ValueError: A malformed ``address``; a bad ``socket_type``, ``hwm`` or ``max_body``; a
-            secret shorter than 16 bytes; ``subscribe`` given for a ``PULL`` socket.
+        ValueError: A malformed ``address``; a bad ``socket_type``, ``hwm``, ``max_body`` or
+            ``replay_window``; a secret shorter than 16 bytes; ``subscribe`` given for a
+            ``PULL`` socket.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       ``replay_window``: with a secret, a frame is accepted once; records carry ``peer``;
+       rejections are counted by reason in :attr:`reasons`.
     """
 
     def __init__(
@@ -410,6 +441,7 @@ class ZMQQueueListener(QueueListener):
         hwm: int = 10_000,
         max_body: int = _wire.MAX_BODY,
         respect_handler_level: bool = False,
+        replay_window: float = 300.0,
     ) -> None:
         owner = type(self).__name__
         self.address = _check_address(owner, address)
@@ -425,11 +457,23 @@ class ZMQQueueListener(QueueListener):
         self.hwm = _check_positive_int(owner, "hwm", hwm)
         self.max_body = _check_positive_int(owner, "max_body", max_body)
         self._secret = _check_secret(owner, secret)
+        if (
+            isinstance(replay_window, bool)
+            or not isinstance(replay_window, int | float)
+            or not 0 < replay_window < math.inf
+        ):
+            msg = f"{owner}: replay_window={replay_window!r} is not a positive number of seconds"
+            raise ValueError(msg)
+        self.replay_window = float(replay_window)
+        self._replay = _wire.Replay(self.replay_window) if self._secret is not None else None
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)
         #: Records received and decoded.
         self.received = 0
-        #: Messages that were not valid frames, skipped.
+        #: Messages that were not valid frames (or, with a secret, were replayed or stale),
+        #: skipped.
         self.rejected = 0
+        #: :attr:`rejected` by reason: ``"bad frame"``, ``"replayed frame"``, ``"stale frame"``.
+        self.reasons: collections.Counter[str] = collections.Counter()
         #: The endpoint of the socket while it is open (the real port of ``:*``).
         self.endpoint: str | None = None
         self._parts = 2 if self.socket_type == zmq.SUB else 1
@@ -491,6 +535,18 @@ class ZMQQueueListener(QueueListener):
         if self._wake_out is not None:
             self._wake_out.send(b"", zmq.NOBLOCK)
 
+    def stats(self) -> dict[str, Any]:
+        """
+        Return the counters: ``received``, ``rejected``, and ``reasons`` (rejected by reason).
+
+        .. versionadded:: 0.3.0
+        """
+        return {
+            "received": self.received,
+            "rejected": self.rejected,
+            "reasons": dict(self.reasons),
+        }
+
     def dequeue(self, block: bool) -> logging.LogRecord | None:  # type: ignore[override]
         """
         Return the next valid record, or ``None`` (the stop sentinel) once stopping is done.
@@ -539,21 +595,26 @@ class ZMQQueueListener(QueueListener):
                 expected = "a topic and a frame" if self._parts == 2 else "one frame"
                 msg = f"a message of {len(message)} parts, not {expected}"
                 raise _wire.WireError(msg)  # noqa: TRY301 - one path for every bad message
-            return self._parse(message[-1].bytes)
+            record = self._parse(message[-1].bytes)
         except _wire.WireError as error:
             self.rejected += 1
+            self.reasons[error.reason] += 1
             self._report(error, message[-1] if message else None)
             return None
+        record.peer = _peer_of(message[-1]) or "-"
+        return record
 
     def _parse(self, frame: bytes) -> logging.LogRecord:
         header = frame[: _wire.HEADER_SIZE]
-        signed, _ = _wire.read_header(header, self.max_body)
-        start = _wire.HEADER_SIZE + (_wire.TAG_SIZE if signed else 0)
+        size, _ = _wire.read_header(header, self.max_body)
+        start = _wire.HEADER_SIZE + size
         if len(frame) < start:
-            msg = f"frame of {len(frame)} bytes is shorter than its header and tag"
+            msg = f"frame of {len(frame)} bytes is shorter than its header and signature"
             raise _wire.WireError(msg)
-        tag = frame[_wire.HEADER_SIZE : start] if signed else None
-        return _wire.decode(header, frame[start:], tag, self._secret, self.max_body)
+        signature = frame[_wire.HEADER_SIZE : start] if size else None
+        return _wire.decode(
+            header, frame[start:], signature, self._secret, self.max_body, replay=self._replay
+        )
 
     def _report(self, error: _wire.WireError, frame: zmq.Frame | None) -> None:
         now = time.monotonic()
@@ -561,14 +622,12 @@ class ZMQQueueListener(QueueListener):
             self._unreported += 1
             return
         self._next_report = now + _REPORT_INTERVAL
-        peer = "an unknown peer"
-        if frame is not None:
-            with contextlib.suppress(zmq.ZMQError, ValueError, TypeError):  # unknown: inproc
-                peer = str(frame.get("Peer-Address"))
+        peer = (_peer_of(frame) if frame is not None else None) or "an unknown peer"
         earlier = f" ({self._unreported} more since the last report)" if self._unreported else ""
         self._unreported = 0
         write_line(
-            f"ctxlog.zmq: {self!r} rejected a message from {peer}: {error}{earlier}; "
+            f"ctxlog.zmq: {self!r} rejected a message from {peer}: {error.reason}: "
+            f"{error}{earlier}; "
             "rejections are counted in .rejected"
         )
 
@@ -580,7 +639,7 @@ class ZMQQueueListener(QueueListener):
             data = context.socket(self.socket_type)
             data.setsockopt(zmq.RCVHWM, self.hwm)
             data.setsockopt(zmq.LINGER, 0)
-            data.setsockopt(zmq.MAXMSGSIZE, _wire.HEADER_SIZE + _wire.TAG_SIZE + self.max_body)
+            data.setsockopt(zmq.MAXMSGSIZE, _wire.MAX_OVERHEAD + self.max_body)
             if self.socket_type == zmq.SUB:
                 for prefix in self.subscribe:
                     data.setsockopt(zmq.SUBSCRIBE, prefix.encode())
@@ -624,5 +683,8 @@ class ZMQQueueListener(QueueListener):
         self.endpoint = None
         self._pid = pid
         self.received = self.rejected = self._unreported = 0
+        self.reasons.clear()
+        if self._replay is not None:
+            self._replay = _wire.Replay(self.replay_window)
         self._next_report = 0.0
         self._after_fork()

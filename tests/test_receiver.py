@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -63,8 +65,8 @@ def make_record(msg: str = "hello", *, name: str = "shop.views", level: int = lo
 
 
 def frame(msg: str = "hello", *, key: bytes | None = None, **attrs: Any) -> bytes:
-    """One valid frame (signed with ``key`` if given)."""
-    return _wire.encode(make_record(msg, **attrs), key)
+    """One valid frame (signed with ``key`` by a new sender if given)."""
+    return _wire.encode(make_record(msg, **attrs), _wire.Signer(key) if key else None)
 
 
 def raw(body: Any, *, flags: int = 0, length: int | None = None, magic: bytes = b"CX", version: int = 1) -> bytes:
@@ -583,13 +585,16 @@ def test_secret_accepts_signed_and_rejects_unsigned_and_wrong_key(receive, tmp_p
         (lambda d: ["--tls-cert", str(d / "conf.json")], 2, "--tls-cert and --tls-key go together"),
         (lambda d: ["--tls-cert", str(d / "conf.json"), "--tls-key", str(d / "conf.json")], 2, "cannot load --tls-cert"),
         (lambda d: ["--max-frame", "0"], 2, "max_frame"),
+        (lambda d: ["--max-frame", "2MiB", "--max-buffered", "1MiB"], 2, "raise it to at least 2097224"),
+        (lambda d: ["--replay-window", "0"], 2, "replay_window=0.0 must be a positive number"),
         (lambda d: ["--file", str(d / "a.log"), "--max-bytes", "1MB", "--backup-count", "0"], 2, "--max-bytes needs --backup-count"),
         (lambda d: ["--format", "%(message"], 2, "format"),
     ],
     ids=[
         "secret-missing", "secret-short", "max-bytes-alone", "max-bytes-with-config", "port-range", "no-port",
         "config-missing", "config-broken-json", "config-broken-toml", "config-list", "config-bad-class",
-        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "no-backups", "bad-format",
+        "file-dir-missing", "tls-cert-alone", "tls-bad-pem", "max-frame-0", "max-buffered-below-frame",
+        "replay-window-0", "no-backups", "bad-format",
     ],
 )
 def test_misconfiguration_exits_with_a_clear_message(tmp_path, make, status, message):
@@ -632,7 +637,7 @@ HOSTILE = {
     "bad magic (a cookbook pickle)": (struct.pack(">L", 40) + pickle.dumps({"msg": "x"}), "bad header"),
     "length 0xFFFFFFF0": (raw(b"", length=0xFFFFFFF0), "bad header"),
     "just over max-frame": (raw(b"x" * 65, length=65 * 1024 + 1), "bad header"),
-    "unknown version": (raw(fields(), version=2), "bad header"),
+    "unknown version": (raw(fields(), version=3), "bad header"),
     "unknown flags": (raw(fields(), flags=0x80), "bad header"),
     "not JSON": (raw(b"\x00\x01 definitely not json"), "bad frame"),
     "invalid UTF-8": (raw(b'{"name": "\xff", "levelno": 20, "msg": "m", "created": 1}'), "bad frame"),
@@ -650,6 +655,7 @@ HOSTILE = {
     "unknown field": (raw(fields(exc_info=[1, 2])), "bad frame"),
     "extra overriding a record attribute": (raw(fields(extra={"levelname": "CRITICAL"})), "bad frame"),
     "extra nested": (raw(fields(extra={"a": {"b": 1}})), "bad frame"),
+    "extra setting peer": (raw(fields(extra={"peer": "10.0.0.1:1"})), "bad frame"),
     "nesting bomb": (raw(b'{"name": "a", "levelno": 20, "msg": "m", "created": 1, "extra": {"x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}"), "bad frame"),
     "5,000-digit int": (raw(b'{"name": "a", "levelno": 20, "msg": "m", "created": 1, "lineno": 1' + b"0" * 5000 + b"}"), "bad frame"),
     "body shorter than its header says, then close": (raw(fields())[:-5], "truncated frame"),
@@ -940,27 +946,51 @@ def test_idle_timeout_closes_silent_connections_only(running):
     assert {} == item.receiver.rejected
 
 
-def test_connection_cap_refuses_and_counts_the_excess(running):
-    """max_connections=5: the 6th to 8th are refused and counted; when one closes, a new sender gets through."""
-    item = running(max_connections=5)
-    held = [connect(item.port) for _ in range(5)]
+def test_connection_cap_evicts_unproven_then_idle_and_refuses_only_when_all_are_busy(running):
+    """max_connections=3: a newcomer evicts the oldest connection without a valid frame, else the longest idle; refused only when all are mid-frame."""
+    item = running(max_connections=3)
+    old, new, fresh = connect(item.port), connect(item.port), None
+    socks = [old, new]
     try:
-        assert wait_for(lambda: 5 == item.receiver.accepted)
-        for _ in range(3):
+        old.sendall(frame("old"))
+        assert item.arrives("old")
+        new.sendall(frame("new"))
+        assert item.arrives("new")
+        fresh = connect(item.port)  # never sends a frame
+        socks.append(fresh)
+        assert wait_for(lambda: 3 == item.receiver.accepted)
+
+        fourth = connect(item.port)  # full: the one without a valid frame makes room
+        socks.append(fourth)
+        assert closed_by_peer(fresh)
+        fourth.sendall(frame("fourth"))
+        assert item.arrives("fourth")
+        fifth = connect(item.port)  # full again, all proven: the one idle the longest goes
+        socks.append(fifth)
+        assert closed_by_peer(old)
+        for sock, msg in ((new, "new again"), (fourth, "fourth again"), (fifth, "fifth")):
+            sock.sendall(frame(msg))  # the other two were left alone
+            assert item.arrives(msg)
+
+        halves = {sock: frame(f"busy {n}") for n, sock in enumerate((new, fourth, fifth))}
+        for sock, data in halves.items():
+            sock.sendall(data[:20])  # each in the middle of a frame
+        assert wait_for(lambda: all(c.buffer for c in item.receiver.connections))
+        for _ in range(2):
             with connect(item.port) as extra:
                 extra.sendall(frame("refused"))
                 assert closed_by_peer(extra)
-        held.pop().close()
-        assert wait_for(lambda: 4 == len(item.receiver.connections))
-        assert item.good_sender_gets_through()
+        for sock, data in halves.items():
+            sock.sendall(data[20:])
+        assert wait_for(lambda: {"busy 0", "busy 1", "busy 2"} <= set(item.messages()))
     finally:
-        for sock in held:
+        for sock in socks:
             sock.close()
 
-    assert 3 == item.receiver.refused
     assert "refused" not in item.messages()
-    assert {"too many connections": 3} == item.receiver.rejected
-    assert {"received": 1, "refused": 3} == {k: item.receiver.stats()[k] for k in ("received", "refused")}
+    stats = item.receiver.stats()
+    assert (2, 2, 9) == (stats["evicted"], stats["refused"], stats["received"])
+    assert {"evicted": 2, "too many connections": 2} == item.receiver.rejected
 
 
 # == TLS ===========================================================================================
@@ -1025,7 +1055,7 @@ def test_tls_peer_that_never_handshakes_does_not_hold_up_the_stop(receive, tmp_p
         assert closed_by_peer(silent, 1.0) and closed_by_peer(halfway, 1.0)
 
     assert took < 4, took
-    assert (0, 0) == (summary["received"], summary["accepted"])
+    assert (0, 2) == (summary["received"], summary["accepted"])  # in the handshake, each holds a slot
 
 
 def test_tls_sender_that_does_not_trust_the_certificate_gets_nothing_in(receive, tmp_path, certificate):
@@ -1121,3 +1151,242 @@ def test_stop_takes_in_senders_still_waiting_to_be_accepted():
     assert [f"waiting {seq}" for seq in range(50)] == sorted(
         (r.getMessage() for r in got), key=lambda m: int(m.split()[1])
     )
+
+
+# == issue 10: idle slots, stalled handshakes, replays, spoofed identity, buffered bytes ============
+
+
+def closed_within(socks: list[socket.socket], want: int, timeout: float = WAIT) -> int:
+    """How many of ``socks`` the other side closes, waiting until ``want`` are or ``timeout`` passes."""
+    closed = 0
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while closed < want and time.monotonic() < deadline:
+            for key, _ in selector.select(0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    if sock.recv(65536):
+                        continue  # a TLS alert before the close
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                selector.unregister(sock)
+                closed += 1
+    return closed
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def secret_file(tmp_path: Path) -> str:
+    path = tmp_path / "secret"
+    path.write_bytes(KEY + b"\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["open", "secret"])
+def test_silent_peers_at_the_cap_do_not_lock_a_sender_out(receive, tmp_path, signed):
+    """8 silent peers fill --max-connections 8: a sender's records arrive at once, and the silent ones go after --read-timeout, not --idle-timeout."""
+    out = tmp_path / "out.log"
+    extra = ["--secret-file", secret_file(tmp_path)] if signed else []
+    command = receive("--file", str(out), "--max-connections", "8", "--idle-timeout", "300", "--read-timeout", "2", *extra)
+    silent = [connect(command.port) for _ in range(8)]
+    try:
+        logger, handler = sender(command.port, secret=KEY if signed else None)
+        for n in range(5):
+            logger.info("legit %d", n)
+        assert delivered(out, "legit 4", 5.0)
+        closed = closed_within(silent, 8)
+        handler.close()
+    finally:
+        for sock in silent:
+            sock.close()
+    summary = command.stop()
+
+    assert 8 == closed
+    assert (5, 9, 0, 7) == (summary["received"], summary["accepted"], summary["refused"], summary["idle"])
+    assert {"evicted": 1} == summary["rejected"]
+    assert 1 == handler.connections
+
+
+def test_stalled_tls_handshakes_count_against_the_cap(receive, tmp_path, certificate):
+    """200 peers stalled in the TLS handshake, --max-connections 4: all but 4 closed at once (long before --read-timeout); a TLS sender still delivers."""
+    cert, key = certificate
+    out = tmp_path / "tls.log"
+    command = receive("--file", str(out), "--tls-cert", str(cert), "--tls-key", str(key), "--max-connections", "4", "--read-timeout", "60")
+    stalled = []
+    try:
+        for n in range(200):
+            sock = connect(command.port)
+            if n % 2:
+                sock.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, and no more
+            stalled.append(sock)
+        evicted_at_once = closed_within(stalled, 196)
+        logger, handler = sender(command.port, tls=ssl.create_default_context(cafile=str(cert)))
+        logger.info("over tls past 200 stalled handshakes")
+        assert delivered(out, "over tls past 200 stalled handshakes")
+        handler.close()
+    finally:
+        for sock in stalled:
+            sock.close()
+    summary = command.stop()
+
+    assert 196 == evicted_at_once
+    assert 197 == summary["rejected"]["evicted"]  # the sender's connection took one more slot
+    assert (1, 201) == (summary["received"], summary["accepted"])
+    assert 1 == len(read_lines(out))  # nothing of asyncio's or ssl's own in the file
+
+
+def test_a_peer_without_a_valid_frame_keeps_its_slot_for_read_timeout_only(receive, tmp_path):
+    """With --secret-file, a peer that only replays a captured frame is never 'proven': closed after --read-timeout."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out), "--secret-file", secret_file(tmp_path), "--read-timeout", "1", "--idle-timeout", "300")
+    captured = frame("captured", key=KEY)
+    send(command.port, captured)
+    assert delivered(out, "captured")
+    with connect(command.port) as replayer:
+        for _ in range(3):
+            replayer.sendall(captured)
+        assert closed_by_peer(replayer, 8)
+    summary = command.stop()
+
+    assert (1, 1) == (summary["received"], summary["idle"])
+    assert {"replayed frame": 3} == summary["rejected"]
+
+
+def test_the_same_signed_bytes_four_times_give_one_record(receive, tmp_path):
+    """One signed frame sent 4 times (on one connection, then on another): 1 record, 3 'replayed frame', reported; the connection goes on."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out), "--secret-file", secret_file(tmp_path))
+    captured = frame("pay 100 EUR to mallory", key=KEY)
+    with connect(command.port) as sock:
+        sock.sendall(captured * 3 + frame("after the replays", key=KEY))
+        assert delivered(out, "after the replays")
+    send(command.port, captured)
+    summary = command.stop()
+
+    assert ["pay 100 EUR to mallory", "after the replays"] == [LINE.match(line)["msg"] for line in read_lines(out)]  # type: ignore[index]
+    assert {"replayed frame": 3} == summary["rejected"]
+    assert re.search(r"rejected a frame from 127\.0\.0\.1:\d+: replayed frame: sequence 0 of sender \w+ was seen before", command.stderr())
+
+
+def test_a_frame_signed_outside_the_replay_window_is_rejected(receive, tmp_path):
+    """A frame signed 2 windows ago (built from the documented layout) is 'stale frame'; one signed now passes."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out), "--secret-file", secret_file(tmp_path), "--replay-window", "60")
+    assert "replay window 60 s" in command.stderr()
+    body = json.dumps(fields(msg="signed long ago")).encode()
+    head = struct.pack(">2sBBI16sQQ", b"CX", 2, 1, len(body), b"o" * 16, 0, time.time_ns() // 1_000_000 - 120_000)
+    old = head + hmac.new(KEY, head + body, hashlib.sha256).digest() + body
+    with connect(command.port) as sock:
+        sock.sendall(old + frame("signed now", key=KEY))
+        assert delivered(out, "signed now")
+    summary = command.stop()
+
+    assert {"stale frame": 1} == summary["rejected"]
+    assert "signed long ago" not in out.read_text()
+    assert "signed 120 s ago, outside the replay window of 60 s" in command.stderr()
+
+
+def test_records_kept_through_an_outage_longer_than_the_window_are_delivered(receive, tmp_path):
+    """The receiver is down for longer than --replay-window: the sender's buffered records are signed when sent, and all arrive."""
+    port = free_port()
+    logger, handler = sender(port, secret=KEY)
+    for n in range(50):
+        logger.info("kept %d", n)
+    assert wait_for(lambda: handler.failures >= 1)
+    logged = time.monotonic()
+    assert 50 == handler.stats()["buffered"]
+    wait_for(lambda: time.monotonic() - logged > 2.5, 5)  # two windows pass with the receiver away
+    out = tmp_path / "out.log"
+    command = Command(tmp_path, "--file", str(out), "--secret-file", secret_file(tmp_path), "--replay-window", "1", listen=f"127.0.0.1:{port}")
+    try:
+        command.started()
+        assert delivered(out, "kept 49")
+        handler.close()
+        summary = command.stop()
+    finally:
+        command.kill()
+
+    assert [f"kept {n}" for n in range(50)] == [LINE.match(line)["msg"] for line in read_lines(out)]  # type: ignore[index]
+    assert {} == summary["rejected"]
+
+
+def test_level_names_and_identity_a_sender_cannot_dress_up(receive, tmp_path):
+    """Level names that read as standard ones print as 'Level 25'; a frame without process shows 'pid -', never the receiver's own."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out))
+    spoofs = ["critical", "CRITICAL\u200b", "\uff23\uff32\uff29\uff34\uff29\uff23\uff21\uff2c", " ERROR", "ERR0R"]
+    data = b"".join(raw(fields(levelno=25, levelname=name, msg=f"spoof {n}")) for n, name in enumerate(spoofs))
+    data += raw(fields(levelno=25, levelname="NOTICE", msg="custom", process=4242))
+    send(command.port, data)
+    assert delivered(out, "custom")
+    summary = command.stop()
+
+    shown = [re.search(r",\d{3} (.+?) - - - shop\.views (.+) \[pid (\S+) from", line) for line in read_lines(out)]
+    assert all(shown), read_lines(out)
+    expected = [("Level 25", f"spoof {n}", "-") for n in range(5)] + [("NOTICE", "custom", "4242")]
+    assert expected == [m.groups() for m in shown]  # type: ignore[union-attr]
+    assert str(command.proc.pid) not in out.read_text()
+    assert 6 == summary["received"]
+
+
+def test_unfinished_frames_are_capped_in_total(receive, tmp_path):
+    """--max-buffered 2MiB: 8 peers each holding 900 KB of an unfinished frame; 6 are closed (the largest first), a sender still delivers."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out), "--max-frame", "1MiB", "--max-buffered", "2MiB", "--read-timeout", "60")
+    header = struct.pack(">2sBBI", b"CX", 1, 0, 1024 * 1024)
+    peers = []
+    try:
+        for _ in range(8):
+            sock = connect(command.port)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                sock.sendall(header + b"x" * 900_000)
+            peers.append(sock)
+        closed = closed_within(peers, 6)
+        send(command.port, frame("small and whole"))
+        assert delivered(out, "small and whole")
+        rss = command.rss()
+    finally:
+        for sock in peers:
+            sock.close()
+    summary = command.stop()
+
+    assert 6 == closed
+    assert {"buffer limit": 6, "truncated frame": 2} == summary["rejected"]  # the 2 left, closed by this test
+    assert rss < 120 * 1024 * 1024, rss
+
+
+def test_max_buffered_defaults_to_64_mib_or_one_frame():
+    """The total cap is 64 MiB by default, raised to one largest frame if --max-frame is larger."""
+    assert 64 * 1024 * 1024 == Receiver(port=0).max_buffered
+    assert 100 * 1024 * 1024 + _wire.MAX_OVERHEAD == Receiver(port=0, max_frame=100 * 1024 * 1024).max_buffered
+    with pytest.raises(ValueError, match="raise it to at least 1048648"):
+        Receiver(port=0, max_buffered=1024 * 1024)
+
+
+def test_a_lone_surrogate_is_delivered_escaped_never_dropped(receive, tmp_path):
+    """A message, a request field and an extra holding '\\ud800': sent, received, written as '\\ud800'; nothing dropped."""
+    out = tmp_path / "out.log"
+    command = receive("--file", str(out), "--secret-file", secret_file(tmp_path))
+    logger, handler = sender(command.port, secret=KEY)
+    with ctxlog.scope(user="eve\ud800"):
+        logger.warning("search for %s", "a\ud800b", extra={"note": "\udcff"})
+    handler.close()
+    assert delivered(out, "search for")
+    summary = command.stop()
+
+    (line,) = read_lines(out)
+    match = LINE.match(line)
+    assert match is not None, line
+    assert ("eve\\ud800", "search for a\\ud800b") == (match["user"], match["msg"])
+    assert (0, 1) == (handler.dropped, handler.sent)
+    assert {} == summary["rejected"]

@@ -287,12 +287,16 @@ def test_name_resolution_happens_in_the_delivery_thread(monkeypatch):
     assert threading.main_thread().name not in lookups
 
 
-def test_each_forked_worker_opens_its_own_connection(tmp_path):
-    """Children of a parent that already connected never write into its stream (PITFALLS 21)."""
+@pytest.mark.parametrize("signed", [False, True], ids=["open", "secret"])
+def test_each_forked_worker_opens_its_own_connection(tmp_path, signed):
+    """Children of a parent that already connected never write into its stream (PITFALLS 21); signed, each is a sender of its own."""
     log_file = tmp_path / "all.log"
+    secret = b"0123456789abcdef-forked-workers"
+    (tmp_path / "secret").write_bytes(secret)
+    options = ["--secret-file", str(tmp_path / "secret")] if signed else []
     receiver = subprocess.Popen(
         [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0", "--file",
-         str(log_file), "--format", "%(process)s %(message)s"],
+         str(log_file), "--format", "%(process)s %(message)s", *options],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -306,7 +310,7 @@ def test_each_forked_worker_opens_its_own_connection(tmp_path):
             warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
             import ctxlog
             from ctxlog.handlers import JSONSocketHandler
-            handler = JSONSocketHandler("127.0.0.1", {port})
+            handler = JSONSocketHandler("127.0.0.1", {port}, secret={secret if signed else None!r})
             root = logging.getLogger()
             root.addHandler(handler)
             root.setLevel(logging.INFO)
@@ -413,6 +417,26 @@ def test_the_hand_built_frame_in_the_docs_is_accepted():
         record.request_id,
     )
     assert {} == thread.receiver.rejected
+
+
+def test_the_hand_built_signed_frame_in_the_docs_is_accepted_once():
+    """docs/wire-format.md's frame(record, key): accepted by a receiver with the key; the same bytes again are a replay."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", page, re.DOTALL).group(1)
+    definitions = snippet.split("\nrecord = ")[0]
+    key = b"0123456789abcdef-docs"
+    got = Collect()
+    with ReceiverThread(Receiver(port=0, secret=key, dispatch=got)) as thread:
+        namespace: dict = {}
+        exec(compile(definitions, "wire-format.md", "exec"), namespace)  # noqa: S102 - our own docs
+        record = {"name": "billing", "levelno": 20, "msg": "signed by hand", "created": time.time()}
+        first, second = namespace["frame"](record, key), namespace["frame"](record, key)
+        with socket.create_connection(("127.0.0.1", thread.receiver.port)) as sock:
+            sock.sendall(first + first + second)
+        assert wait_for(lambda: len(got.records) == 2)
+        assert wait_for(lambda: thread.receiver.rejected)
+    assert ["signed by hand"] * 2 == got.messages()
+    assert {"replayed frame": 1} == thread.receiver.rejected
 
 
 def test_a_connection_the_receiver_closed_is_replaced_before_the_next_record():

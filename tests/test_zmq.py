@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
+import json
 import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -170,6 +174,8 @@ def test_missing_pyzmq_says_what_to_install(monkeypatch):
         (lambda: ZMQQueueListener(ANY_PORT, subscribe=["ERROR."]), ValueError, "zmq.SUB sockets only"),
         (lambda: ZMQQueueListener(ANY_PORT, socket_type=zmq.SUB, subscribe="ERROR."), TypeError, "list"),
         (lambda: ZMQQueueListener(ANY_PORT, max_body=0), ValueError, "max_body=0"),
+        (lambda: ZMQQueueListener(ANY_PORT, secret=SECRET, replay_window=0), ValueError, "replay_window=0"),
+        (lambda: ZMQQueueListener(ANY_PORT, replay_window=float("inf")), ValueError, "replay_window=inf"),
     ],
 )
 def test_bad_settings_are_refused_with_the_value(make, exception, text):
@@ -298,18 +304,18 @@ def test_signed_frames_pass_and_bad_messages_are_counted_and_skipped(logger, lis
     listener = listen(sink, secret=SECRET)
     logger.addHandler(ZMQQueueHandler(listener.endpoint, secret=SECRET))
     record = logging.makeLogRecord({"name": "evil", "levelno": logging.ERROR, "msg": "forged"})
-    signed = bytearray(_wire.encode(record, SECRET))
+    signed = bytearray(_wire.encode(record, _wire.Signer(SECRET)))
     signed[-2] ^= 0x01
     oversized = _wire.encode(logging.makeLogRecord({"name": "evil", "levelno": 40, "msg": "x" * 2_000_000}))
     bad = [
         [_wire.encode(record)],  # unsigned
         [bytes(signed)],  # tampered
-        [_wire.encode(record, b"another-secret-of-16+")],  # signed with another key
+        [_wire.encode(record, _wire.Signer(b"another-secret-of-16+"))],  # signed with another key
         [b"GET / HTTP/1.1\r\n\r\n"],  # garbage
         [b""],  # empty
         [b"CX"],  # cut short
-        [_wire.encode(record, SECRET)[:-1]],  # body shorter than the header says
-        [_wire.encode(record, SECRET), b"extra part"],  # two parts on PULL
+        [_wire.encode(record, _wire.Signer(SECRET))[:-1]],  # body shorter than the header says
+        [_wire.encode(record, _wire.Signer(SECRET)), b"extra part"],  # two parts on PULL
     ]
     intruder = raw(zmq.PUSH, listener.endpoint)
     for message in bad:
@@ -337,6 +343,78 @@ def test_listener_without_secret_rejects_garbage_and_goes_on(logger, listen, raw
 
     assert wait_until(lambda: listener.rejected == 2 and sink.records)
     assert ["ok"] == sink.lines
+
+
+def test_with_a_secret_the_same_signed_bytes_give_one_record(logger, listen, raw, capsys):
+    """The same signed frame 4 times over ZeroMQ: 1 record, 3 rejections counted as 'replayed frame'."""
+    sink = Sink("%(message)s")
+    listener = listen(sink, secret=SECRET)
+    captured = _wire.encode(logging.makeLogRecord({"name": "a", "levelno": 20, "msg": "pay mallory"}), _wire.Signer(SECRET))
+    intruder = raw(zmq.PUSH, listener.endpoint)
+    for _ in range(4):
+        intruder.send(captured)
+    assert wait_until(lambda: listener.rejected == 3)  # two sockets: no order between them
+    logger.addHandler(ZMQQueueHandler(listener.endpoint, secret=SECRET))
+    logger.info("signed by the handler")
+
+    assert wait_until(lambda: len(sink.records) == 2)
+    assert ["pay mallory", "signed by the handler"] == sink.lines
+    assert {"received": 2, "rejected": 3, "reasons": {"replayed frame": 3}} == listener.stats()
+    assert "replayed frame: sequence 0" in capsys.readouterr().err
+
+
+def test_with_a_secret_a_frame_signed_outside_the_window_is_rejected(listen, raw):
+    """A frame whose signing time is 2 windows old: 'stale frame'; version 1 signed frames: refused."""
+    sink = Sink("%(message)s")
+    listener = listen(sink, secret=SECRET, replay_window=30)
+    body = json.dumps({"name": "a", "levelno": 20, "msg": "old", "created": 1.0}).encode()
+    head = struct.pack(">2sBBI16sQQ", b"CX", 2, 1, len(body), b"z" * 16, 0, time.time_ns() // 1_000_000 - 60_000)
+    old = head + hmac.new(SECRET, head + body, hashlib.sha256).digest() + body
+    v1_head = bytes.fromhex("4358 01 01".replace(" ", "")) + len(body).to_bytes(4, "big")
+    v1 = v1_head + hmac.new(SECRET, v1_head + body, hashlib.sha256).digest() + body
+    intruder = raw(zmq.PUSH, listener.endpoint)
+    intruder.send(old)
+    intruder.send(v1)
+    intruder.send(_wire.encode(logging.makeLogRecord({"name": "a", "levelno": 20, "msg": "now"}), _wire.Signer(SECRET)))
+
+    assert wait_until(lambda: listener.rejected == 2 and sink.records)
+    assert ["now"] == sink.lines
+    assert {"stale frame": 1, "bad frame": 1} == listener.reasons
+
+
+def test_a_frame_cannot_set_peer_the_listener_sets_the_real_one(listen, raw):
+    """'peer' is reserved: a frame carrying it is rejected; records show the address ZeroMQ saw."""
+    sink = Sink("%(peer)s %(message)s")
+    listener = listen(sink)
+    forged = b'{"name":"a","levelno":20,"msg":"forged","created":1,"extra":{"peer":"10.6.6.6:1"}}'
+    intruder = raw(zmq.PUSH, listener.endpoint)
+    intruder.send(bytes.fromhex("43580100") + len(forged).to_bytes(4, "big") + forged)
+    intruder.send(_wire.encode(logging.makeLogRecord({"name": "a", "levelno": 20, "msg": "honest"})))
+
+    assert wait_until(lambda: listener.rejected == 1 and sink.records)
+    (line,) = sink.lines
+    assert line.startswith("127.0.0.1") and line.endswith(" honest"), line
+    assert "10.6.6.6" not in line
+
+
+@pytest.mark.parametrize("socket_type", [zmq.PUSH, zmq.PUB], ids=["push", "pub"])
+def test_a_lone_surrogate_is_delivered_not_dropped(logger, listen, socket_type):
+    """A message, a field and a logger name holding a lone surrogate: sent and received as they were, none dropped."""
+    sink = Sink("%(user)s %(message)s")
+    kind = zmq.PULL if socket_type == zmq.PUSH else zmq.SUB
+    listener = listen(sink, socket_type=kind, secret=SECRET)
+    handler = ZMQQueueHandler(listener.endpoint, socket_type=socket_type, secret=SECRET)
+    logger.addHandler(handler)
+    if socket_type == zmq.PUB:
+        subscribed(logger, sink)
+    odd = logger.getChild("odd\ud800")
+    with ctxlog.scope(user="eve\udcff"):
+        odd.warning("looked for %s", "a\ud800b")
+
+    assert wait_until(lambda: sink.named(odd.name))
+    (record,) = sink.named(odd.name)
+    assert ("looked for a\ud800b", "eve\udcff") == (record.getMessage(), record.user)
+    assert 0 == handler.dropped
 
 
 # --- never blocking the application -----------------------------------------------------------
