@@ -69,8 +69,8 @@ _FORWARDED_PAIR: Final = re.compile(
 #: Backwards, a quoted-pair (a backslash and the character it escapes) is that character, then
 #: the backslash.
 _REVERSED_PAIR: Final = re.compile(
-    r"""[ \t]*(?:("(?:[^"\\]|[^\n]\\)*"|[^ \t;,"]*)[ \t]*=[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*)?"""
-    r"([;,]|\Z)"
+    r"""[ \t]*(?:("(?:[^"\\]|[^\n]\\)*"|[^ \t;,"]*)[ \t]*=[ \t]*"""
+    r"""([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*)?([;,]|\Z)"""
 )
 _QUOTED_PAIR: Final = re.compile(r"\\(.)")
 _OBFUSCATED_PORT: Final = re.compile(r"_[A-Za-z0-9._-]+")
