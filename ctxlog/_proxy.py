@@ -219,7 +219,9 @@ def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
         node: str | None = None
         while True:
             match = _REVERSED_PAIR.match(window, at)
-            if match is None or (low > 0 and not match.group(3)):
+            if match is not None:
+                raw, name, separator = match.groups()
+            if match is None or (low > 0 and not separator):
                 # Not whole in this window: read it again from its own end, unless the window
                 # already began there (then it is too long, or not Forwarded at all).
                 if start == 0:
@@ -227,7 +229,6 @@ def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
                     return
                 end -= start
                 break
-            raw, name, separator = match.groups()
             if name is not None and name.lower() == "rof":
                 if node is not None:
                     node = ""
