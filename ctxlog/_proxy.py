@@ -58,20 +58,32 @@ _MAX_CACHED_HEADER: Final = 256
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: An RFC 7230 token (a parameter name).
+_NAME: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: One ``name=value`` pair of a ``Forwarded`` element and the separator after it. The value is a
 #: token or a quoted string; unquoted IPv6 (``for=[2001:db8::1]``, not RFC 7239) is tolerated.
 _FORWARDED_PAIR: Final = re.compile(
-    r"""[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?"""
-    r"([;,]|\Z)"
+    rf"""[ \t]*(?:({_NAME})[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?([;,]|\Z)"""
 )
-#: The same pair read backwards: matched on the reversed text, it gives the reversed value and
-#: name, and the separator that comes *before* the pair (or ``""`` at the start of the header).
+
+
+def _reversed_pair(quoted_string: str) -> re.Pattern[str]:
+    """
+    Compile the pair read backwards, with ``quoted_string`` for the reversed quoted string.
+
+    Matched on the reversed text, it gives the reversed value and name, and the separator that
+    comes *before* the pair (or ``""`` at the start of the header).
+    """
+    return re.compile(
+        rf"""[ \t]*(?:({quoted_string}|[^ \t;,"]*)[ \t]*=[ \t]*({_NAME})[ \t]*)?([;,]|\Z)"""
+    )
+
+
 #: Backwards, a quoted-pair (a backslash and the character it escapes) is that character, then
 #: the backslash.
-_REVERSED_PAIR: Final = re.compile(
-    r"""[ \t]*(?:("(?:[^"\\]|[^\n]\\)*"|[^ \t;,"]*)[ \t]*=[ \t]*"""
-    r"""([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*)?([;,]|\Z)"""
-)
+_REVERSED_PAIR: Final = _reversed_pair(r'"(?:[^"\\]|[^\n]\\)*"')
+#: The same, for text without a backslash: much faster on quoted strings.
+_REVERSED_PAIR_PLAIN: Final = _reversed_pair(r'"[^"\\]*+"')
 _QUOTED_PAIR: Final = re.compile(r"\\(.)")
 _OBFUSCATED_PORT: Final = re.compile(r"_[A-Za-z0-9._-]+")
 
@@ -210,15 +222,16 @@ def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
     Quoted strings are read whole, commas and all; what lies left of the elements read is not
     looked at (see :func:`_quotes_closed`).
     """
-    end = len(value)  # the window's right end (exclusive) in value
+    end = length = len(value)  # end: the window's right end (exclusive) in value
     while True:
         low = max(0, end - MAX_ELEMENT - 1)  # room for the longest element and its comma
-        window = value[low:end][::-1]
+        window = value[low:end][::-1] if low or end < length else value[::-1]
+        pair = _REVERSED_PAIR if "\\" in window else _REVERSED_PAIR_PLAIN
         start = 0  # where the element being read begins in the window (its right end)
         at = 0
         node: str | None = None
         while True:
-            match = _REVERSED_PAIR.match(window, at)
+            match = pair.match(window, at)
             if match is not None:
                 raw, name, separator = match.groups()
             if match is None or (low > 0 and not separator):
@@ -233,7 +246,9 @@ def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
                 if node is not None:
                     node = ""
                 elif raw[:1] == '"':
-                    node = _QUOTED_PAIR.sub(r"\1", raw[-2:0:-1])
+                    node = raw[-2:0:-1]
+                    if "\\" in node:
+                        node = _QUOTED_PAIR.sub(r"\1", node)
                 else:
                     node = raw[::-1]
             at = match.end()
