@@ -35,7 +35,10 @@ A message that passes is applied as the standard library applies what its ``veri
 logged on ``ctxlog.config`` with the peer's address: WARNING ``configuration rejected from
 <address>: <reason>``, INFO ``configuration applied from <address>: <summary>``, or ERROR
 ``configuration failed from <address>: <reason>`` when dictConfig raises (logging is then as
-dictConfig left it: a full configuration may be partly applied).
+dictConfig left it: a full configuration may be partly applied). Rejections are counted by
+reason (``ConfigServer.rejected``); after one is logged, the others of the same reason are held
+back for ``report_interval`` seconds and logged as one summary line, so that junk sent without
+the secret cannot flood the application's log.
 
 Why not logging.config.listen
 -----------------------------
