@@ -184,14 +184,14 @@ class _Message:
 
 
 class _Held:
-    """Rejections of one kind not logged yet: how many, and from which hosts."""
+    """Rejections of one kind not logged yet: how many, and from which hosts (the first few)."""
 
     __slots__ = ("count", "hosts", "more_hosts")
 
     def __init__(self) -> None:
         self.count = 0
         self.hosts: list[str] = []
-        self.more_hosts = 0
+        self.more_hosts = False
 
     def add(self, peer: str) -> None:
         self.count += 1
@@ -200,11 +200,10 @@ class _Held:
             if len(self.hosts) < _SHOWN_HOSTS:
                 self.hosts.append(host)
             else:
-                self.more_hosts += 1  # counted once per message, not per host: a bound, not a tally
+                self.more_hosts = True
 
     def show_hosts(self) -> str:
-        more = f" and others ({self.more_hosts} messages)" if self.more_hosts else ""
-        return ", ".join(self.hosts) + more
+        return ", ".join(self.hosts) + (" and other hosts" if self.more_hosts else "")
 
 
 class _Reporter:

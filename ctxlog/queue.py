@@ -129,8 +129,8 @@ def _make_plain(record: logging.LogRecord) -> int:
     """
     Turn every extra attribute that is not plain data into text (for pickle and JSON).
 
-    Return the estimated size in bytes of the extras: a text counts its length (a third of
-    the cost of its exact size, and the same for ASCII), lists and dicts their items too.
+    Return the estimated size in bytes of the extras: a text counts its length (its size for
+    ASCII, and three times cheaper to find), lists and dicts their items too.
     """
     attrs = record.__dict__
     size = 0
@@ -378,14 +378,14 @@ class BoundedQueue:
     It holds at most ``maxsize`` items and at most ``max_bytes`` bytes in them, as estimated
     when each is queued: a record counts its message, traceback, stack, arguments and extras
     (their in-memory size, never by pickling or formatting them) plus 512 bytes for the record
-    itself. A full queue, by either measure, applies the overflow
-    policy. It has the methods ``QueueHandler`` and ``QueueListener`` use (``put_nowait``,
-    ``get``) and takes no lock on the producer side, so a signal handler that logs while the
-    interrupted code was itself logging cannot deadlock. A consumer waiting in ``get()`` is not
-    woken for each item (that would cost the producer a system call): it looks again within 5
-    to 100 ms, or at once when 64 items or half of ``max_bytes`` are waiting, or a stop or flush
-    marker arrives. The listener's stop sentinel (``None``) and ctxlog's flush marker are never
-    dropped.
+    itself. A queue full by either measure applies the overflow policy.
+
+    It has the methods ``QueueHandler`` and ``QueueListener`` use (``put_nowait``, ``get``) and
+    takes no lock on the producer side, so a signal handler that logs while the interrupted code
+    was itself logging cannot deadlock. A consumer waiting in ``get()`` is not woken for each
+    item (that would cost the producer a system call): it looks again within 5 to 100 ms, or at
+    once when 64 items or half of ``max_bytes`` are waiting, or a stop or flush marker arrives.
+    The listener's stop sentinel (``None``) and ctxlog's flush marker are never dropped.
 
     Args:
         maxsize: How many items it holds at most.
