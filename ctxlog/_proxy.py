@@ -62,6 +62,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAME: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: One ``name=value`` pair of a ``Forwarded`` element and the separator after it. The value is a
 #: token or a quoted string; unquoted IPv6 (``for=[2001:db8::1]``, not RFC 7239) is tolerated.
+#: Matched from the left on elements without quotes; the others are read backwards, below.
 _FORWARDED_PAIR: Final = re.compile(
     rf"""[ \t]*(?:({_NAME})[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?([;,]|\Z)"""
 )
