@@ -35,7 +35,10 @@ A message that passes is applied as the standard library applies what its ``veri
 logged on ``ctxlog.config`` with the peer's address: WARNING ``configuration rejected from
 <address>: <reason>``, INFO ``configuration applied from <address>: <summary>``, or ERROR
 ``configuration failed from <address>: <reason>`` when dictConfig raises (logging is then as
-dictConfig left it: a full configuration may be partly applied).
+dictConfig left it: a full configuration may be partly applied). Rejections are counted by
+reason (``ConfigServer.rejected``); after one is logged, the others of the same reason are held
+back for ``report_interval`` seconds and logged as one summary line, so that junk sent without
+the secret cannot flood the application's log.
 
 Why not logging.config.listen
 -----------------------------
@@ -79,6 +82,7 @@ non-loopback address.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -97,7 +101,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -134,12 +138,30 @@ _LENGTH: Final = struct.Struct(">L")
 _CHUNK: Final = 64 * 1024
 #: Seconds the listener waits before accepting again when the process is out of descriptors.
 _ACCEPT_BACKOFF: Final = 0.5
+#: The most hosts a summary of rejections names.
+_SHOWN_HOSTS: Final = 5
+#: The reasons a message is rejected for, as counted in ConfigServer.rejected.
+_TOO_LARGE: Final = "too large"
+_TIMED_OUT: Final = "timed out"
+_INCOMPLETE: Final = "incomplete"
+_TOO_MANY_CONNECTIONS: Final = "too many connections"
+_TOO_SHORT: Final = "too short"
+_BAD_SIGNATURE: Final = "bad signature"
+_MALFORMED: Final = "malformed"
+_STALE: Final = "stale"
+_REPLAYED: Final = "replayed"
+_TOO_MANY_MESSAGES: Final = "too many messages"
+_NOT_ALLOWED: Final = "not allowed"
 
 _log = logging.getLogger("ctxlog.config")
 
 
 class _RejectedError(Exception):
-    """A message that is not applied; the argument says why."""
+    """A message that is not applied: the kind of reason (counted), and what exactly."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
 
 
 class _Message:
@@ -161,19 +183,102 @@ class _Message:
         return f"{len(self.data)} of the {self.length} payload bytes announced"
 
 
+class _Held:
+    """Rejections of one kind not logged yet: how many, and from which hosts (the first few)."""
+
+    __slots__ = ("count", "hosts", "more_hosts")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.hosts: list[str] = []
+        self.more_hosts = False
+
+    def add(self, peer: str) -> None:
+        self.count += 1
+        host = peer.rpartition(":")[0] or peer
+        if host not in self.hosts:
+            if len(self.hosts) < _SHOWN_HOSTS:
+                self.hosts.append(host)
+            else:
+                self.more_hosts = True
+
+    def show_hosts(self) -> str:
+        return ", ".join(self.hosts) + (" and other hosts" if self.more_hosts else "")
+
+
+class _Reporter:
+    """
+    Log rejections: the first of each kind at once, then one summary per interval.
+
+    In the listener's thread only. ``counts`` holds every rejection by kind.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._quiet_until: dict[str, float] = {}
+        self._held: dict[str, _Held] = {}
+
+    def __call__(self, kind: str, peer: str, detail: str) -> None:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now < self._quiet_until.get(kind, 0.0):
+            self._held.setdefault(kind, _Held()).add(peer)
+            return
+        self._quiet_until[kind] = now + self.interval
+        _log.warning(
+            "configuration rejected from %s: %s; the running configuration is unchanged",
+            peer,
+            detail,
+        )
+
+    def next_due(self) -> float | None:
+        """Return when the next summary is due (monotonic seconds), or ``None``."""
+        return min((self._quiet_until[kind] for kind in self._held), default=None)
+
+    def summarise(self, *, everything: bool = False) -> None:
+        """Log a summary of each kind whose interval is over (``everything``: of each kind)."""
+        now = time.monotonic()
+        for kind, held in list(self._held.items()):
+            if everything or now >= self._quiet_until[kind]:
+                del self._held[kind]
+                self._quiet_until[kind] = now + self.interval
+                _log.warning(
+                    "configuration rejected %d more %s in the last %g s for the same reason "
+                    "(%s), from %s; the running configuration is unchanged",
+                    held.count,
+                    "time" if held.count == 1 else "times",
+                    self.interval,
+                    kind,
+                    held.show_hosts(),
+                )
+
+
 class ConfigServer:
     """
     A running configuration listener, as returned by :func:`config_server`.
 
-    Stop it with :meth:`stop`, or use it as a context manager.
+    Stop it with :meth:`stop`, or use it as a context manager. :attr:`rejected` counts the
+    messages it rejected, by reason.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       Rejections are logged at most once per reason and ``report_interval``, and counted in
+       :attr:`rejected`.
     """
 
-    def __init__(self, sock: socket.socket, verifier: _Verifier, *, read_timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        verifier: _Verifier,
+        *,
+        read_timeout: float,
+        report_interval: float = 10.0,
+    ) -> None:
         self._sock = sock
         self._verifier = verifier
         self._read_timeout = read_timeout
+        self._report = _Reporter(report_interval)
         self._address = _show_address(sock.getsockname())
         self._port: int = sock.getsockname()[1]
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -188,6 +293,19 @@ class ConfigServer:
     def port(self) -> int:
         """The port the listener is bound to (the real one when 0 was asked for)."""
         return self._port
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """
+        The messages rejected so far, by reason: ``{"bad signature": 300, ...}``.
+
+        The reasons are ``"too large"``, ``"timed out"``, ``"incomplete"``, ``"too many
+        connections"``, ``"too short"``, ``"bad signature"``, ``"malformed"``, ``"stale"``,
+        ``"replayed"``, ``"too many messages"`` and ``"not allowed"`` (see :doc:`/live-config`).
+
+        .. versionadded:: 0.3.0
+        """
+        return dict(self._report.counts)
 
     def stop(self, timeout: float = 5.0) -> None:
         """
@@ -254,10 +372,11 @@ class ConfigServer:
                 selector.register(self._sock, selectors.EVENT_READ)
                 selector.register(self._wake_reader, selectors.EVENT_READ)
                 while not self._stopping.is_set():
-                    timeout = None
-                    if messages:
-                        first = min(message.deadline for message in messages.values())
-                        timeout = max(0.0, first - time.monotonic())
+                    wake_at = [message.deadline for message in messages.values()]
+                    summary = self._report.next_due()
+                    if summary is not None:
+                        wake_at.append(summary)
+                    timeout = max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
                     for key, _ in selector.select(timeout):
                         if key.fileobj is self._sock:
                             self._accept(selector, messages)
@@ -269,12 +388,14 @@ class ConfigServer:
                     now = time.monotonic()
                     for message in [m for m in messages.values() if m.deadline <= now]:
                         reason = f"not received within read_timeout {self._read_timeout:g} s"
-                        _incomplete(message, reason)
+                        self._incomplete(_TIMED_OUT, message, reason)
                         self._close(selector, messages, message)
+                    self._report.summarise()
         finally:
             for message in messages.values():
                 message.sock.close()
             self._close_sockets()
+            self._report.summarise(everything=True)
 
     def _accept(
         self, selector: selectors.BaseSelector, messages: dict[socket.socket, _Message]
@@ -295,7 +416,8 @@ class ConfigServer:
         sock.settimeout(0.0)  # non-blocking
         if len(messages) >= MAX_CONNECTIONS:
             oldest = next(iter(messages.values()))
-            _incomplete(oldest, f"closed to make room: {MAX_CONNECTIONS} connections were open")
+            reason = f"closed to make room: {MAX_CONNECTIONS} connections were open"
+            self._incomplete(_TOO_MANY_CONNECTIONS, oldest, reason)
             self._close(selector, messages, oldest)
         message = _Message(sock, _show_address(address), time.monotonic() + self._read_timeout)
         messages[sock] = message
@@ -312,13 +434,8 @@ class ConfigServer:
                     return True
                 (length,) = _LENGTH.unpack(message.data)
                 if length > MAX_PAYLOAD:
-                    _log.warning(
-                        "configuration rejected from %s: announces %d bytes, over the limit "
-                        "of %d (not read); the running configuration is unchanged",
-                        message.peer,
-                        length,
-                        MAX_PAYLOAD,
-                    )
+                    detail = f"announces {length} bytes, over the limit of {MAX_PAYLOAD} (not read)"
+                    self._report(_TOO_LARGE, message.peer, detail)
                     return True
                 message.length = length
                 message.data = bytearray()
@@ -328,21 +445,23 @@ class ConfigServer:
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError as error:
-                _incomplete(message, f"the connection failed ({error.strerror or error})")
+                reason = f"the connection failed ({error.strerror or error})"
+                self._incomplete(_INCOMPLETE, message, reason)
                 return True
             if not chunk:
                 if message.length is None and not message.data:
                     _log.debug("connection from %s closed without a message", message.peer)
                 else:
-                    _incomplete(message, "the peer closed the connection")
+                    self._incomplete(_INCOMPLETE, message, "the peer closed the connection")
                 return True
             message.data += chunk
 
     def _handle(self, payload: bytes, peer: str) -> None:
-        verified = self._verifier(payload, peer)
-        if verified is None:
+        try:
+            result, summary = self._verifier(payload, peer)
+        except _RejectedError as rejected:
+            self._report(rejected.kind, peer, str(rejected))
             return
-        result, summary = verified
         try:
             logging.config.dictConfig(json.loads(result))
         except Exception as error:  # dictConfig calls whatever a full configuration names
@@ -355,6 +474,9 @@ class ConfigServer:
             )
             return
         _log.info("configuration applied from %s: %s", peer, summary)
+
+    def _incomplete(self, kind: str, message: _Message, reason: str) -> None:
+        self._report(kind, message.peer, f"incomplete message ({message.progress()}): {reason}")
 
     def _close(
         self,
@@ -375,16 +497,19 @@ def config_server(
     allow_full_config: bool = False,
     max_age: float = 60.0,
     read_timeout: float = 5.0,
+    report_interval: float = 10.0,
 ) -> ConfigServer:
     """
     Start listening for signed logging configurations; return the running listener.
 
     Every message must carry an HMAC-SHA256 tag made with ``secret``, a timestamp within
     ``max_age`` seconds of this process's clock and a nonce not used before (the format is in
-    :doc:`/live-config`). A message that fails any check is logged on ``ctxlog.config`` at
-    WARNING with the reason and the peer's address, and changes nothing. An accepted one is
-    applied with :func:`logging.config.dictConfig` in the listener's thread, then logged at
-    INFO, or at ERROR with the reason if dictConfig raised.
+    :doc:`/live-config`). A message that fails any check changes nothing; it is counted by
+    reason in :attr:`ConfigServer.rejected` and logged on ``ctxlog.config`` at WARNING with the
+    reason and the peer's address: the first of each reason at once, the others of that reason
+    in one summary per ``report_interval``, so that a peer sending junk cannot flood the log. An
+    accepted message is applied with :func:`logging.config.dictConfig` in the listener's thread,
+    then logged at INFO, or at ERROR with the reason if dictConfig raised.
 
     Args:
         port: The TCP port; 0 picks a free one (see ``.port``).
@@ -401,14 +526,19 @@ def config_server(
             in the past or the future; also how long nonces are remembered.
         read_timeout: Seconds a peer has, from connecting, to send its whole message; the
             connection is then closed and the message rejected.
+        report_interval: After a rejection is logged, further rejections for the same reason
+            are counted for this many seconds and then logged as one summary.
 
     Raises:
         ValueError: If the secret is too short or unreadable, ``host`` is not an IP address,
-            or ``port``, ``max_age`` or ``read_timeout`` is not acceptable.
+            or ``port``, ``max_age``, ``read_timeout`` or ``report_interval`` is not
+            acceptable.
         OSError: If the address cannot be listened on (the port is taken, say).
         TypeError: If ``secret`` is not bytes, a str or a path.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       ``report_interval``: rejections are rate-limited per reason and counted.
     """
     key = _load_secret(secret)
     family, address = _parse_host(host)
@@ -421,10 +551,15 @@ def config_server(
     if not _positive(read_timeout):
         msg = f"read_timeout: {read_timeout!r} is not a positive number of seconds"
         raise ValueError(msg)
+    if not _positive(report_interval):
+        msg = f"report_interval: {report_interval!r} is not a positive number of seconds"
+        raise ValueError(msg)
     verifier = _Verifier(key, allow_full_config=allow_full_config, max_age=float(max_age))
     sock = _listen(family, address, port)
     where = _show_address(sock.getsockname())
-    server = ConfigServer(sock, verifier, read_timeout=float(read_timeout))
+    server = ConfigServer(
+        sock, verifier, read_timeout=float(read_timeout), report_interval=float(report_interval)
+    )
     server._start()  # noqa: SLF001 - this module's own class; its constructor starts nothing
     mode = "full dictConfig allowed" if allow_full_config else "level changes only"
     _log.info("listening for signed configurations on %s (%s)", where, mode)
@@ -451,13 +586,18 @@ def push(
         secret: The secret the application was started with (bytes, str or a file's path).
         host: The application's host (usually 127.0.0.1, or the local end of a tunnel).
         port: The application's port.
-        timeout: Seconds allowed for connecting, sending, and the application to finish.
+        timeout: Seconds allowed for everything: looking up ``host``, connecting, sending, and
+            the application closing the connection. One deadline for all of it: a peer that
+            keeps sending bytes, or never closes, cannot make it wait longer.
 
     Raises:
-        ValueError: If the secret or the configuration is not acceptable.
-        OSError: If the application cannot be reached (``TimeoutError`` if it is too slow).
+        ValueError: If the secret, the configuration or ``timeout`` is not acceptable.
+        OSError: If the application cannot be reached (``TimeoutError``, saying which step
+            ran out of time, if it is too slow).
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0
+       ``timeout`` is one deadline for the whole exchange, not a limit per socket call.
     """
     key = _load_secret(secret)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -466,15 +606,106 @@ def push(
     if not isinstance(config, Mapping) or config.get("version") != _VERSION:
         msg = 'the configuration must be a dictConfig object with "version": 1'
         raise ValueError(msg)
+    if not _positive(timeout):
+        msg = f"timeout: {timeout!r} is not a positive number of seconds"
+        raise ValueError(msg)
     payload = _seal(config, key)
     if len(payload) > MAX_PAYLOAD:
         msg = f"the signed configuration is {len(payload)} bytes; the limit is {MAX_PAYLOAD}"
         raise ValueError(msg)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">L", len(payload)) + payload)
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(4096):  # the application closes once it has handled the message
-            pass
+    deadline = _Deadline(timeout, _show_address((host, port)))
+    with _connect(host, port, deadline) as sock:
+        step = "did not take the message"
+        sock.settimeout(deadline.remaining(step))
+        try:
+            sock.sendall(struct.pack(">L", len(payload)) + payload)
+            sock.shutdown(socket.SHUT_WR)
+        except TimeoutError:
+            raise deadline.expired(step) from None
+        # The application closes once it has handled the message; it sends nothing.
+        received = 0
+        while True:
+            step = f"did not close the connection (it sent {received} bytes back)"
+            sock.settimeout(deadline.remaining(step))
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                raise deadline.expired(step) from None
+            if not chunk:
+                return
+            received += len(chunk)
+
+
+class _Deadline:
+    """One deadline for the whole of push(): each step gets what is left of it."""
+
+    def __init__(self, timeout: float, where: str) -> None:
+        self.timeout = timeout
+        self.where = where
+        self._end = time.monotonic() + timeout
+
+    def remaining(self, step: str) -> float:
+        """Return the seconds left; raise TimeoutError naming ``step`` if none are."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise self.expired(step)
+        return left
+
+    def expired(self, step: str) -> TimeoutError:
+        return TimeoutError(f"{self.where} {step} within {self.timeout:g} s")
+
+
+def _connect(host: str, port: int, deadline: _Deadline) -> socket.socket:
+    """Connect to ``host:port`` within the deadline, looking the name up within it too."""
+    addresses = _resolve(host, port, deadline)
+    error: OSError = OSError(f"{host!r} has no address")
+    step = "did not accept the connection"
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.remaining(step))
+            sock.connect(address)
+        except TimeoutError:
+            sock.close()
+            raise deadline.expired(step) from None
+        except OSError as failed:
+            sock.close()
+            error = failed
+        else:
+            return sock
+    raise error
+
+
+_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+def _resolve(host: str, port: int, deadline: _Deadline) -> Sequence[_AddrInfo]:
+    """Return the addresses of ``host``; a name is looked up in a thread, within the deadline."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an address: nothing to look up
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[Sequence[_AddrInfo] | OSError] = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as error:
+            found.append(error)
+
+    # getaddrinfo() has no timeout; a lookup that outlives the deadline ends on its own.
+    thread = threading.Thread(target=look_up, name="ctxlog config push: lookup", daemon=True)
+    thread.start()
+    step = "could not be looked up"
+    thread.join(deadline.remaining(step))
+    if not found:
+        raise deadline.expired(step)
+    result = found[0]
+    if isinstance(result, OSError):
+        raise result
+    return result
 
 
 def push_main(args: argparse.Namespace) -> int:
@@ -487,12 +718,15 @@ def push_main(args: argparse.Namespace) -> int:
     try:
         secret = _read_secret_file(args.secret_file)
         config = _read_config_file(args.file)
-        push(config, secret=secret, host=args.host, port=args.port)
+        push(config, secret=secret, host=args.host, port=args.port, timeout=args.timeout)
     except ValueError as error:
         sys.stderr.write(f"ctxlog config push: {error}\n")
         return 2
-    except TimeoutError:
-        sys.stderr.write(f"ctxlog config push: {args.host}:{args.port} did not finish within 5 s\n")
+    except TimeoutError as error:
+        sys.stderr.write(
+            f"ctxlog config push: {error}; gave up (--timeout {args.timeout:g}). If the "
+            "message was sent, the application's log says whether it was applied\n"
+        )
         return 1
     except OSError as error:
         reason = error.strerror or str(error)
@@ -516,17 +750,14 @@ class _Verifier:
         self._lock = threading.Lock()
         self._nonces: dict[str, float] = {}
 
-    def __call__(self, payload: bytes, peer: str) -> tuple[bytes, str] | None:
-        """Return the configuration to apply, as JSON, and its summary; or log why not."""
-        try:
-            config, summary = self._check(payload)
-        except _RejectedError as rejected:
-            _log.warning(
-                "configuration rejected from %s: %s; the running configuration is unchanged",
-                peer,
-                rejected,
-            )
-            return None
+    def __call__(self, payload: bytes, peer: str) -> tuple[bytes, str]:
+        """
+        Return the configuration to apply, as JSON, and its summary.
+
+        Raises:
+            _RejectedError: The message is not to be applied; it says why.
+        """
+        config, summary = self._check(payload)
         _log.debug("configuration accepted from %s, applying %s", peer, summary)
         result = json.dumps(config, separators=(",", ":"), sort_keys=True).encode("ascii")
         return result, summary
@@ -534,15 +765,15 @@ class _Verifier:
     def _check(self, payload: bytes) -> tuple[dict[str, Any], str]:
         if len(payload) > MAX_PAYLOAD:
             msg = f"{len(payload)} bytes is over the limit of {MAX_PAYLOAD}"
-            raise _RejectedError(msg)
+            raise _RejectedError(_TOO_LARGE, msg)
         if len(payload) <= TAG_SIZE:
             msg = f"{len(payload)} bytes is too short to carry a signature"
-            raise _RejectedError(msg)
+            raise _RejectedError(_TOO_SHORT, msg)
         tag, body = payload[:TAG_SIZE], payload[TAG_SIZE:]
         expected = hmac.new(self._key, body, hashlib.sha256).digest()
         if not hmac.compare_digest(tag, expected):
             msg = "bad signature (unsigned, altered, or signed with another secret)"
-            raise _RejectedError(msg)
+            raise _RejectedError(_BAD_SIGNATURE, msg)
         envelope = _parse_envelope(body)
         self._check_fresh(envelope["ts"], envelope["nonce"])
         config = envelope["config"]
@@ -554,10 +785,10 @@ class _Verifier:
         now = self._clock()
         if now - ts > self._max_age:
             msg = f"timestamp is {now - ts:.1f} s old, over max_age {self._max_age:g} s"
-            raise _RejectedError(msg)
+            raise _RejectedError(_STALE, msg)
         if ts - now > self._max_age:
             msg = f"timestamp is {ts - now:.1f} s in the future, over max_age {self._max_age:g} s"
-            raise _RejectedError(msg)
+            raise _RejectedError(_STALE, msg)
         with self._lock:
             # A nonce older than the window can go: its message fails the age check anyway.
             horizon = now - self._max_age
@@ -565,10 +796,10 @@ class _Verifier:
                 del self._nonces[old]
             if nonce in self._nonces:
                 msg = "replayed: this message (its nonce) was already received"
-                raise _RejectedError(msg)
+                raise _RejectedError(_REPLAYED, msg)
             if len(self._nonces) >= MAX_NONCES:
                 msg = f"more than {MAX_NONCES} configurations within max_age"
-                raise _RejectedError(msg)
+                raise _RejectedError(_TOO_MANY_MESSAGES, msg)
             self._nonces[nonce] = ts
 
 
@@ -577,16 +808,16 @@ def _parse_envelope(body: bytes) -> dict[str, Any]:
         envelope = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         msg = f"signed, but not JSON: {error}"
-        raise _RejectedError(msg) from None
+        raise _RejectedError(_MALFORMED, msg) from None
     if not isinstance(envelope, dict):
         msg = f"signed, but a JSON {type(envelope).__name__}, not an object"
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     if set(envelope) != _ENVELOPE_KEYS:
         msg = f"the message's keys are {sorted(envelope)}, not {sorted(_ENVELOPE_KEYS)}"
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     if envelope["v"] != _VERSION or isinstance(envelope["v"], bool):
         msg = f"message version {envelope['v']!r} is not supported (only 1)"
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     ts = envelope["ts"]
     try:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
@@ -594,19 +825,19 @@ def _parse_envelope(body: bytes) -> dict[str, Any]:
         envelope["ts"] = float(ts)
     except OverflowError:
         msg = f"ts: {_show(ts)} is not a number of seconds"
-        raise _RejectedError(msg) from None
+        raise _RejectedError(_MALFORMED, msg) from None
     nonce = envelope["nonce"]
     if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
         msg = f"nonce: {_show(nonce)} is not 32 lowercase hex digits"
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     config = envelope["config"]
     if not isinstance(config, dict):
         msg = f"config: a JSON {type(config).__name__}, not an object"
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     version = config.get("version")
     if version != _VERSION or isinstance(version, bool):
         msg = f'config: "version" is {_show(version)}; dictConfig needs 1'
-        raise _RejectedError(msg)
+        raise _RejectedError(_MALFORMED, msg)
     return envelope
 
 
@@ -616,10 +847,10 @@ def _levels_only(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     for key in config:
         if key not in _LEVELS_ONLY_KEYS:
             msg = f"key {_show(key)}: {hint}"
-            raise _RejectedError(msg)
+            raise _RejectedError(_NOT_ALLOWED, msg)
     if config.get("incremental", True) is not True:
         msg = f'"incremental" must be true or absent: {hint}'
-        raise _RejectedError(msg)
+        raise _RejectedError(_NOT_ALLOWED, msg)
     built: dict[str, Any] = {"version": _VERSION, "incremental": True}
     changes: list[str] = []
     if "root" in config:
@@ -631,20 +862,20 @@ def _levels_only(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
         entries = config[section]
         if not isinstance(entries, dict):
             msg = f"{section}: a JSON {type(entries).__name__}, not an object"
-            raise _RejectedError(msg)
+            raise _RejectedError(_NOT_ALLOWED, msg)
         if len(entries) > MAX_NAMES:
             msg = f"{section}: {len(entries)} names, over the limit of {MAX_NAMES}"
-            raise _RejectedError(msg)
+            raise _RejectedError(_NOT_ALLOWED, msg)
         levels: dict[str, Any] = {}
         for name, entry in entries.items():
             where = f"{section}.{_show(name)}"
             if not name or len(name) > 200 or not name.isprintable():
                 msg = f"{where}: not a usable {section[:-1]} name"
-                raise _RejectedError(msg)
+                raise _RejectedError(_NOT_ALLOWED, msg)
             levels[name] = {"level": _level_of(where, entry, hint)}
             if section == "handlers" and not _handler_exists(name):
                 msg = f"{where}: this application has no handler of that name"
-                raise _RejectedError(msg)
+                raise _RejectedError(_NOT_ALLOWED, msg)
             changes.append(f"{section[:-1]} {name}={levels[name]['level']}")
         built[section] = levels
     return built, "level changes: " + (", ".join(changes) or "none")
@@ -653,14 +884,14 @@ def _levels_only(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def _level_of(where: str, entry: object, hint: str) -> str | int:
     if not isinstance(entry, dict):
         msg = f"{where}: a JSON {type(entry).__name__}, not an object"
-        raise _RejectedError(msg)
+        raise _RejectedError(_NOT_ALLOWED, msg)
     for key in entry:
         if key != "level":
             msg = f"{where}: key {_show(key)}: {hint}"
-            raise _RejectedError(msg)
+            raise _RejectedError(_NOT_ALLOWED, msg)
     if "level" not in entry:
         msg = f'{where}: no "level"'
-        raise _RejectedError(msg)
+        raise _RejectedError(_NOT_ALLOWED, msg)
     level = entry["level"]
     names = logging.getLevelNamesMapping()
     if isinstance(level, str):
@@ -672,7 +903,7 @@ def _level_of(where: str, entry: object, hint: str) -> str | int:
         # dictConfig skips a handler level that is falsy, so 0 travels as "NOTSET".
         return name if name in names else level
     msg = f"{where}: level {_show(level)} is not a level name or a number from 0 to 100"
-    raise _RejectedError(msg)
+    raise _RejectedError(_NOT_ALLOWED, msg)
 
 
 def _handler_exists(name: str) -> bool:
@@ -786,16 +1017,6 @@ def _listen(family: socket.AddressFamily, address: str, port: int) -> socket.soc
         msg = f"cannot listen on {where}: {error.strerror or error}"
         raise OSError(error.errno, msg) from None
     return sock
-
-
-def _incomplete(message: _Message, reason: str) -> None:
-    _log.warning(
-        "configuration rejected from %s: incomplete message (%s): %s; the running "
-        "configuration is unchanged",
-        message.peer,
-        message.progress(),
-        reason,
-    )
 
 
 def _reason(error: BaseException) -> str:

@@ -14,8 +14,15 @@ the client or by proxies we know nothing about, and are never used. A header tha
 parsed gives the peer address, never a guess.
 
 At most ``MAX_HOPS`` entries are read, from the right, so nothing a client writes in front of the
-entries of our proxies changes an ``X-Forwarded-For`` result. ``Forwarded`` has quoted strings
-and is parsed as a whole: a client can break its syntax, which gives the peer address.
+entries of our proxies changes the result, and the work per request does not grow with the
+header. ``Forwarded`` is read from the right too, element by element, with its quoted strings
+(``for="[2001:db8::1]:4711"``, a comma inside quotes): at most ``MAX_HOPS`` elements of at most
+``MAX_ELEMENT`` characters each. The rest is not parsed, only scanned in C for quotes: a quoted
+string that opens there and does not close would put the elements read inside it for a reader
+going left to right, so a client who writes ``for="x`` in front of our proxies' elements gets the
+peer address, as with any ``Forwarded`` header that cannot be parsed (so does a backslash after
+a quote there: quoted-pairs in the part not read are not worth reading). A ``Forwarded`` header
+longer than ``MAX_FORWARDED`` characters is garbage, the peer address, without being read.
 
 Only one of the two headers is read (``proxy_header``): a proxy that sets one of them usually
 passes the other through untouched, so reading both would let a client choose its address.
@@ -27,7 +34,7 @@ import functools
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 __all__ = ["ClientIP", "parse_ip"]
@@ -36,6 +43,10 @@ _log = logging.getLogger("ctxlog")
 
 #: At most this many entries are read, from the right; a walk that needs more is garbage.
 MAX_HOPS: Final = 32
+#: A ``Forwarded`` header longer than this (in characters) is garbage: the peer address.
+MAX_FORWARDED: Final = 64 * 1024
+#: A ``Forwarded`` element longer than this (in characters) is garbage.
+MAX_ELEMENT: Final = 512
 
 _HEADERS: Final = {"x-forwarded-for": "x-forwarded-for", "forwarded": "forwarded"}
 
@@ -47,12 +58,33 @@ _MAX_CACHED_HEADER: Final = 256
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: An RFC 7230 token (a parameter name).
+_NAME: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: One ``name=value`` pair of a ``Forwarded`` element and the separator after it. The value is a
 #: token or a quoted string; unquoted IPv6 (``for=[2001:db8::1]``, not RFC 7239) is tolerated.
+#: Matched from the left on elements without quotes; the others are read backwards, below.
 _FORWARDED_PAIR: Final = re.compile(
-    r"""[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?"""
-    r"([;,]|\Z)"
+    rf"""[ \t]*(?:({_NAME})[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)[ \t]*)?([;,]|\Z)"""
 )
+
+
+def _reversed_pair(quoted_string: str) -> re.Pattern[str]:
+    """
+    Compile the pair read backwards, with ``quoted_string`` for the reversed quoted string.
+
+    Matched on the reversed text, it gives the reversed value and name, and the separator that
+    comes *before* the pair (or ``""`` at the start of the header).
+    """
+    return re.compile(
+        rf"""[ \t]*(?:({quoted_string}|[^ \t;,"]*)[ \t]*=[ \t]*({_NAME})[ \t]*)?([;,]|\Z)"""
+    )
+
+
+#: Backwards, a quoted-pair (a backslash and the character it escapes) is that character, then
+#: the backslash.
+_REVERSED_PAIR: Final = _reversed_pair(r'"(?:[^"\\]|[^\n]\\)*"')
+#: The same, for text without a backslash: much faster on quoted strings.
+_REVERSED_PAIR_PLAIN: Final = _reversed_pair(r'"[^"\\]*+"')
 _QUOTED_PAIR: Final = re.compile(r"\\(.)")
 _OBFUSCATED_PORT: Final = re.compile(r"_[A-Za-z0-9._-]+")
 
@@ -156,34 +188,94 @@ def _parse_networks(spec: str | Iterable[str]) -> tuple[bool, tuple[IPNetwork, .
     return trust_all, tuple(networks)
 
 
-def _split_forwarded(value: str) -> list[str] | None:
+def _for_node(element: str) -> str:
     """
-    Return the ``for=`` node of each element of a ``Forwarded`` header, or ``None``.
+    Return the ``for=`` node of one ``Forwarded`` element that holds no quote, or ``""``.
 
-    An element without ``for=``, or with it twice, gives ``""`` (not an address). A header that
-    does not follow the RFC 7239 grammar gives ``None``.
+    ``""`` (not an address) when the element has no ``for=``, has it twice, is longer than
+    ``MAX_ELEMENT`` or does not follow the RFC 7239 grammar.
     """
-    nodes: list[str] = []
+    if len(element) > MAX_ELEMENT:
+        return ""
     node: str | None = None
     pos = 0
     while True:
-        match = _FORWARDED_PAIR.match(value, pos)
+        match = _FORWARDED_PAIR.match(element, pos)
         if match is None:
-            return None
+            return ""
         name, raw, separator = match.groups()
         if name is not None and name.lower() == "for":
             if node is not None:
-                node = ""
-            elif raw[:1] == '"':
-                node = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
-            else:
-                node = raw
-        if separator != ";":
-            nodes.append(node or "")
-            node = None
-            if not separator:
-                return nodes
+                return ""
+            node = raw
+        if not separator:
+            return node or ""
         pos = match.end()
+
+
+def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
+    """
+    Yield the ``for=`` node of each element of a ``Forwarded`` header, right-most first.
+
+    Each node comes with the index where its element starts. A node is ``""`` (not an address)
+    as :func:`_for_node` says, and nothing follows it. Only the elements asked for are read: each
+    step reverses at most ``MAX_ELEMENT + 1`` characters and matches the pairs of one element.
+    Quoted strings are read whole, commas and all; what lies left of the elements read is not
+    looked at (see :func:`_quotes_closed`).
+    """
+    end = length = len(value)  # end: the window's right end (exclusive) in value
+    while True:
+        low = max(0, end - MAX_ELEMENT - 1)  # room for the longest element and its comma
+        window = value[low:end][::-1] if low or end < length else value[::-1]
+        pair = _REVERSED_PAIR if "\\" in window else _REVERSED_PAIR_PLAIN
+        start = 0  # where the element being read begins in the window (its right end)
+        at = 0
+        node: str | None = None
+        while True:
+            match = pair.match(window, at)
+            if match is not None:
+                raw, name, separator = match.groups()
+            if match is None or (low > 0 and not separator):
+                # Not whole in this window: read it again from its own end, unless the window
+                # already began there (then it is too long, or not Forwarded at all).
+                if start == 0:
+                    yield "", end
+                    return
+                end -= start
+                break
+            if name is not None and name.lower() == "rof":
+                if node is not None:
+                    node = ""
+                elif raw[:1] == '"':
+                    node = raw[-2:0:-1]
+                    if "\\" in node:
+                        node = _QUOTED_PAIR.sub(r"\1", node)
+                else:
+                    node = raw[::-1]
+            at = match.end()
+            if separator == ";":
+                continue
+            if not separator:  # the start of the header
+                yield (node or "") if at - start <= MAX_ELEMENT else "", 0
+                return
+            yield node or "", end - at + 1
+            start = at
+            node = None
+
+
+def _quotes_closed(value: str, end: int) -> bool:
+    """
+    Tell whether ``value[:end]``, read from the left, certainly leaves no quoted string open.
+
+    Without a backslash after the first quote no quote is escaped, so an even number of quotes
+    closes every quoted string they open. A quoted-pair there is not worth reading (proxies
+    never write one; a client can always make its header unparseable): the answer is no. Three
+    scans in C, whatever the length.
+    """
+    first = value.find('"', 0, end)
+    if first < 0:
+        return True
+    return value.find("\\", first, end) < 0 and value.count('"', first, end) % 2 == 0
 
 
 class ClientIP:
@@ -260,23 +352,40 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
-        if self.forwarded:
-            hops = _split_forwarded(header)
-            if hops is None:
+        forwarded = self.forwarded
+        if forwarded:
+            if len(header) > MAX_FORWARDED:
                 return ip or "-"
-        else:
-            hops = header.rsplit(",", MAX_HOPS)
+            if '"' in header:
+                return self._walk_quoted(ip, header)
+            # No quoted strings: every comma ends an element, as in X-Forwarded-For.
+        hops = header.rsplit(",", MAX_HOPS)
         if len(hops) > MAX_HOPS:
             # Only the right-most MAX_HOPS entries are read. What is left of them stands in as
             # one entry that is not an address: reached, it makes the header garbage.
             hops = ["", *hops[-MAX_HOPS:]]
         candidate = ip
         for hop in reversed(hops):
-            addr = _parse_ip(hop) if len(hop) <= _MAX_TEXT else None
+            text = _for_node(hop) if forwarded else hop
+            addr = _parse_ip(text) if len(text) <= _MAX_TEXT else None
             if addr is None:
                 return ip or "-"
             if not self._trusted(addr):
                 return addr
             candidate = addr
         # Every hop is one of our proxies: the left-most is the closest to the client we know.
+        return candidate or "-"
+
+    def _walk_quoted(self, ip: str | None, header: str) -> str:
+        """Walk a ``Forwarded`` header that has quoted strings, reading it from the right."""
+        candidate = ip
+        for count, (node, start) in enumerate(_forwarded_from_right(header)):
+            addr = _parse_ip(node) if count < MAX_HOPS and len(node) <= _MAX_TEXT else None
+            if addr is None:
+                return ip or "-"
+            if not self._trusted(addr):
+                # What was read is what a reader from the left sees only if no quoted string
+                # opened further left is still open where it begins.
+                return addr if _quotes_closed(header, start) else ip or "-"
+            candidate = addr
         return candidate or "-"

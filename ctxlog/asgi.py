@@ -176,6 +176,7 @@ class ASGIMiddleware:
         access_log = settings.access_log
         incoming: bytes | None = None
         proxy: bytes | None = None
+        proxy_lines: list[bytes] | None = None
         duplicate_id = False
         user_agent = referer = b""
         for name, value in scope.get("headers") or ():
@@ -183,12 +184,19 @@ class ASGIMiddleware:
                 duplicate_id = incoming is not None
                 incoming = value
             elif name == proxy_name:
-                proxy = value if proxy is None else proxy + b"," + value
+                if proxy is None:
+                    proxy = value
+                elif proxy_lines is None:
+                    proxy_lines = [proxy, value]
+                else:
+                    proxy_lines.append(value)  # joined once below: linear in the lines
             elif access_log:
                 if name == b"user-agent":
                     user_agent = value
                 elif name == b"referer":
                     referer = value
+        if proxy_lines is not None:
+            proxy = b",".join(proxy_lines)
         if incoming is not None and not duplicate_id and _VALID_ID(incoming) is not None:
             request_id = incoming.decode("ascii")
             echo = incoming

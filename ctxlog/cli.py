@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,17 @@ def _request_count(text: str) -> int:
         msg = f"{text!r} is not a number of requests from 1 to 100"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        msg = f"{text!r} is not a positive number of seconds"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--port", type=int, default=9030, help="the app's port (default 9030)")
     push.add_argument(
         "--secret-file", required=True, help="a file holding the secret shared with the app"
+    )
+    push.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up (exit status 1) if connecting, sending and the app closing the connection "
+        "take longer than this in all (default 5)",
     )
     return parser
 

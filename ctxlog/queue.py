@@ -13,9 +13,9 @@ app:
   never fed back into the queue it came from.
 
 :func:`nonblocking` builds the whole path in one call: one bounded queue and one thread per target
-handler (a slow target never delays the others), an overflow policy instead of unbounded memory,
-counters, a drop report at most once per interval, draining at exit and a fresh set of threads in
-a forked child.
+handler (a slow target never delays the others), bounded in records and in bytes, an overflow
+policy instead of unbounded memory, counters, a drop report at most once per interval, draining at
+exit and a fresh set of threads in a forked child.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ Overflow = Literal["drop_oldest", "drop_newest", "block"]
 OVERFLOW_POLICIES: Final = ("drop_oldest", "drop_newest", "block")
 
 _PLAIN_TYPES: Final = (str, int, float, bool, type(None))
+
+#: The default ``max_bytes`` of a queue: what its records may hold, estimated, in all.
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+#: What a queued record costs beyond its texts: the record, its attribute dict, its numbers.
+_RECORD_OVERHEAD: Final = 512
+_getsizeof: Final = sys.getsizeof
 
 
 class _Flush:
@@ -119,13 +125,59 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return f"<unprintable {type(value).__name__}>"
 
 
-def _make_plain(record: logging.LogRecord) -> None:
-    """Turn every extra attribute that is not plain data into text (for pickle and JSON)."""
+def _make_plain(record: logging.LogRecord) -> int:
+    """
+    Turn every extra attribute that is not plain data into text (for pickle and JSON).
+
+    Return the estimated size in bytes of the extras: a text counts its length (its size for
+    ASCII, and three times cheaper to find), lists and dicts their items too.
+    """
     attrs = record.__dict__
+    size = 0
     for key in attrs.keys() - RESERVED:  # the extras only, found in C
         value = attrs[key]
-        if type(value) not in _PLAIN_TYPES:
-            attrs[key] = _plain(value)
+        if type(value) is str:
+            size += len(value)
+        elif type(value) not in _PLAIN_TYPES:
+            value = attrs[key] = _plain(value)
+            size += _value_size(value)
+    return size
+
+
+def _value_size(value: Any, depth: int = 0) -> int:
+    """Estimate the bytes ``value`` holds: its own size and, a few levels deep, its items'."""
+    size = _getsizeof(value)
+    if depth < 5:
+        if isinstance(value, list | tuple):
+            size += sum(_value_size(item, depth + 1) for item in value)
+        elif isinstance(value, dict):
+            size += sum(_value_size(item, depth + 1) for item in value.values())
+    return size
+
+
+def _texts_size(record: logging.LogRecord) -> int:
+    """Estimate the bytes of a prepared record's message, traceback and stack (not extras)."""
+    size = _RECORD_OVERHEAD + _getsizeof(record.msg)
+    if record.exc_text:
+        size += _getsizeof(record.exc_text)
+    if record.stack_info:
+        size += _getsizeof(record.stack_info)
+    return size
+
+
+def _size_of(item: Any) -> int:
+    """
+    Estimate the bytes ``item`` holds in a queue, without pickling or formatting it.
+
+    A record counts its message, traceback, stack, arguments and extras; markers count nothing.
+    """
+    if _is_control(item):
+        return 0
+    if not isinstance(item, logging.LogRecord):
+        return _value_size(item)
+    attrs = item.__dict__
+    extras = sum(_value_size(attrs[key]) for key in attrs.keys() - RESERVED)
+    return _texts_size(item) + extras + (_value_size(item.args) if item.args else 0)
 
 
 def _copy(record: logging.LogRecord) -> logging.LogRecord:
@@ -188,21 +240,32 @@ class QueueHandler(logging.handlers.QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return a copy of ``record`` with the context stamped on and nothing unpicklable."""
+        return self._prepare(record)[0]
+
+    def _prepare(self, record: logging.LogRecord) -> tuple[logging.LogRecord, int]:
+        """Return what :meth:`prepare` returns, and the estimated bytes it holds."""
         stamp(record)
         if self.formatter is not None:
             prepared: logging.LogRecord = super().prepare(record)
-        else:
-            message = record.getMessage()
-            exc_text = record.exc_text
-            if record.exc_info and not exc_text:
-                exc_text = _exception_formatter.formatException(record.exc_info)
-            prepared = _copy(record)
-            prepared.msg = prepared.message = message
-            prepared.args = None
-            prepared.exc_info = None
-            prepared.exc_text = exc_text
-        _make_plain(prepared)
-        return prepared
+            return prepared, _make_plain(prepared) + _texts_size(prepared)
+        message = record.getMessage()
+        exc_text = record.exc_text
+        if record.exc_info and not exc_text:
+            exc_text = _exception_formatter.formatException(record.exc_info)
+        prepared = _copy(record)
+        prepared.msg = prepared.message = message
+        prepared.args = None
+        prepared.exc_info = None
+        prepared.exc_text = exc_text
+        # _texts_size() inlined: this runs for every record. An ASCII text takes a byte a
+        # character; len() is three times cheaper than getsizeof().
+        size = _make_plain(prepared) + _RECORD_OVERHEAD
+        size += len(message) if message.isascii() else _getsizeof(message)
+        if exc_text:
+            size += _getsizeof(exc_text)
+        if record.stack_info:
+            size += _getsizeof(record.stack_info)
+        return prepared, size
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record``, unless it comes from a ctxlog listener thread."""
@@ -310,31 +373,44 @@ _WAKE_AT: Final = 64
 
 class BoundedQueue:
     """
-    A queue that never blocks the producer for long and never holds more than ``maxsize`` items.
+    A queue that never blocks the producer for long and never holds more than it is allowed.
+
+    It holds at most ``maxsize`` items and at most ``max_bytes`` bytes in them, as estimated
+    when each is queued: a record counts its message, traceback, stack, arguments and extras
+    (their in-memory size, never by pickling or formatting them) plus 512 bytes for the record
+    itself. A queue full by either measure applies the overflow policy.
 
     It has the methods ``QueueHandler`` and ``QueueListener`` use (``put_nowait``, ``get``) and
     takes no lock on the producer side, so a signal handler that logs while the interrupted code
     was itself logging cannot deadlock. A consumer waiting in ``get()`` is not woken for each
     item (that would cost the producer a system call): it looks again within 5 to 100 ms, or at
-    once when 64 items are waiting or a stop or flush marker arrives. The listener's stop
-    sentinel (``None``) and ctxlog's flush marker are never dropped.
+    once when 64 items or half of ``max_bytes`` are waiting, or a stop or flush marker arrives.
+    The listener's stop sentinel (``None``) and ctxlog's flush marker are never dropped.
 
     Args:
         maxsize: How many items it holds at most.
         overflow: What a full queue does with a new item: ``"drop_oldest"`` (make room by
             dropping the oldest), ``"drop_newest"`` (drop the new one), or ``"block"`` (wait up
-            to ``block_timeout`` seconds for room, then drop the new one).
+            to ``block_timeout`` seconds for room, then drop the new one). An item larger than
+            ``max_bytes`` on its own is dropped at once, whatever the policy.
         block_timeout: The longest wait for ``"block"``.
+        max_bytes: How many bytes its items hold at most, as estimated (64 MiB by default).
 
     Raises:
-        ValueError: ``maxsize`` is not a positive integer, ``overflow`` is not a known policy,
-            or ``block_timeout`` is negative.
+        ValueError: ``maxsize`` or ``max_bytes`` is not a positive integer, ``overflow`` is not
+            a known policy, or ``block_timeout`` is negative.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0
+       ``max_bytes``, :meth:`queued_bytes` and ``dropped_for_bytes``.
     """
 
     def __init__(
-        self, maxsize: int = 10_000, overflow: Overflow = "drop_oldest", block_timeout: float = 1.0
+        self,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        block_timeout: float = 1.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             msg = f"maxsize: {maxsize!r} is not a positive integer"
@@ -345,16 +421,25 @@ class BoundedQueue:
         if not isinstance(block_timeout, int | float) or block_timeout < 0:
             msg = f"block_timeout: {block_timeout!r} is not a number of seconds >= 0"
             raise ValueError(msg)
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            msg = f"max_bytes: {max_bytes!r} is not a positive integer (a number of bytes)"
+            raise ValueError(msg)
         self.maxsize = maxsize
         self.overflow = overflow
         self.block_timeout = float(block_timeout)
+        self.max_bytes = max_bytes
         #: Items dropped because the queue was full. Counters are plain ints: CPython with the
         #: GIL does not switch threads inside ``+= 1`` on an int attribute.
         self.dropped = 0
+        #: Of ``dropped``, those dropped because of ``max_bytes`` (the count alone had room).
+        self.dropped_for_bytes = 0
         self._reset()
 
     def _reset(self) -> None:
-        self._items: collections.deque[Any] = collections.deque()
+        #: Each item with the bytes it was counted for, so that taking it out gives back as
+        #: much as putting it in took.
+        self._items: collections.deque[tuple[Any, int]] = collections.deque()
+        self._bytes = 0
         self._wake: stdlib_queue.SimpleQueue[None] = stdlib_queue.SimpleQueue()
         self._waiting = False
 
@@ -362,17 +447,25 @@ class BoundedQueue:
         """Return how many items are queued."""
         return len(self._items)
 
+    def queued_bytes(self) -> int:
+        """
+        Return the estimated bytes the queued items hold (at most ``max_bytes``).
+
+        .. versionadded:: 0.3.0
+        """
+        return self._bytes
+
     def records(self) -> int:
         """Return how many queued items are records (not stop or flush markers)."""
-        return sum(1 for item in list(self._items) if not _is_control(item))
+        return sum(1 for item, _ in list(self._items) if not _is_control(item))
 
     def empty(self) -> bool:
         """Tell whether nothing is queued."""
         return not self._items
 
     def full(self) -> bool:
-        """Tell whether the queue holds ``maxsize`` items."""
-        return len(self._items) >= self.maxsize
+        """Tell whether the queue holds ``maxsize`` items or ``max_bytes`` bytes."""
+        return len(self._items) >= self.maxsize or self._bytes >= self.max_bytes
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002
         """Queue ``item`` following the overflow policy (the arguments exist for compatibility)."""
@@ -380,31 +473,47 @@ class BoundedQueue:
 
     def put_nowait(self, item: Any) -> None:
         """Queue ``item``; if the queue is full, apply the overflow policy."""
+        self._put(item, _size_of(item))
+
+    def _put(self, item: Any, size: int) -> None:
+        """Queue ``item``, counted as ``size`` bytes (0 for a marker)."""
         items = self._items
-        if len(items) >= self.maxsize and not _is_control(item) and not self._make_room():
+        full = size and (len(items) >= self.maxsize or self._bytes + size > self.max_bytes)
+        if full and (size > self.max_bytes or not self._make_room(size)):
             self.dropped += 1
+            if len(items) < self.maxsize:
+                self.dropped_for_bytes += 1
             return
-        items.append(item)
+        # Counted before it can be taken out, so that the count is never below what is queued.
+        self._bytes += size
+        items.append((item, size))
         # Waking an idle consumer costs the caller a system call (~10 us): leave a sporadic
         # record to its poll, and wake it only for a burst or for a stop or flush marker.
-        if self._waiting and (len(items) >= _WAKE_AT or _is_control(item)):
+        if self._waiting and (
+            len(items) >= _WAKE_AT or not size or self._bytes * 2 >= self.max_bytes
+        ):
             self._wake.put(None)
 
-    def _make_room(self) -> bool:
+    def _make_room(self, size: int) -> bool:
+        """Apply the overflow policy to make room for ``size`` bytes; tell whether there is."""
         items = self._items
         if self.overflow == "drop_oldest":
-            try:
-                oldest = items.popleft()
-            except IndexError:
-                return True
-            if _is_control(oldest):  # stop and flush markers stay
-                items.appendleft(oldest)
-                return False
-            self.dropped += 1
+            while len(items) >= self.maxsize or self._bytes + size > self.max_bytes:
+                try:
+                    oldest = items.popleft()
+                except IndexError:
+                    return True
+                if not oldest[1]:  # stop and flush markers stay
+                    items.appendleft(oldest)
+                    return False
+                self._bytes -= oldest[1]
+                self.dropped += 1
+                if len(items) + 1 < self.maxsize:  # there was room for one more record
+                    self.dropped_for_bytes += 1
             return True
         if self.overflow == "block":
             deadline = time.monotonic() + self.block_timeout
-            while len(items) >= self.maxsize:
+            while len(items) >= self.maxsize or self._bytes + size > self.max_bytes:
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.0005)
@@ -418,9 +527,12 @@ class BoundedQueue:
         poll = _POLL_MIN
         while True:
             try:
-                return items.popleft()
+                item, size = items.popleft()
             except IndexError:
                 pass
+            else:
+                self._bytes -= size
+                return item
             if not block:
                 raise stdlib_queue.Empty
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -459,6 +571,7 @@ class _Worker(QueueListener):
         self.handling = threading.Lock()
         self.last_progress = time.monotonic()
         self._reported_drops = 0
+        self._reported_drops_for_bytes = 0
         self._next_drop_report = 0.0
         self._failures_unreported = 0
         self._next_failure_report = 0.0
@@ -548,12 +661,18 @@ class _Worker(QueueListener):
         if dropped == self._reported_drops or now < self._next_drop_report:
             return
         count = dropped - self._reported_drops
+        for_bytes = self.bounded.dropped_for_bytes - self._reported_drops_for_bytes
         self._reported_drops = dropped
+        self._reported_drops_for_bytes += for_bytes
         self._next_drop_report = now + self.report_interval
+        bounded = self.bounded
         text = (
             f"ctxlog dropped {count} records for {self.target!r}: its queue was full "
-            f"(maxsize={self.bounded.maxsize}, overflow={self.bounded.overflow})"
+            f"(maxsize={bounded.maxsize}, max_bytes={bounded.max_bytes}, "
+            f"overflow={bounded.overflow})"
         )
+        if for_bytes:
+            text += f"; {for_bytes} of them for max_bytes"
         if self.target.level > logging.WARNING:
             write_line(text)
             return
@@ -568,8 +687,8 @@ class _Worker(QueueListener):
         self._after_fork()
         self.handling = threading.Lock()
         self.bounded._reset()  # noqa: SLF001 - the queue belongs to this worker
-        self.bounded.dropped = 0
-        self.delivered = self.failed = self._reported_drops = 0
+        self.bounded.dropped = self.bounded.dropped_for_bytes = 0
+        self.delivered = self.failed = self._reported_drops = self._reported_drops_for_bytes = 0
         self.busy = False
 
 
@@ -583,6 +702,8 @@ class NonBlockingHandler(QueueHandler):
     thread, so that nothing logged at exit is lost.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0
+       ``max_bytes``: each target's queue is bounded in bytes too.
     """
 
     def __init__(
@@ -595,9 +716,12 @@ class NonBlockingHandler(QueueHandler):
         block_timeout: float,
         report_interval: float,
         stall_timeout: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         workers = [
-            _Worker(BoundedQueue(maxsize, overflow, block_timeout), target, report_interval)
+            _Worker(
+                BoundedQueue(maxsize, overflow, block_timeout, max_bytes), target, report_interval
+            )
             for target in targets
         ]
         super().__init__(workers[0].bounded)
@@ -625,8 +749,23 @@ class NonBlockingHandler(QueueHandler):
             if worker.target.formatter is None:
                 worker.target.setFormatter(fmt)
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue a prepared copy of ``record``, unless it comes from a ctxlog listener thread."""
+        if threading.get_ident() in _state.workers:
+            self.suppressed += 1
+            return
+        try:
+            # prepare() measures what it copies on the way: no second look for the byte cap.
+            prepared, size = self._prepare(record)
+            self._enqueue(prepared, size)
+        except Exception:
+            self.handleError(record)
+
     def enqueue(self, record: logging.LogRecord) -> None:
         """Put ``record`` on the queue of every target whose level admits it."""
+        self._enqueue(record, _size_of(record))
+
+    def _enqueue(self, record: logging.LogRecord, size: int) -> None:
         workers = self.workers
         respect = self.respect_handler_level
         if self._closed:
@@ -635,12 +774,13 @@ class NonBlockingHandler(QueueHandler):
         if len(workers) == 1:
             worker = workers[0]
             if not respect or record.levelno >= worker.target.level:
-                worker.bounded.put_nowait(record)
+                worker.bounded._put(record, size)  # noqa: SLF001 - this module's own queue
             return
         for worker in workers:
             if not respect or record.levelno >= worker.target.level:
-                # Each target formats in its own thread: give each its own copy.
-                worker.bounded.put_nowait(_copy(record))
+                # Each target formats in its own thread: give each its own copy (the texts are
+                # shared: each queue counts them, but memory holds them once).
+                worker.bounded._put(_copy(record), size)  # noqa: SLF001
 
     def _deliver_now(self, record: logging.LogRecord) -> None:
         for worker in self.workers:
@@ -650,24 +790,32 @@ class NonBlockingHandler(QueueHandler):
 
     def stats(self) -> dict[str, Any]:
         """
-        Return the counters: ``queued``, ``delivered``, ``dropped``, ``failed``, ``suppressed``.
+        Return the counters, in all and per target.
 
-        ``targets`` breaks the first four down per target handler, in the order given.
+        The keys are ``queued``, ``queued_bytes``, ``delivered``, ``dropped``,
+        ``dropped_for_bytes``, ``failed`` and ``suppressed``. ``dropped`` counts every record
+        the overflow policy dropped; ``dropped_for_bytes`` those of them dropped because of
+        ``max_bytes`` (the queue had room for more records, not for more bytes).
+        ``queued_bytes`` is the estimate the byte cap applies to. ``targets`` breaks all but
+        ``suppressed`` down per target handler, in the order given.
+
+        .. versionchanged:: 0.3.0
+           ``queued_bytes`` and ``dropped_for_bytes``.
         """
         targets = [
             {
                 "handler": repr(worker.target),
                 "queued": worker.bounded.records(),
+                "queued_bytes": worker.bounded.queued_bytes(),
                 "delivered": worker.delivered,
                 "dropped": worker.bounded.dropped,
+                "dropped_for_bytes": worker.bounded.dropped_for_bytes,
                 "failed": worker.failed,
             }
             for worker in self.workers
         ]
-        totals = {
-            key: sum(target[key] for target in targets)  # type: ignore[misc]
-            for key in ("queued", "delivered", "dropped", "failed")
-        }
+        keys = ("queued", "queued_bytes", "delivered", "dropped", "dropped_for_bytes", "failed")
+        totals = {key: sum(target[key] for target in targets) for key in keys}  # type: ignore[misc]
         return {**totals, "suppressed": self.suppressed, "targets": targets}
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
@@ -913,6 +1061,7 @@ def nonblocking(
     block_timeout: float = 1.0,
     report_interval: float = 60.0,
     stall_timeout: float = 30.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> NonBlockingHandler:
     """
     Return a started handler that delivers to ``handlers`` without blocking the caller.
@@ -933,8 +1082,9 @@ def nonblocking(
     Args:
         handlers: Handler objects, or names of handlers configured by ``dictConfig``.
         maxsize: The most records each target's queue holds.
-        overflow: What a full queue does: ``"drop_oldest"``, ``"drop_newest"`` or ``"block"``
-            (wait up to ``block_timeout`` seconds, then drop the new record).
+        overflow: What a full queue (by ``maxsize`` or by ``max_bytes``) does: ``"drop_oldest"``,
+            ``"drop_newest"`` or ``"block"`` (wait up to ``block_timeout`` seconds, then drop
+            the new record). A record larger than ``max_bytes`` on its own is always dropped.
         respect_handler_level: Queue a record for a target only if its level admits it.
         block_timeout: The longest wait of ``overflow="block"``.
         report_interval: Drops and handler failures are reported at most once per this many
@@ -942,12 +1092,18 @@ def nonblocking(
             is above WARNING), never a traceback per record.
         stall_timeout: At close and exit, give up on a target that has delivered nothing for
             this many seconds.
+        max_bytes: The most bytes the records in each target's queue hold, as estimated when
+            they are logged (message, traceback, stack and extras, plus 512 bytes a record;
+            see :class:`BoundedQueue`). 64 MiB by default: 400 records of 256 KiB each
+            behind a stalled target hold 64 MiB, not 100.
 
     Raises:
         ValueError: No handlers, a name that no configured handler has, or a bad setting.
         TypeError: Something that is neither a handler nor a name.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0
+       ``max_bytes``.
     """
     targets = _resolve(handlers)
     for name, value in (("report_interval", report_interval), ("stall_timeout", stall_timeout)):
@@ -962,6 +1118,7 @@ def nonblocking(
         block_timeout=block_timeout,
         report_interval=float(report_interval),
         stall_timeout=float(stall_timeout),
+        max_bytes=max_bytes,
     )
     _install_hooks()
     _state.live.add(handler)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
 import queue
+import re
 import socket
 import struct
 import subprocess
@@ -16,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -317,8 +319,9 @@ def test_unsigned_code_is_not_run_even_with_opt_in(full_server, capture, tmp_pat
 
     assert before == _logger_state()
     assert not marker.exists()
-    assert 2 == len(rejections(capture))
-    assert all("bad signature" in m for m in rejections(capture))
+    assert {"bad signature": 2} == full_server.rejected
+    [message] = rejections(capture)  # the second is in the summary at stop()
+    assert "bad signature" in message
 
 
 def test_wrong_secret_is_refused(full_server, capture, tmp_path):
@@ -438,7 +441,17 @@ def test_listener_survives_hostile_messages(server, capture, tmp_path):
     push({"version": 1, "loggers": {APP: {"level": "CRITICAL"}}}, secret=SECRET, port=server.port)
 
     assert logging.CRITICAL == wait_for_level(APP, logging.CRITICAL)
-    assert 7 == len(wait_for_rejections(capture, 7))
+    expected = {
+        "replayed": 1,
+        "bad signature": 2,
+        "malformed": 1,
+        "not allowed": 1,
+        "stale": 1,
+        "incomplete": 1,
+    }
+    # One line per reason: the second bad signature waits for the summary.
+    assert 6 == len(wait_for_rejections(capture, 6))
+    assert expected == server.rejected
     assert "incomplete message (2 of the 4 length bytes)" in rejections(capture)[-1]
     assert not marker.exists()
 
@@ -521,9 +534,9 @@ def test_idle_connections_do_not_keep_a_push_out(server, capture):
     finally:
         for sock in idle:
             sock.close()
-    made_room = [m for m in rejections(capture) if "closed to make room" in m]
-    assert len(made_room) >= 50 - MAX_CONNECTIONS
-    assert all("(0 of the 4 length bytes)" in m for m in made_room)
+    assert server.rejected["too many connections"] >= 50 - MAX_CONNECTIONS
+    [made_room] = [m for m in rejections(capture) if "closed to make room" in m]
+    assert "(0 of the 4 length bytes)" in made_room
 
 
 def test_message_sent_in_pieces_is_applied(server):
@@ -627,10 +640,12 @@ def test_loopback_hosts_are_accepted(host):
         ({"read_timeout": -1.0}, "read_timeout: -1.0"),
         ({"read_timeout": float("nan")}, "read_timeout: nan"),
         ({"read_timeout": "5"}, "read_timeout: '5'"),
+        ({"report_interval": 0}, "report_interval: 0"),
+        ({"report_interval": float("nan")}, "report_interval: nan"),
     ],
 )
 def test_bad_options_are_refused(options, match):
-    """Ports, max_age and read_timeout outside their range are start-up errors."""
+    """Ports, max_age, read_timeout and report_interval outside their range fail at start."""
     with pytest.raises(ValueError, match=match):
         config_server(secret=SECRET, **{"port": 0, **options})
 
@@ -881,3 +896,157 @@ def _next_matching(lines: queue.Queue[str | None], text: str, timeout: float = 1
         seen.append(line)
         if text in line:
             return line
+
+
+# --- rejections are counted and rate-limited; push() has one deadline -------------------------
+
+
+def junk(port: int, payload: bytes = b"", *, length: int | None = None) -> None:
+    """Send one message without the secret; return when the listener hangs up (or resets)."""
+    header = struct.pack(">L", len(payload) if length is None else length)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            sock.sendall(header + payload)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return  # closed on us at once: what the listener does with a length over the limit
+        read_to_end(sock)
+
+
+def test_300_junk_messages_log_one_warning_per_reason_and_count_them_all(capture):
+    """300 messages without the secret, 3 reasons: 3 WARNING lines, then one summary per reason."""
+    with config_server(0, secret=SECRET, report_interval=600) as running:
+        for _ in range(100):
+            junk(running.port, os.urandom(64))
+            junk(running.port, b"too short")
+            junk(running.port, length=MAX_PAYLOAD + 1)
+
+        assert {"bad signature": 100, "too short": 100, "too large": 100} == running.rejected
+        during = rejections(capture)
+        push(LEVELS, secret=SECRET, port=running.port)  # and the listener still works
+        assert logging.DEBUG == wait_for_level(APP, logging.DEBUG)
+
+    assert 3 == len(during)
+    summaries = rejections(capture)[3:]
+    assert 3 == len(summaries)  # at stop(), for what was held back
+    for reason in ("bad signature", "too short", "too large"):
+        [summary] = [m for m in summaries if f"({reason})" in m]
+        assert "rejected 99 more times in the last 600 s for the same reason" in summary
+        assert "from 127.0.0.1;" in summary
+
+
+def test_rejections_are_summarised_once_the_interval_is_over(capture):
+    """After report_interval, the rejections held back are logged as one line, listener running."""
+    with config_server(0, secret=SECRET, report_interval=0.2) as running:
+        for _ in range(5):
+            junk(running.port, os.urandom(64))
+
+        lines = wait_for_rejections(capture, 2)
+        assert {"bad signature": 5} == running.rejected
+
+    assert "bad signature" in lines[0]
+    assert "rejected 4 more times in the last 0.2 s for the same reason (bad signature)" in lines[1]
+
+
+class Trickler:
+    """A peer on 127.0.0.1 that reads what it is sent, never closes, and sends a byte every 20 ms."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.02)
+        self.port = self.listener.getsockname()[1]
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trickler", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.listener.close()
+
+    def _run(self) -> None:
+        peers: list[socket.socket] = []
+        try:
+            while not self._stop.is_set():
+                try:
+                    peer, _ = self.listener.accept()
+                    peer.setblocking(False)
+                    peers.append(peer)
+                except TimeoutError:
+                    pass
+                for peer in peers:
+                    with contextlib.suppress(BlockingIOError, ConnectionError):
+                        self.received += len(peer.recv(1 << 20))
+                    with contextlib.suppress(BlockingIOError, ConnectionError):
+                        peer.send(b".")
+                self._stop.wait(0.02)  # the pace of the trickle
+        finally:
+            for peer in peers:
+                peer.close()
+
+
+def test_push_gives_up_on_a_peer_that_keeps_trickling_bytes():
+    """push(timeout=0.5) against a peer that sends a byte every 20 ms and never closes: gives up."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            push(LEVELS, secret=SECRET, port=peer.port, timeout=0.5)
+        except Exception as error:  # whatever it is, the test reports it
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    with Trickler() as peer:
+        pushing = threading.Thread(target=run, daemon=True)
+        pushing.start()
+        pushing.join(30)
+
+        assert not pushing.is_alive(), "push() was still waiting after 30 s"
+    [error] = outcome
+    assert isinstance(error, TimeoutError)
+    assert f"127.0.0.1:{peer.port} did not close the connection" in str(error)
+    assert "within 0.5 s" in str(error)
+    assert peer.received > 4  # the message was sent whole before the wait
+
+
+def test_cli_push_exits_1_in_time_against_a_trickling_peer(tmp_path, secret_file):
+    """ctxlog config push --timeout 0.5, run as a process, exits 1 with a clear message."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+    command = [sys.executable, "-m", "ctxlog", "config", "push", str(config)]
+    with Trickler() as peer:
+        options = ["--port", str(peer.port), "--secret-file", str(secret_file), "--timeout", "0.5"]
+        done = subprocess.run(
+            [*command, *options], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    assert 1 == done.returncode, done.stderr
+    assert f"127.0.0.1:{peer.port} did not close the connection" in done.stderr
+    assert "gave up (--timeout 0.5)" in done.stderr
+    assert "" == done.stdout
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+def test_push_timeout_must_be_a_positive_number(timeout):
+    """push(timeout=...) outside (0, inf) is a ValueError that shows the value."""
+    with pytest.raises(ValueError, match=re.escape(f"timeout: {timeout!r}")):
+        push(LEVELS, secret=SECRET, port=9, timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_cli_timeout_must_be_a_positive_number(tmp_path, secret_file, capsys, timeout):
+    """--timeout that is not a positive number is a usage error (status 2) naming it."""
+    config = tmp_path / "debug.json"
+    config.write_text(json.dumps(LEVELS))
+    argv = ["config", "push", str(config), "--secret-file", str(secret_file), "--timeout", timeout]
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert 2 == exited.value.code
+    assert f"{timeout!r} is not a positive number of seconds" in capsys.readouterr().err

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
+import sys
+from typing import ClassVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ctxlog._proxy import MAX_HOPS, ClientIP, _parse_ip, parse_ip
+import ctxlog
+from ctxlog._proxy import MAX_ELEMENT, MAX_FORWARDED, MAX_HOPS, ClientIP, _parse_ip, parse_ip
 
 PROXY = "10.0.0.1"
 TRUSTED = ("10.0.0.0/8", "2001:db8:ffff::/48")
@@ -511,3 +515,224 @@ def test_x_forwarded_for_matches_a_reference_walk(peer, hops, separator):
     header = separator.join(text for text, _ in hops)
 
     assert expected == ClientIP(TRUSTED).resolve(peer, header)
+
+
+# --- Forwarded, read from the right ------------------------------------------------------------
+
+FORWARDED_CASES = [
+    # header, expected ip field (peer PROXY, TRUSTED proxies).
+    # Quoted strings in the elements read: commas, semicolons and quoted-pairs inside them.
+    (f'for=1.1.1.1, for={CLIENT};host="a,b;c"', CLIENT),
+    (f'for=1.1.1.1, for={CLIENT};host="a\\",b"', CLIENT),
+    (f'for=1.1.1.1, for="{CLIENT}:80", for="[2001:db8:ffff::1]"', CLIENT),
+    ('for="[2001:db8::7]:4711", for=10.0.0.2', "2001:db8::7"),
+    ('for="_a,b", for="[2001:db8::7]:4711";by="[2001:db8:ffff::1]"', "2001:db8::7"),
+    # What a client wrote left of the elements read is not parsed...
+    (f"garbage;;=, for={CLIENT}", CLIENT),
+    (f'host="{"x" * 2000}", for={CLIENT}', CLIENT),
+    (f'for="x", for="y", for={CLIENT}', CLIENT),
+    # ... but a quote it leaves open would put them inside a quoted string: the peer.
+    (f'for="x, for={CLIENT}', PROXY),
+    (f'for="x, for={CLIENT}, for=10.0.0.2', PROXY),
+    (f'for="x", y=", for={CLIENT}', PROXY),
+    ('for="x, for="[2001:db8::7]", for=10.0.0.2', PROXY),
+    # A quoted-pair left of the elements read is not worth reading: the peer.
+    (f'for="a\\"b", for={CLIENT}', PROXY),
+    # A quote written so that our element reads as quoted text from the right: no for= node.
+    (f'x=", for={CLIENT}"', PROXY),
+    # An element longer than MAX_ELEMENT, reached: the peer.
+    (f'for={CLIENT};host="{"x" * MAX_ELEMENT}"', PROXY),
+    (f"for={CLIENT};host={'x' * MAX_ELEMENT}", PROXY),
+    (f'for=1.1.1.1, for={CLIENT};host="{"x" * (MAX_ELEMENT - 40)}"', CLIENT),
+    # A header longer than MAX_FORWARDED: the peer, without reading it.
+    (", ".join([f"for={CLIENT}"] * (MAX_FORWARDED // 15 + 1)), PROXY),
+    (("for=1.1.1.1, " * MAX_FORWARDED)[: MAX_FORWARDED - 17] + f"for={CLIENT}", CLIENT),
+]
+
+
+@pytest.mark.parametrize(("header", "expected"), FORWARDED_CASES)
+def test_forwarded_read_from_the_right(header, expected):
+    """Elements read from the right parse whole; a quote left open further left gives the peer."""
+    actual = ClientIP(TRUSTED, FWD).resolve(PROXY, header)
+
+    assert expected == actual
+
+
+def reference_split(value: str) -> list[str] | None:
+    """Read a whole Forwarded header from the left: each element's for= node, or None."""
+    pair = re.compile(
+        r"""[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,"]*)"""
+        r"""[ \t]*)?([;,]|\Z)"""
+    )
+    nodes: list[str] = []
+    node: str | None = None
+    pos = 0
+    while True:
+        match = pair.match(value, pos)
+        if match is None:
+            return None
+        name, raw, separator = match.groups()
+        if name is not None and name.lower() == "for":
+            if node is not None:
+                node = ""
+            elif raw[:1] == '"':
+                node = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            else:
+                node = raw
+        if separator != ";":
+            nodes.append(node or "")
+            node = None
+            if not separator:
+                return nodes
+        pos = match.end()
+
+
+def reference_walk(peer: str, nodes: list[str]) -> str:
+    """The right-to-left walk over a list of nodes, at most MAX_HOPS of them."""
+    peer_ip = parse_ip(peer) or "-"
+    candidate = peer_ip
+    for index, node in enumerate(reversed(nodes)):
+        addr = parse_ip(node)
+        if index == MAX_HOPS or addr is None:
+            return peer_ip
+        if not is_trusted(addr):
+            return addr
+        candidate = addr
+    return candidate
+
+
+forwarded_text = st.lists(
+    st.sampled_from(
+        [
+            "for=", "For=", "by=", "proto=http", ";", ",", ", ", " ", "\t", '"', "\\", '\\"', "=",
+            "x", "a,b", "_hidden", "10.0.0.2", CLIENT, "[2001:db8::1]:4711", '"[2001:db8::1]"',
+            f'"{CLIENT}:80"', '"10.0.0.3"', "\n",
+        ]
+    ),
+    max_size=16,
+).map("".join)
+
+
+@settings(deadline=None, max_examples=500)
+@given(trusted_peers, forwarded_text)
+def test_forwarded_agrees_with_a_reader_from_the_left(peer, header):
+    """Wherever a reader from the left parses the whole header, the result is its result."""
+    nodes = reference_split(header)
+    actual = ClientIP(TRUSTED, FWD).resolve(peer, header)
+
+    if nodes is not None:
+        expected = reference_walk(peer, nodes)
+        if "\\" in header:  # a quoted-pair left of what is read gives the peer
+            assert actual in {expected, parse_ip(peer)}
+        else:
+            assert expected == actual
+
+
+@settings(deadline=None, max_examples=500)
+@given(trusted_peers, forwarded_text)
+@example(PROXY, f'\\x, for="{CLIENT}"')  # a backslash before any quote opens nothing
+@example(PROXY, f'for="a\\"b", for={CLIENT}')  # a quoted-pair in the part not read: the peer
+def test_forwarded_address_comes_from_a_part_a_reader_from_the_left_parses(peer, header):
+    """An address from the header is what a reader from the left finds after some comma outside quotes."""
+    actual = ClientIP(TRUSTED, FWD).resolve(peer, header)
+    if actual == (parse_ip(peer) or "-"):
+        return
+    explanations = []
+    for cut in [-1, *(i for i, char in enumerate(header) if char == ",")]:
+        left, right = header[: cut + 1], header[cut + 1 :]
+        nodes = reference_split(right)
+        # No quoted string left open: no quote, or an even number and no quoted-pair after them.
+        first = left.find('"')
+        closed = first < 0 or (left.count('"') % 2 == 0 and "\\" not in left[first:])
+        if nodes is not None and closed:
+            explanations.append(reference_walk(peer, nodes))
+
+    assert actual in explanations
+
+
+def calls_made(function, *args) -> int:
+    """Count the Python and C function calls made while ``function(*args)`` runs."""
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        if event in {"call", "c_call"}:
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        function(*args)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_forwarded_work_does_not_grow_with_the_header(quoted):
+    """1,000 elements written by a client in front of ours cost exactly the calls of 3."""
+    client_ip = ClientIP(TRUSTED, FWD)
+    junk = '"1.1.1.1";proto=http' if quoted else "1.1.1.1;proto=http"
+    ours = f'for="{CLIENT}", for=10.0.0.2' if quoted else f"for={CLIENT}, for=10.0.0.2"
+    small = ", ".join([f"for={junk}"] * 3 + [ours])
+    large = ", ".join([f"for={junk}"] * 1000 + [ours])
+    assert len(large) <= MAX_FORWARDED
+    # _walk is resolve() without its cache; the first calls fill the trusted-address cache.
+    assert CLIENT == client_ip._walk(PROXY, small) == client_ip._walk(PROXY, large)
+
+    assert calls_made(client_ip._walk, PROXY, small) == calls_made(client_ip._walk, PROXY, large)
+
+
+def test_oversized_forwarded_is_not_read():
+    """A header over MAX_FORWARDED gives the peer after fewer calls than reading one element."""
+    client_ip = ClientIP(TRUSTED, FWD)
+    oversized = ", ".join([f"for={CLIENT}"] * (MAX_FORWARDED // 10))
+    client_ip._walk(PROXY, f"for={CLIENT}")
+
+    assert PROXY == client_ip._walk(PROXY, oversized)
+    assert calls_made(client_ip._walk, PROXY, oversized) < calls_made(
+        client_ip._walk, PROXY, f"for={CLIENT}"
+    )
+
+
+# --- repeated header lines under ASGI ----------------------------------------------------------
+
+
+class CountedBytes(bytes):
+    """Header bytes that record how many bytes each ``+`` involving them copies."""
+
+    copied: ClassVar[list[int]] = []
+
+    def __add__(self, other):
+        CountedBytes.copied.append(len(self) + len(other))
+        return bytes(self) + bytes(other)
+
+    def __radd__(self, other):
+        CountedBytes.copied.append(len(other) + len(self))
+        return bytes(other) + bytes(self)
+
+
+@pytest.mark.parametrize("proxy_header", [XFF, FWD])
+def test_asgi_joins_repeated_proxy_lines_in_linear_time(proxy_header):
+    """5,000 header lines are joined without copying the growing header once per line."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(ctxlog.get_context()["ip"])
+
+    middleware = ctxlog.ASGIMiddleware(app, trusted_proxies=TRUSTED, proxy_header=proxy_header)
+    name = proxy_header.lower().encode()
+    prefix = b"for=" if proxy_header == FWD else b""
+    lines = [CountedBytes(prefix + b"1.1.1.1")] * 5000 + [
+        CountedBytes(prefix + CLIENT.encode()),
+        CountedBytes(prefix + b"10.0.0.2"),
+    ]
+    scope = {"type": "http", "path": "/", "headers": [(name, line) for line in lines]}
+    scope["client"] = (PROXY, 5555)
+    CountedBytes.copied.clear()
+
+    asyncio.run(middleware(scope, None, None))
+
+    assert [CLIENT] == seen
+    total = sum(len(line) + 1 for line in lines)
+    # Joining by "+" line after line copies ~ lines x total / 2 bytes (here ~80 MB).
+    assert sum(CountedBytes.copied) <= 2 * total
