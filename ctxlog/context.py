@@ -56,12 +56,14 @@ TRACE_FIELDS: Final = ("trace_id", "span_id")
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
-#: Attribute names a LogRecord has of its own, plus the two the Formatter adds. A bound field
-#: with one of these names could never reach a record, so bind() refuses them.
+#: Attribute names a LogRecord has of its own, the two the Formatter adds, and ``peer``, which
+#: the receiver sets to the sender's address (a frame may not carry it). A bound field with one
+#: of these names could never reach a record intact, so bind() refuses them.
 RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
     "asctime",
     "taskName",
+    "peer",
 }
 
 
@@ -142,10 +144,12 @@ def _check_names(names: Iterable[str]) -> None:
             msg = f"ctxlog field names must be identifiers, got {name!r}"
             raise ValueError(msg)
         if name in RESERVED:
-            msg = (
-                f"ctxlog field name {name!r} is an attribute every LogRecord already has; "
-                "choose another name"
+            what = (
+                "the sender's address, which the receiver sets"
+                if name == "peer"
+                else "an attribute every LogRecord already has"
             )
+            msg = f"ctxlog field name {name!r} is reserved ({what}); choose another name"
             raise ValueError(msg)
 
 

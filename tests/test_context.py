@@ -196,3 +196,9 @@ def test_bind_and_unbind_from_two_threads_of_one_request_lose_nothing():
     finally:
         sys.setswitchinterval(switch)
     assert 3_000 == sum(1 for name in state.fields if name.startswith("kept"))
+
+
+def test_peer_is_reserved_for_the_receiver():
+    """bind(peer=...) is refused: the receiver sets peer to the sender's address."""
+    with pytest.raises(ValueError, match="'peer' is reserved"):
+        ctxlog.bind(peer="10.0.0.1")
