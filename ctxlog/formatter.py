@@ -211,11 +211,31 @@ class Formatter(logging.Formatter):
         #: logging's own formatMessage() writes the escaped values and the format (which has no
         #: line break) and nothing else; a subclass's may add anything, and is checked.
         self._own_format_message = type(self).formatMessage is not logging.Formatter.formatMessage
+        #: Whether a line may begin like a continuation line; not when the format begins with
+        #: its own text (not a space), or with the time in the default layout.
+        self._lead_check = self._may_lead_with_space(datefmt)
+        #: Whether lines are cut (``ctxlog receive``): a line longer than the cap may hold a
+        #: longer field.
+        self._capped = self._field_limit < sys.maxsize
+
+    def _may_lead_with_space(self, datefmt: str | None) -> bool:
+        fmt = self._style._fmt  # noqa: SLF001 - the format as the style holds it
+        style = type(self._style)
+        if not fmt:
+            return True
+        opening = {logging.PercentStyle: "%", logging.StrFormatStyle: "{"}.get(style, "$")
+        if fmt[0] != opening or fmt[:2] == opening * 2:
+            return fmt[0].isspace()  # the format's own text comes first
+        default_time = (
+            datefmt is None
+            and type(self).formatTime is logging.Formatter.formatTime
+            and self.default_time_format == logging.Formatter.default_time_format
+        )
+        starts = ("%(asctime)", "{asctime", "$asctime", "${asctime}")
+        return not (default_time and fmt.startswith(starts))
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as one escaped line, plus a ``"  | "`` line per traceback line."""
-        if record.exc_info or record.exc_text or record.stack_info:
-            return self._format_escaped(record, prepared=False)
         if self._probe and self._probe not in record.__dict__:
             return self._format_escaped(record, prepared=False)
         try:
@@ -224,11 +244,15 @@ class Formatter(logging.Formatter):
             # A field the format names is missing (the escaping way fills it in), or arguments
             # do not fit the message (the escaping way tells what they were).
             return self._format_escaped(record, prepared=False)
-        # Every character that needs escaping is "not printable" to Python but the backslash.
-        safe = (line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None
-        if safe and len(line) <= self._field_limit:
+        # Every character that needs escaping is "not printable" to Python but the backslash. A
+        # traceback or a stack adds a line feed: the escaping way writes it on "  | " lines.
+        if (line.isprintable() and "\\" not in line) or UNSAFE.search(line) is None:
             # Nothing in the line to escape: no value in it had anything either.
-            return _LEADING_SPACE + line[1:] if line.startswith(CONTINUATION) else line
+            if self._capped and len(line) > self._field_limit:
+                return self._format_escaped(record, prepared=True)
+            if self._lead_check and line.startswith(CONTINUATION):
+                return _LEADING_SPACE + line[1:]
+            return line
         return self._format_escaped(record, prepared=True)
 
     def _format_escaped(self, record: logging.LogRecord, *, prepared: bool) -> str:
