@@ -38,7 +38,7 @@ from typing import Any
 
 from _harness import Contestant, check, measure, parse_args, report
 
-from ctxlog import _proxy
+from ctxlog.web import proxies as _proxy
 
 BEFORE = "64810c4"
 PEER = "10.0.0.1"

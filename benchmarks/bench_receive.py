@@ -97,8 +97,8 @@ def raw_sender(kind: str, port: int, index: int, count: int) -> None:
     """Encode ``count`` frames first, then send them as fast as the receiver takes them."""
     import socket
 
-    from ctxlog import _wire
-    from ctxlog.filters import stamp
+    from ctxlog import wire as _wire
+    from ctxlog.record.stamp import stamp
 
     pickler = logging.handlers.SocketHandler("127.0.0.1", port)
     log = logging.getLogger("bench.sender")

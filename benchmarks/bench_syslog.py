@@ -31,8 +31,8 @@ from typing import Any
 
 from _harness import Contestant, check, measure, parse_args, report
 
-from ctxlog._sanitize import sanitize
 from ctxlog.handlers import SyslogHandler
+from ctxlog.record.escape import sanitize
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_COMMIT = "64810c4"

@@ -5,15 +5,15 @@ ctxlog: logs that say which client, which user, which request, in any WSGI or AS
 """
 
 from ctxlog import handlers
-from ctxlog._config_server import config_server
-from ctxlog.adapters import ContextAdapter, get_logger
-from ctxlog.asgi import ASGIMiddleware
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
-from ctxlog.filters import ContextFilter
-from ctxlog.formatter import Formatter
+from ctxlog.liveconfig import config_server
 from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
+from ctxlog.record.adapter import ContextAdapter, get_logger
+from ctxlog.record.filter import ContextFilter
+from ctxlog.record.formatter import Formatter
 from ctxlog.threads import ContextExecutor, wrap
-from ctxlog.wsgi import WSGIMiddleware
+from ctxlog.web.asgi import ASGIMiddleware
+from ctxlog.web.wsgi import WSGIMiddleware
 
 __all__ = [
     "FIELDS",

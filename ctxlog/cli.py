@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from ctxlog._demo import run  # noqa: PLC0415 - only the demo needs its imports
+        from ctxlog.demo import run  # noqa: PLC0415 - only the demo needs its imports
 
         return run(sys.stdout, requests=args.requests)
     if args.command == "receive":
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return receive(args)
     if args.command == "config":
-        from ctxlog._config_server import push_main  # noqa: PLC0415
+        from ctxlog.liveconfig import push_main  # noqa: PLC0415
 
         return push_main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -391,6 +391,6 @@ def reset_all() -> None:
     for name in TRACE_FIELDS:
         DEFAULT_FIELDS.pop(name, None)
     # filters imports this module; by the time anyone can call this, both are loaded.
-    from ctxlog.filters import _disable_trace  # noqa: PLC0415
+    from ctxlog.record.stamp import disable_trace  # noqa: PLC0415
 
-    _disable_trace()
+    disable_trace()

@@ -83,8 +83,6 @@ except ImportError as error:
     msg = "ctxlog.django needs Django: pip install 'ctxlog[django]'"
     raise ImportError(msg) from error
 
-from ctxlog._middleware import MAX_PATH, METHODS, Settings, latin1_text, method_field
-from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
 from ctxlog.context import (
     MISSING,
     RequestState,
@@ -93,6 +91,8 @@ from ctxlog.context import (
     reset_request,
     tag_exception,
 )
+from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
+from ctxlog.web.settings import MAX_PATH, METHODS, Settings, latin1_text, method_field
 
 __all__ = ["ContextMiddleware"]
 

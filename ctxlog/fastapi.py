@@ -33,9 +33,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ctxlog._middleware import MAX_USER
-from ctxlog._sanitize import sanitize
 from ctxlog.context import bind
+from ctxlog.record.escape import sanitize
+from ctxlog.web.settings import MAX_USER
 
 __all__ = ["bind_user"]
 

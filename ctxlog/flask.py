@@ -68,9 +68,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ctxlog._middleware import latin1_text
 from ctxlog.context import _request
-from ctxlog.wsgi import WSGIMiddleware
+from ctxlog.web.settings import latin1_text
+from ctxlog.web.wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

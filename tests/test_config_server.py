@@ -23,8 +23,9 @@ from typing import Any, Self
 import pytest
 
 import ctxlog
-from ctxlog import _config_server
-from ctxlog._config_server import (
+from ctxlog import liveconfig as _config_server
+from ctxlog.cli import main
+from ctxlog.liveconfig import (
     MAX_CONNECTIONS,
     MAX_PAYLOAD,
     ConfigServer,
@@ -32,7 +33,6 @@ from ctxlog._config_server import (
     config_server,
     push,
 )
-from ctxlog.cli import main
 
 SECRET = b"test-secret-0123456789abcdef"
 OTHER_SECRET = b"another-secret-0123456789abcdef"

@@ -19,9 +19,9 @@ import threading
 
 import pytest
 
-from ctxlog import _demo
-from ctxlog._demo import Delivery
-from ctxlog._demo_smtp import SlowSMTPServer
+from ctxlog import demo as _demo
+from ctxlog.demo import Delivery
+from ctxlog.demo.smtp import SlowSMTPServer
 
 SECTIONS = ("ctxlog demo: a shop on http://127.0.0.1:", "\n1. ", "\n2. Latency", "\n3. Delivered")
 

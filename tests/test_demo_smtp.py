@@ -10,7 +10,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from ctxlog._demo_smtp import SlowSMTPServer
+from ctxlog.demo.smtp import SlowSMTPServer
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctxlog
-from ctxlog._sanitize import Escaped
 from ctxlog.receiver import DEFAULT_FORMAT, LineFormatter
+from ctxlog.record.escape import Escaped
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s %(message)s"

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ctxlog
-from ctxlog._proxy import MAX_ELEMENT, MAX_FORWARDED, MAX_HOPS, ClientIP, _parse_ip, parse_ip
+from ctxlog.web.proxies import MAX_ELEMENT, MAX_FORWARDED, MAX_HOPS, ClientIP, _parse_ip, parse_ip
 
 PROXY = "10.0.0.1"
 TRUSTED = ("10.0.0.0/8", "2001:db8:ffff::/48")

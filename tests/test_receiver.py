@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ctxlog
-from ctxlog import _wire
+from ctxlog import wire as _wire
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.receiver import LineFormatter, Receiver, ReceiverThread
 

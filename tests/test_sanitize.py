@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctxlog._sanitize import (
+from ctxlog.record.escape import (
     CONTINUATION,
     MAX_REQUEST_ID,
     REQUEST_ID_BYTES,

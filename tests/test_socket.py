@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import ctxlog
-from ctxlog import _wire
+from ctxlog import wire as _wire
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.receiver import Receiver, ReceiverThread
 

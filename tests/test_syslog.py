@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 
 import ctxlog
 import ctxlog.handlers
-from ctxlog._sanitize import sanitize
-from ctxlog._syslog import param_value, severity, timestamp
 from ctxlog.handlers import SyslogHandler
+from ctxlog.handlers.syslog import param_value, severity, timestamp
+from ctxlog.record.escape import sanitize
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 INSTALL = "apt-get install rsyslog rsyslog-openssl openssl"

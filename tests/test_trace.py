@@ -14,9 +14,9 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 import ctxlog
-from ctxlog import filters
-from ctxlog._trace import parse_traceparent
 from ctxlog.context import DEFAULT_FIELDS, FIELDS, reset_all
+from ctxlog.record import stamp as filters
+from ctxlog.web.traceparent import parse_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctxlog
-from ctxlog import _wire
-from ctxlog._wire import (
+from ctxlog import wire as _wire
+from ctxlog.wire import (
     HEADER_SIZE,
     Replay,
     ReplayError,

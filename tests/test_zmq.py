@@ -23,7 +23,7 @@ import pytest
 import zmq
 
 import ctxlog
-from ctxlog import _wire
+from ctxlog import wire as _wire
 from ctxlog.zmq import ZMQQueueHandler, ZMQQueueListener
 
 ANY_PORT = "tcp://127.0.0.1:*"

@@ -1,33 +1,27 @@
 """
-:class:`ContextFilter`: put the request's context on every record a handler sees.
+The stamp: the one place where the current context is put on a :class:`logging.LogRecord`.
 
-Attach it to **handlers**, not to loggers: a filter on a logger only runs for records logged on
-that very logger, never for records of its children or of third-party libraries that propagate
-to the handler. On a handler it sees them all::
-
-    handler.addFilter(ctxlog.ContextFilter())
-    handler.setFormatter(logging.Formatter("%(ip)s %(user)s %(request_id)s %(message)s"))
+Every path that adds ctxlog's fields to a record goes through :func:`stamp`:
+:class:`ctxlog.ContextFilter`, :func:`ctxlog.get_logger`'s adapter, ctxlog's ``QueueHandler``
+and the handlers that run in the logging thread.
 """
 
-from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 from ctxlog._stderr import write_line
 from ctxlog.context import (
     DEFAULT_FIELDS,
     MISSING,
-    RESERVED,
     _enable_trace_fields,
     _local,
     _request,
     request_of_exception,
 )
 
-__all__ = ["ContextFilter"]
+__all__ = ["disable_trace", "enable_trace", "stamp"]
 
 _Stamp = Callable[[logging.LogRecord, Mapping[str, Any] | None], None]
 
@@ -38,43 +32,6 @@ _traced: _Stamp | None = None
 _current_span: Callable[[], Any] | None = None
 #: How often reading the current span raised; reported the first time only.
 _span_errors = 0
-
-
-class ContextFilter(logging.Filter):
-    """
-    Add ``ip``, ``user``, ``request_id``, ``method``, ``path`` and the bound fields to records.
-
-    The context is read when the filter runs, in the thread that logs, so put the filter on a
-    handler that runs in that thread (ctxlog's ``QueueHandler`` captures the context before a
-    record crosses a queue). Outside a request every standard field is ``"-"``. An attribute the
-    record already has, such as a caller's ``extra=``, is never overwritten. The filter lets every
-    record through and never raises. Once a middleware has turned ``trace_context`` on, every
-    record also gets ``trace_id`` and ``span_id`` (see :doc:`/trace-context`).
-
-    Args:
-        defaults: Values for fields the context does not hold, used instead of ``"-"``; useful
-            for a format string that names a field which only some requests bind
-            (``defaults={"tenant": "-"}``).
-
-    Raises:
-        ValueError: A default's name is an attribute every LogRecord already has.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        defaults = dict(defaults or {})
-        clash = sorted(name for name in defaults if name in RESERVED)
-        if clash:
-            msg = f"ContextFilter: defaults name LogRecord attributes {clash}; rename them"
-            raise ValueError(msg)
-        self.defaults: Mapping[str, Any] = MappingProxyType(defaults)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Add the context to ``record`` and let it through."""
-        stamp(record, self.defaults)
-        return True
 
 
 def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) -> None:
@@ -164,7 +121,7 @@ def _stamp_traced(record: logging.LogRecord, defaults: Mapping[str, Any] | None 
 
 def _span_ids(current_span: Callable[[], Any]) -> tuple[str, str] | None:
     """Return the ids of the current OpenTelemetry span as hex, or ``None`` if it has none."""
-    global _span_errors  # noqa: PLW0603 - a counter, reset by _disable_trace()
+    global _span_errors  # noqa: PLW0603 - a counter, reset by disable_trace()
     try:
         context = current_span().get_span_context()
         if not context.is_valid:
@@ -182,7 +139,7 @@ def _span_ids(current_span: Callable[[], Any]) -> tuple[str, str] | None:
         return None
 
 
-def _enable_trace() -> None:
+def enable_trace() -> None:
     """
     Turn trace context on for every record: the fields, and the OpenTelemetry span if installed.
 
@@ -201,9 +158,9 @@ def _enable_trace() -> None:
     _traced = _stamp_traced
 
 
-def _disable_trace() -> None:
-    """Undo :func:`_enable_trace` (:func:`ctxlog.context.reset_all` calls this, for tests)."""
-    global _traced, _current_span, _span_errors  # noqa: PLW0603 - see _enable_trace
+def disable_trace() -> None:
+    """Undo :func:`enable_trace` (:func:`ctxlog.context.reset_all` calls this, for tests)."""
+    global _traced, _current_span, _span_errors  # noqa: PLW0603 - see enable_trace
     _traced = None
     _current_span = None
     _span_errors = 0

@@ -11,10 +11,10 @@ feed, and the next line of the log then says whatever the client wanted.
 arguments, ``extra=`` values, bound values, exception messages, stack frames and logger name
 hold, a record is exactly one line, followed by its traceback and stack (if any) on lines that
 start with ``"  | "`` and so cannot pass for a record. The escaping is ctxlog's one rule
-(:mod:`ctxlog._sanitize`): controls, bidi controls, line and paragraph separators, surrogates and
-the backslash itself are written as ``\n``, ``\x1b``, ``\u202e``, ``\\``. The format string's own
-characters are the developer's and are kept (an ANSI colour in a console format stays a colour),
-but a format that contains a line break is refused.
+(:mod:`ctxlog.record.escape`): controls, bidi controls, line and paragraph separators,
+surrogates and the backslash itself are written as ``\n``, ``\x1b``, ``\u202e``, ``\\``. The
+format string's own characters are the developer's and are kept (an ANSI colour in a console
+format stays a colour), but a format that contains a line break is refused.
 
 Cost: a record whose line has nothing to escape (nearly every record) is formatted exactly as
 :class:`logging.Formatter` formats it, plus one check of the line (``str.isprintable`` and a
@@ -31,7 +31,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from ctxlog._sanitize import (
+from ctxlog.context import FIELDS, MISSING, TRACE_FIELDS
+from ctxlog.record.escape import (
     CONTINUATION,
     LINE_BREAK,
     UNSAFE,
@@ -40,7 +41,6 @@ from ctxlog._sanitize import (
     escape_match,
     sanitize,
 )
-from ctxlog.context import FIELDS, MISSING, TRACE_FIELDS
 
 __all__ = ["Formatter"]
 

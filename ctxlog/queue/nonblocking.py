@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, Self
 
 from ctxlog._stderr import write_line
 from ctxlog.context import DEFAULTS, RESERVED
-from ctxlog.filters import stamp
+from ctxlog.record.stamp import stamp
 
 __all__ = [
     "BoundedQueue",

@@ -25,13 +25,11 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from ctxlog._sanitize import LINE_BREAK, escape_block, sanitize
-from ctxlog._socket import JSONSocketHandler
 from ctxlog._stderr import write_line
-from ctxlog._syslog import SyslogHandler
-from ctxlog.formatter import Formatter
+from ctxlog.record.escape import LINE_BREAK, escape_block, sanitize
+from ctxlog.record.formatter import Formatter
 
-__all__ = ["DigestSMTPHandler", "JSONSocketHandler", "SyslogHandler"]
+__all__ = ["DigestSMTPHandler"]
 
 _MAX_SUBJECT: Final = 200
 _live: weakref.WeakSet[DigestSMTPHandler] = weakref.WeakSet()

@@ -52,9 +52,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ctxlog._sanitize import _escape
 from ctxlog._stderr import write_line
 from ctxlog.context import FIELDS, MISSING, fields_for_record
+from ctxlog.record.escape import _escape
 
 __all__ = ["SyslogHandler"]
 

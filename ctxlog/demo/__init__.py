@@ -6,7 +6,7 @@ The pieces, all in this process and on free ports:
 * a small shop, a plain WSGI app behind :class:`ctxlog.WSGIMiddleware`, served by ``wsgiref``
   with one thread per request; the client plays a reverse proxy on 127.0.0.1 that appends each
   user's address to ``X-Forwarded-For``;
-* a slow SMTP server (:mod:`ctxlog._demo_smtp`, 200 ms per message) that receives an e-mail for
+* a slow SMTP server (:mod:`ctxlog.demo.smtp`, 200 ms per message) that receives an e-mail for
   every ERROR record, sent by the standard library's ``SMTPHandler``;
 * ``ctxlog receive`` (:class:`ctxlog.receiver.Receiver` in a thread) writing every record it is
   sent by :class:`ctxlog.handlers.JSONSocketHandler` behind :func:`ctxlog.nonblocking` to a
@@ -41,7 +41,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import ctxlog
-from ctxlog._demo_smtp import Received, SlowSMTPServer
+from ctxlog.demo.smtp import Received, SlowSMTPServer
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.receiver import CONTINUATION, LineFormatter, Receiver, ReceiverThread
 

@@ -6,7 +6,7 @@ each of them loses lines at every rollover. Instead every worker sends its recor
 :class:`ctxlog.handlers.JSONSocketHandler` and one receiver writes them, through one logging
 configuration: a rotating file by default, or any dictConfig.
 
-The receiver reads the frames of :mod:`ctxlog._wire` (length-prefixed JSON, never pickle). It
+The receiver reads the frames of :mod:`ctxlog.wire` (length-prefixed JSON, never pickle). It
 is written for a port that hostile peers can reach:
 
 - a frame's size is checked from its header before any body byte is kept (``max_frame``);
@@ -61,9 +61,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Self
 
-from ctxlog import _sanitize, _wire
+from ctxlog import wire as _wire
 from ctxlog.context import MISSING
-from ctxlog.formatter import Formatter
+from ctxlog.record import escape as _sanitize
+from ctxlog.record.formatter import Formatter
 
 __all__ = ["LineFormatter", "Receiver", "ReceiverThread", "add_arguments", "main"]
 
@@ -455,7 +456,7 @@ class Receiver:
         self.read_timeout = float(read_timeout)
         self.tls = tls
         self.max_buffered = int(max_buffered)
-        #: With a secret, the frames seen (see :class:`ctxlog._wire.Replay`).
+        #: With a secret, the frames seen (see :class:`ctxlog.wire.Replay`).
         self.replay = _wire.Replay(replay_window) if secret is not None else None
         self.dispatch = dispatch or self._route
         #: Handlers that write without flushing; flushed once after each read from a

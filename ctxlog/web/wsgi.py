@@ -24,7 +24,7 @@ the request's records keep the id the middleware chose.
 Security
 --------
 ``REMOTE_ADDR`` is the client unless it is listed in ``trusted_proxies``; see
-:class:`~ctxlog.asgi.ASGIMiddleware` for the rules, which are the same. Values taken from the
+:class:`~ctxlog.web.asgi.ASGIMiddleware` for the rules, which are the same. Values taken from the
 request are escaped and length-capped before they are stored, so a path or user name can never
 start a new log line.
 """
@@ -36,15 +36,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ctxlog._middleware import (
+from ctxlog.context import MISSING, RequestState, _local, _request, reset_request, tag_exception
+from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
+from ctxlog.web.settings import (
     MAX_PATH,
     METHODS,
     Settings,
     latin1_text,
     method_field,
 )
-from ctxlog._sanitize import new_request_id, sanitize, valid_request_id
-from ctxlog.context import MISSING, RequestState, _local, _request, reset_request, tag_exception
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -23,7 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ctxlog.context import RESERVED, fields_for_record
-from ctxlog.filters import stamp
+from ctxlog.record.stamp import stamp
 
 if TYPE_CHECKING:
     from logging import _ExcInfoType, _SysExcInfoType

@@ -50,7 +50,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, Literal
 
-from ctxlog._middleware import (
+from ctxlog.context import MISSING, RequestState, _request, reset_request, tag_exception
+from ctxlog.queue import flush
+from ctxlog.record.escape import REQUEST_ID_BYTES, new_request_id, sanitize
+from ctxlog.web.settings import (
     MAX_PATH,
     METHODS,
     Settings,
@@ -58,9 +61,6 @@ from ctxlog._middleware import (
     text,
     user_name,
 )
-from ctxlog._sanitize import REQUEST_ID_BYTES, new_request_id, sanitize
-from ctxlog.context import MISSING, RequestState, _request, reset_request, tag_exception
-from ctxlog.queue import flush
 
 __all__ = ["ASGIMiddleware"]
 

@@ -7,12 +7,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
-from ctxlog._proxy import ClientIP
-from ctxlog._sanitize import Escaped, quoted, sanitize, sanitize_once, token
-from ctxlog._trace import parse_traceparent
-from ctxlog.adapters import get_logger
 from ctxlog.context import MISSING, get_context
-from ctxlog.filters import _enable_trace
+from ctxlog.record.adapter import get_logger
+from ctxlog.record.escape import Escaped, quoted, sanitize, sanitize_once, token
+from ctxlog.record.stamp import enable_trace
+from ctxlog.web.proxies import ClientIP
+from ctxlog.web.traceparent import parse_traceparent
 
 __all__ = ["Settings", "latin1_text", "text"]
 
@@ -150,7 +150,7 @@ class Settings:
         #: Whether a valid ``traceparent``'s trace-id is also the request id.
         self.trace_is_request_id = trace_context == "request_id"
         if self.trace_context:
-            _enable_trace()
+            enable_trace()
 
     def add_trace(self, fields: dict[str, Any], traceparent: str | None) -> None:
         """
@@ -211,7 +211,7 @@ class Settings:
         Every column can be read by an anchored pattern whatever the request held (see
         docs/access-log.md): ``method``, ``path`` and ``protocol`` arrive escaped, the user and
         the method and protocol are written without whitespace, and the quoted parts have their
-        ``"`` escaped. The line is :class:`~ctxlog._sanitize.Escaped`, so
+        ``"`` escaped. The line is :class:`~ctxlog.record.escape.Escaped`, so
         :class:`ctxlog.Formatter` does not escape it a second time.
         """
         if not access_logger.isEnabledFor(logging.INFO):

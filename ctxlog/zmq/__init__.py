@@ -7,7 +7,7 @@ this module does, and says what to install if it is missing.
 :class:`ZMQQueueHandler` and :class:`ZMQQueueListener` are the Logging Cookbook's "subclass the
 queue pair for ZeroMQ" recipe, done so that it holds up in a web app:
 
-* **One wire format.** Each record travels as exactly one frame of :mod:`ctxlog._wire` (the
+* **One wire format.** Each record travels as exactly one frame of :mod:`ctxlog.wire` (the
   format of ``ctxlog receive``): length-prefixed JSON with a strict schema, optionally signed
   with HMAC-SHA256. The Cookbook sends ``json.dumps(record.__dict__)``, which fails on the first
   extra that is not JSON and which a receiver has no schema to check against. Nothing is pickled.
@@ -65,7 +65,7 @@ except ImportError as error:
     msg = "ctxlog.zmq needs pyzmq: pip install 'ctxlog[zmq]'"
     raise ImportError(msg) from error
 
-from ctxlog import _wire
+from ctxlog import wire as _wire
 from ctxlog._stderr import write_line
 from ctxlog.queue import QueueHandler, QueueListener
 
@@ -130,7 +130,7 @@ def _check_socket_type(owner: str, socket_type: object, allowed: dict[int, str])
 
 class ZMQQueueHandler(QueueHandler):
     """
-    Send each record as one :mod:`ctxlog._wire` frame on a ZeroMQ ``PUSH`` or ``PUB`` socket.
+    Send each record as one :mod:`ctxlog.wire` frame on a ZeroMQ ``PUSH`` or ``PUB`` socket.
 
     A :class:`ctxlog.QueueHandler` whose "queue" is ZeroMQ: :meth:`prepare` is ctxlog's (context
     stamped, message merged, traceback as text, extras made plain), :meth:`enqueue` encodes the
@@ -388,7 +388,7 @@ class ZMQQueueListener(QueueListener):
     Receive frames on a ZeroMQ ``PULL`` or ``SUB`` socket and hand the records to ``handlers``.
 
     A :class:`ctxlog.QueueListener` whose "queue" is ZeroMQ: :meth:`dequeue` waits for a message
-    and decodes it with :func:`ctxlog._wire.decode`, the strict decoder of ``ctxlog receive``.
+    and decodes it with :func:`ctxlog.wire.decode`, the strict decoder of ``ctxlog receive``.
     Records reach the handlers with the sender's context fields (``ip``, ``user``,
     ``request_id``, ...), the merged message, the traceback as text in ``exc_text`` (the
     handler's formatter renders it once), and ``peer``: the address ZeroMQ saw the message come

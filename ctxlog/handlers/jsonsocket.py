@@ -2,7 +2,7 @@
 :class:`JSONSocketHandler`: send records to ``ctxlog receive`` as length-prefixed JSON frames.
 
 The standard library's SocketHandler pickles records, and the receiver that unpickles them runs
-whatever code the bytes name. This handler sends the frames of :mod:`ctxlog._wire` instead, and
+whatever code the bytes name. This handler sends the frames of :mod:`ctxlog.wire` instead, and
 differs from SocketHandler where that one loses records or corrupts the stream:
 
 - **One connection per process.** The socket is opened on the first record a process sends and
@@ -51,10 +51,10 @@ import time
 import weakref
 from typing import Final
 
-from ctxlog import _wire
+from ctxlog import wire as _wire
 from ctxlog._stderr import write_line
-from ctxlog._syslog import _peer_closed
-from ctxlog.filters import stamp
+from ctxlog.handlers.syslog import _peer_closed
+from ctxlog.record.stamp import stamp
 
 __all__ = ["JSONSocketHandler"]
 

@@ -1,0 +1,109 @@
+"""
+The one registry of the threads and sockets ctxlog owns, and what happens to them at fork and exit.
+
+A component that owns a thread or a socket (a delivery worker, a socket handler's connection, a
+digest timer, a listener) registers itself with :func:`register`. It may define any of these
+methods, each called for every registered component, in the order they registered:
+
+``before_fork(deadline)``
+    In the parent, just before :func:`os.fork`: get to a state that a copy can inherit (a
+    worker between records), waiting at most until ``deadline`` (a :func:`time.monotonic`
+    time) for the forks of all components together.
+``after_fork_in_parent()``
+    In the parent, right after the fork: undo what ``before_fork`` did.
+``after_fork_in_child()``
+    In the child: forget the parent's threads and connections (they are not the child's), and
+    start afresh.
+``at_exit()``
+    At interpreter exit, and when a forked :mod:`multiprocessing` child ends (it leaves through
+    :func:`os._exit`, which skips exit handlers, after running its own finalizers): deliver
+    what is held.
+
+Components are held weakly: one that is garbage collected drops out. The process hooks are
+installed by the first registration, never by ``import ctxlog``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import weakref
+from typing import Final
+
+from ctxlog._stderr import write_line
+
+__all__ = ["FORK_WAIT", "components", "register", "unregister"]
+
+#: The longest a fork waits for the components to be ready, in seconds.
+FORK_WAIT: Final = 5.0
+
+_components: weakref.WeakKeyDictionary[object, None] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+_installed: list[bool] = []
+
+
+def register(component: object) -> None:
+    """Have ``component``'s fork and exit methods called from now on (held weakly)."""
+    with _lock:
+        _components[component] = None
+        if not _installed:
+            _installed.append(True)
+            atexit.register(_at_exit)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(
+                    before=_before_fork,
+                    after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child,
+                )
+
+
+def unregister(component: object) -> None:
+    """Stop calling ``component``'s methods (nothing happens if it was not registered)."""
+    with _lock:
+        _components.pop(component, None)
+
+
+def components() -> list[object]:
+    """Return the registered components, in the order they registered."""
+    return list(_components)
+
+
+def _call(method: str, *args: object) -> None:
+    for component in components():
+        hook = getattr(component, method, None)
+        if hook is None:
+            continue
+        try:
+            hook(*args)
+        except Exception as error:  # one component's failure must not stop the others
+            write_line(f"ctxlog: {method} of {component!r} failed: {error!r}")
+
+
+def _before_fork() -> None:
+    _call("before_fork", time.monotonic() + FORK_WAIT)
+
+
+def _after_fork_in_parent() -> None:
+    _call("after_fork_in_parent")
+
+
+def _after_fork_in_child() -> None:
+    _call("after_fork_in_child")
+    # A multiprocessing child started by fork leaves through os._exit(), which skips atexit;
+    # multiprocessing runs its own finalizers first, so deliver there too. Its child start-up
+    # clears the finalizers after this hook, then runs its after-fork callbacks: register there.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and any(hasattr(c, "at_exit") for c in components()):
+        mp_util.register_after_fork(_after_fork_in_child, _finalize_with_multiprocessing)
+
+
+def _finalize_with_multiprocessing(_: object) -> None:
+    mp_util = sys.modules["multiprocessing.util"]
+    mp_util.Finalize(None, _at_exit, exitpriority=100)
+
+
+def _at_exit() -> None:
+    _call("at_exit")
