@@ -35,7 +35,7 @@ from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
 
 import ctxlog
-from ctxlog.context import _request  # private: to check the context is reset after a request
+from ctxlog.context import request_var  # private: to check the context is reset after a request
 
 INCOMING_ID = b"4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_IP = "203.0.113.7"
@@ -183,7 +183,7 @@ def verify(loop: asyncio.AbstractEventLoop, kind: str, with_id: bool) -> None:
     check(seen.get("request_id") == echoed, f"{label}: context id {seen} != echoed {echoed}")
     if kind == "ctxlog":
         check(seen["ip"] == CLIENT_IP, f"{label}: ip {seen['ip']!r}, expected {CLIENT_IP}")
-        check(_request.get() is None, f"{label}: request context left set after the request")
+        check(request_var.get() is None, f"{label}: request context left set after the request")
 
 
 # --- timing ---------------------------------------------------------------------------------------

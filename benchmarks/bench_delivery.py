@@ -59,7 +59,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import ctxlog
-from ctxlog.context import _request
+from ctxlog.context import request_var
 from ctxlog.handlers import DigestSMTPHandler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -109,7 +109,7 @@ def request_state() -> Any:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         ctxlog.bind(user="alice")
-        captured.append(_request.get())
+        captured.append(request_var.get())
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -226,7 +226,7 @@ def _run_latency(
         if record:
             samples[name].append(elapsed)
 
-    token = _request.set(request_state())
+    token = request_var.set(request_state())
     started = time.monotonic()
     try:
         for r in range(warmup + rounds):
@@ -239,7 +239,7 @@ def _run_latency(
             for name in names:
                 call(name, measured)
     finally:
-        _request.reset(token)
+        request_var.reset(token)
     measuring_s = time.monotonic() - started
 
     # Close everything and wait for delivery (the queued SMTP sends take 200 ms each).
@@ -434,7 +434,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     max_rounds = 1000
     rng = random.Random(args.seed)
     pipes = make_pipes(n)
-    token = _request.set(request_state())
+    token = request_var.set(request_state())
     try:
         for pipe in pipes:  # warm-up
             run_pipe(pipe, max(1000, n // 10), 60.0)
@@ -453,7 +453,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
                     pipe.lost += 1
             rounds += 1
     finally:
-        _request.reset(token)
+        request_var.reset(token)
         for pipe in pipes:
             pipe.stop()
     complete = all(not p.lost for p in pipes)
@@ -573,7 +573,7 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
             listener.stop()
 
     log = make_logger("bench.overload", handler, logging.INFO)
-    token = _request.set(request_state())
+    token = request_var.set(request_state())
     gc.collect()
     time.sleep(0.5)
     rss_start = rss_bytes()
@@ -630,7 +630,7 @@ def overload_child(variant: str, seconds: float, rate: int, producers: int) -> d
     drain_started = time.monotonic()
     finish()
     drain_s = time.monotonic() - drain_started
-    _request.reset(token)
+    request_var.reset(token)
     final = {
         "produced": sum(produced),
         **counters(),

@@ -10,7 +10,7 @@ stdlib contestants use the same handler with ``"%(levelname)s %(name)s %(ip)s %(
 The ctxlog request context is the real one: ``ctxlog.ASGIMiddleware`` (trusting 10.0.0.0/8) is
 run once on a request from 10.1.2.3 with ``X-Forwarded-For`` and ``X-Request-ID``, the app calls
 ``ctxlog.bind(user="alice")`` and the ``RequestState`` the middleware made is kept. Each ctxlog
-batch then sets it again with ``ctxlog.context._request.set(...)`` (a private API, used here only
+batch then sets it again with ``ctxlog.context.request_var.set(...)`` (a private API, used here only
 to re-enter that request outside the middleware) and resets it after the batch. The "anonymous"
 variants keep the state of a request nobody bound a user to, where the user lookup is still
 pending, as in a request of a visitor who is not logged in.
@@ -32,7 +32,7 @@ from _harness import Contestant, check, measure, parse_args, report
 from loguru import logger as loguru_logger
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 IP = "203.0.113.7"
 USER = "alice"
@@ -51,7 +51,7 @@ def capture_request_state(*, bind_user: bool) -> RequestState:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if bind_user:
             ctxlog.bind(user=USER)
-        captured.append(_request.get())
+        captured.append(request_var.get())
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -157,10 +157,10 @@ def build() -> tuple[list[Contestant], dict[str, tuple[Any, ...]]]:
     check(anonymous.resolve_user is not None, "anonymous request has no pending user lookup")
 
     def enter_state(state: RequestState) -> Any:
-        return lambda: _request.set(state)
+        return lambda: request_var.set(state)
 
     def leave_state(token: Any) -> None:
-        _request.reset(token)
+        request_var.reset(token)
 
     contestants: list[Contestant] = []
     expect: dict[str, tuple[Any, ...]] = {}
@@ -357,7 +357,7 @@ def verify(expect: dict[str, Any]) -> None:
         check(out == line, f"{name}: wrote {out!r}, expected {line!r}")
         buf.seek(0)
         buf.truncate()
-    check(_request.get() is None, "a ctxlog request context was left set")
+    check(request_var.get() is None, "a ctxlog request context was left set")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 from _harness import Contestant, check, measure, parse_args, report
 
 from ctxlog import queue as queue_after
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 BEFORE = "64810c4"
 BURST = 1000
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             "path": "/checkout",
         }
     )
-    token = _request.set(state)
+    token = request_var.set(state)
     try:
         contestants, pipes = build()
         rounds = measure(contestants, args.seconds, seed=args.seed)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             check(stats["dropped"] == 0, f"{pipe.log.name}: dropped {stats['dropped']}")
         report("nonblocking(): the queue with max_bytes vs before", contestants, rounds, args)
     finally:
-        _request.reset(token)
+        request_var.reset(token)
         for pipe in pipes:
             pipe.handler.close()
 

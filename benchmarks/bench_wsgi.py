@@ -33,7 +33,7 @@ from typing import Any
 from _harness import Contestant, check, measure, parse_args, report
 
 import ctxlog
-from ctxlog.context import _request  # private: to check nothing is left set after a request
+from ctxlog.context import request_var  # private: to check nothing is left set after a request
 
 INCOMING_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_IP = "203.0.113.7"
@@ -226,7 +226,7 @@ def verify(family: str, kind: str, with_id: bool) -> None:
     check(seen.get("request_id") == echoed, f"{label}: context {seen} vs echoed {echoed}")
     if kind == "ctxlog":
         check(seen["ip"] == CLIENT_IP, f"{label}: ip {seen['ip']!r}")
-    check(_request.get() is None and floor_id.get() is None, f"{label}: context left set")
+    check(request_var.get() is None and floor_id.get() is None, f"{label}: context left set")
 
 
 # --- timing ---------------------------------------------------------------------------------------

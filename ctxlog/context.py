@@ -3,7 +3,7 @@ The request context: where ctxlog keeps ``ip``, ``user``, ``request_id`` and fri
 
 Everything lives in two :mod:`contextvars` variables and nowhere else:
 
-``_request``
+``request_var``
     The current request, a small mutable holder that the WSGI/ASGI middleware creates when a
     request starts. Every task and thread of that request sees the *same* holder (tasks and
     thread pools copy the Context, and the copy points at the same object), so a ``bind()`` in a
@@ -11,7 +11,7 @@ Everything lives in two :mod:`contextvars` variables and nowhere else:
     is seen by everything the request logs afterwards, including the access log line written by
     the outer middleware.
 
-``_local``
+``local_var``
     An immutable mapping for ``scope()`` blocks and for ``bind()`` outside requests. Changing it
     means setting a new mapping, so it only ever changes the current Context.
 
@@ -51,8 +51,8 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 TRACE_FIELDS: Final = ("trace_id", "span_id")
 
 #: The fields of a record made outside any request. ``DEFAULT_FIELDS`` is the same as a plain
-#: dict, which ``dict.update`` and key views handle faster; only :func:`_enable_trace_fields` and
-#: :func:`reset_all` change it, in place, so every module that imported it sees the change.
+#: dict, which ``dict.update`` and key views handle faster; only :func:`add_trace_fields` and
+#: :func:`reset_context` change it, in place, so every module that imported it sees the change.
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
@@ -69,7 +69,7 @@ RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 #: Taken by the rare writes to a request's fields (bind, unbind, the user found), never by
 #: readers; one lock for all requests costs nothing per request.
-_write_lock = threading.Lock()
+write_lock = threading.Lock()
 
 
 class RequestState:
@@ -90,7 +90,7 @@ class RequestState:
     ) -> None:
         self.fields = fields
         #: The request this one runs inside (an app calling another app), usually ``None``.
-        self.parent = _request.get()
+        self.parent = request_var.get()
         #: Called with ``source`` (the WSGI environ or ASGI scope) while the user is not known
         #: yet, for instance while an authentication middleware inside ours has not run;
         #: ``None`` once the user is known or bound.
@@ -109,7 +109,7 @@ class RequestState:
             finally:
                 self.resolving = False
             if user is not None:
-                with _write_lock:
+                with write_lock:
                     if self.resolve_user is resolve:  # nothing bound meanwhile
                         self.resolve_user = None
                         self.fields = {**self.fields, "user": user}
@@ -117,14 +117,14 @@ class RequestState:
 
     def update(self, fields: Mapping[str, Any]) -> None:
         """Merge ``fields`` in; a bound ``user`` stops any pending user lookup."""
-        with _write_lock:  # two threads of one request binding at once: neither is lost
+        with write_lock:  # two threads of one request binding at once: neither is lost
             if "user" in fields:
                 self.resolve_user = None
             self.fields = {**self.fields, **fields}
 
     def remove(self, names: tuple[str, ...]) -> None:
         """Remove ``names``; a standard field goes back to ``"-"``."""
-        with _write_lock:
+        with write_lock:
             if "user" in names:
                 self.resolve_user = None
             fields = {k: v for k, v in self.fields.items() if k not in names}
@@ -134,8 +134,8 @@ class RequestState:
             self.fields = fields
 
 
-_request: ContextVar[RequestState | None] = ContextVar("ctxlog_request", default=None)
-_local: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_EMPTY)
+request_var: ContextVar[RequestState | None] = ContextVar("ctxlog_request", default=None)
+local_var: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_EMPTY)
 
 
 def _check_names(names: Iterable[str]) -> None:
@@ -173,16 +173,16 @@ def bind(**fields: Any) -> None:
     if not fields:
         return
     _check_names(fields)
-    local = _local.get()
-    request = _request.get()
+    local = local_var.get()
+    request = request_var.get()
     if request is not None:
         request.update(fields)
         # A scope() block that set one of these names would hide the new value; the latest
         # bind wins for the rest of the block too.
         if not local.keys().isdisjoint(fields):
-            _local.set(MappingProxyType({**local, **fields}))
+            local_var.set(MappingProxyType({**local, **fields}))
     else:
-        _local.set(MappingProxyType({**local, **fields}))
+        local_var.set(MappingProxyType({**local, **fields}))
 
 
 def unbind(*names: str) -> None:
@@ -195,12 +195,12 @@ def unbind(*names: str) -> None:
     """
     if not names:
         return
-    request = _request.get()
+    request = request_var.get()
     if request is not None:
         request.remove(names)
-    local = _local.get()
+    local = local_var.get()
     if not local.keys().isdisjoint(names):
-        _local.set(MappingProxyType({k: v for k, v in local.items() if k not in names}))
+        local_var.set(MappingProxyType({k: v for k, v in local.items() if k not in names}))
 
 
 @contextlib.contextmanager
@@ -218,14 +218,14 @@ def scope(**fields: Any) -> Iterator[None]:
     .. versionadded:: 0.1.0
     """
     _check_names(fields)
-    token = _local.set(MappingProxyType({**_local.get(), **fields}))
+    token = local_var.set(MappingProxyType({**local_var.get(), **fields}))
     try:
         yield
     finally:
         # A generator finalised in another Context (an abandoned stream) cannot reset its
         # token; the Context it set the value in is gone with it, so there is nothing to undo.
         with contextlib.suppress(ValueError, RuntimeError):
-            _local.reset(token)
+            local_var.reset(token)
 
 
 def get_context() -> dict[str, Any]:
@@ -237,8 +237,8 @@ def get_context() -> dict[str, Any]:
 
     .. versionadded:: 0.1.0
     """
-    request = _request.get()
-    local = _local.get()
+    request = request_var.get()
+    local = local_var.get()
     if request is None:
         return dict(local)
     return {**request.current(), **local}
@@ -246,7 +246,7 @@ def get_context() -> dict[str, Any]:
 
 def reset_request(token: Token[RequestState | None]) -> None:
     """
-    Undo a middleware's ``_request.set()``, from whatever Context the request ends in.
+    Undo a middleware's ``request_var.set()``, from whatever Context the request ends in.
 
     A coroutine cancelled by the server, or a streaming generator closed by the garbage
     collector, may finish in another Context, which never saw the value: there is nothing to
@@ -254,7 +254,7 @@ def reset_request(token: Token[RequestState | None]) -> None:
     """
     # A plain try is cheaper than contextlib.suppress on this path, which every request takes.
     try:  # noqa: SIM105 - see above
-        _request.reset(token)
+        request_var.reset(token)
     except (ValueError, RuntimeError):
         pass
 
@@ -359,15 +359,15 @@ def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
 
     ``local`` takes precedence over ``base``; ``base`` always holds the standard fields.
     """
-    request = _request.get()
+    request = request_var.get()
     if request is None:
-        return DEFAULT_FIELDS, _local.get()
+        return DEFAULT_FIELDS, local_var.get()
     if request.resolve_user is None:
-        return request.fields, _local.get()
-    return request.current(), _local.get()
+        return request.fields, local_var.get()
+    return request.current(), local_var.get()
 
 
-def _enable_trace_fields() -> None:
+def add_trace_fields() -> None:
     """
     Give records made outside a request ``trace_id`` and ``span_id`` of ``"-"`` too.
 
@@ -378,19 +378,13 @@ def _enable_trace_fields() -> None:
         DEFAULT_FIELDS.setdefault(name, MISSING)
 
 
-def reset_all() -> None:
+def reset_context() -> None:
     """
-    Forget everything bound in the current Context and undo what ``trace_context`` switched on.
+    Forget everything bound in the current Context and the trace fields of records made outside.
 
-    For tests: the records made outside requests lose ``trace_id``/``span_id`` again and the
-    current OpenTelemetry span is no longer read, even for a middleware built earlier with
-    ``trace_context``.
+    Part of :func:`ctxlog.testing.reset`, which also stops reading the OpenTelemetry span.
     """
-    _request.set(None)
-    _local.set(_EMPTY)
+    request_var.set(None)
+    local_var.set(_EMPTY)
     for name in TRACE_FIELDS:
         DEFAULT_FIELDS.pop(name, None)
-    # filters imports this module; by the time anyone can call this, both are loaded.
-    from ctxlog.record.stamp import disable_trace  # noqa: PLC0415
-
-    disable_trace()

@@ -86,10 +86,10 @@ except ImportError as error:
 from ctxlog.context import (
     MISSING,
     RequestState,
-    _request,
-    _write_lock,
+    request_var,
     reset_request,
     tag_exception,
+    write_lock,
 )
 from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
 from ctxlog.web.settings import MAX_PATH, METHODS, Settings, latin1_text, method_field
@@ -185,13 +185,13 @@ class ContextMiddleware:
         """Serve one request, sync or async as Django built the chain."""
         if self.is_async:
             return self._acall(request)
-        outer = _request.get()
+        outer = request_var.get()
         if outer is not None:
             self._complete(outer, request)
             return self.get_response(request)
         started = time.perf_counter()
         state = self._start(request)
-        token = _request.set(state)
+        token = request_var.set(state)
         response = None
         try:
             response = self.get_response(request)
@@ -205,13 +205,13 @@ class ContextMiddleware:
                 self._log_access(request, state, None, 0, started)
 
     async def _acall(self, request: Request) -> Any:
-        outer = _request.get()
+        outer = request_var.get()
         if outer is not None:
             self._complete(outer, request)
             return await self.get_response(request)
         started = time.perf_counter()
         state = self._start(request)
-        token = _request.set(state)
+        token = request_var.set(state)
         response = None
         try:
             response = await self.get_response(request)
@@ -230,7 +230,7 @@ class ContextMiddleware:
     def _complete(self, state: RequestState, request: Request) -> None:
         """Make the wrapper's context look for the Django user (unless the user is known)."""
         resolve = self._user
-        with _write_lock:  # a bind(user=...) in another thread of the request is never lost
+        with write_lock:  # a bind(user=...) in another thread of the request is never lost
             previous = state.resolve_user
             if previous is None and state.fields.get("user", MISSING) != MISSING:
                 return  # bound, or found by the wrapper already
@@ -305,7 +305,7 @@ class ContextMiddleware:
         size = 0
         try:
             while True:
-                token = _request.set(state)
+                token = request_var.set(state)
                 try:
                     chunk = next(iterator)
                 except StopIteration:
@@ -331,7 +331,7 @@ class ContextMiddleware:
         size = 0
         try:
             while True:
-                token = _request.set(state)
+                token = request_var.set(state)
                 try:
                     chunk = await anext(iterator)
                 except StopAsyncIteration:
@@ -357,7 +357,7 @@ class ContextMiddleware:
         if not self.settings.access_log:
             return
         meta = request.META
-        token = _request.set(state) if _request.get() is not state else None
+        token = request_var.set(state) if request_var.get() is not state else None
         try:
             self.settings.write_access(
                 method=state.fields["method"],

@@ -68,7 +68,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ctxlog.context import _request
+from ctxlog.context import request_var
 from ctxlog.web.settings import latin1_text
 from ctxlog.web.wsgi import WSGIMiddleware
 
@@ -219,7 +219,7 @@ def _name_of(user: Any) -> str | None:
 def _settle_user() -> None:
     # Resolve a pending user now, while Flask's request context exists: the access log line
     # and a streamed body come after it is gone.
-    state = _request.get()
+    state = request_var.get()
     if state is not None and state.resolve_user is not None:
         state.current()
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import ctxlog
-from ctxlog.context import reset_all
+from ctxlog.testing import reset as reset_all
 
 
 class Capture(logging.Handler):

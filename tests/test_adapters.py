@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 
 class Plain(logging.Handler):
@@ -38,7 +38,7 @@ LOG = ctxlog.get_logger("adapted")  # at import time, as users do
 
 
 def _in_request(user: str) -> None:
-    _request.set(
+    request_var.set(
         RequestState(
             {
                 "ip": "192.0.2.1",

@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 import ctxlog
-from ctxlog.context import _request
+from ctxlog.context import request_var
 
 log = ctxlog.get_logger("asgi.app")
 PROXY = ("10.0.0.1", 4000)
@@ -214,7 +214,7 @@ def test_a_thousand_concurrent_requests_never_mix(capture):
                     for i in range(1000)
                 )
             )
-        return responses, ctxlog.get_context(), _request.get()
+        return responses, ctxlog.get_context(), request_var.get()
 
     responses, context_after, state_after = asyncio.run(main())
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 
 def test_get_context_is_empty_outside_everything():
@@ -127,7 +127,7 @@ def _request_state(**fields: object) -> RequestState:
 def test_bind_in_request_changes_the_shared_request_state():
     """Inside a request, bind() in a child Context (a task, a thread) is seen by the request."""
     state = _request_state()
-    _request.set(state)
+    request_var.set(state)
     contextvars.copy_context().run(ctxlog.bind, user="alice")
 
     assert "alice" == ctxlog.get_context()["user"]
@@ -136,7 +136,7 @@ def test_bind_in_request_changes_the_shared_request_state():
 
 def test_unbind_of_a_standard_field_in_request_gives_dash():
     """unbind('user') in a request puts the placeholder back."""
-    _request.set(_request_state(user="alice"))
+    request_var.set(_request_state(user="alice"))
     ctxlog.unbind("user")
 
     assert "-" == ctxlog.get_context()["user"]
@@ -144,7 +144,7 @@ def test_unbind_of_a_standard_field_in_request_gives_dash():
 
 def test_scope_in_request_wins_for_its_block_and_bind_updates_it():
     """A scope's value wins inside its block; a later bind() wins over both."""
-    _request.set(_request_state(user="alice"))
+    request_var.set(_request_state(user="alice"))
     with ctxlog.scope(user="job-runner"):
         assert "job-runner" == ctxlog.get_context()["user"]
         ctxlog.bind(user="bob")
@@ -161,7 +161,7 @@ def test_pending_user_is_resolved_lazily_and_bind_wins():
         calls.append(1)
         return src.get("user")
 
-    _request.set(RequestState({"user": "-"}, resolve, source))
+    request_var.set(RequestState({"user": "-"}, resolve, source))
     assert "-" == ctxlog.get_context()["user"]
     source["user"] = "carol"
     assert "carol" == ctxlog.get_context()["user"]

@@ -67,7 +67,7 @@ from django.urls import path  # noqa: E402
 from django.utils.functional import empty  # noqa: E402
 
 import ctxlog  # noqa: E402
-from ctxlog.context import _request  # noqa: E402
+from ctxlog.context import request_var  # noqa: E402
 from ctxlog.django import ContextMiddleware  # noqa: E402
 
 log = logging.getLogger("shop.views")
@@ -427,10 +427,10 @@ def test_exception_is_logged_with_fields_and_traceback(server, sessions, capture
 def test_nothing_leaks_into_the_next_request(server, sessions, capture):
     """After a logged-in request, the next anonymous one has its own id and user '-'."""
     first = server.get("/user", session=sessions["alice"])
-    assert _request.get() is None
+    assert request_var.get() is None
     assert {} == ctxlog.get_context()
     second = server.get("/user")
-    assert _request.get() is None
+    assert request_var.get() is None
 
     assert "alice" == first.json()["context"]["user"]
     assert "-" == second.json()["context"]["user"]
@@ -451,7 +451,7 @@ def test_streaming_body_logs_with_the_fields(sessions, capture, kind, url):
     assert 3 == len(chunks)
     assert {("192.0.2.10", "-", "st-1")} == {fields(r) for r in chunks}
     assert len(response.body) == access(capture, "st-1").size
-    assert _request.get() is None
+    assert request_var.get() is None
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -524,7 +524,7 @@ def test_middleware_is_sync_and_async_capable():
 @pytest.fixture(autouse=True)
 def _no_leftover_context() -> Iterator[None]:
     yield
-    assert _request.get() is None
+    assert request_var.get() is None
 
 
 @pytest.mark.parametrize("mode", [True, "request_id"])

@@ -15,7 +15,7 @@ import logging
 import pytest
 
 import ctxlog
-from ctxlog.context import _request
+from ctxlog.context import request_var
 
 server_log = logging.getLogger("server.error")
 
@@ -91,7 +91,7 @@ def test_wsgi_app_raising(capture, access_log):
     (record,) = capture.named("server.error")
     assert record.exc_info is not None
     assert EXPECTED == _fields(record)
-    assert None is _request.get()
+    assert None is request_var.get()
 
 
 def test_wsgi_body_raising(capture):

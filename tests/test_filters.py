@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
@@ -20,7 +20,7 @@ def _in_request(**fields: object) -> None:
         "method": "GET",
         "path": "/p",
     }
-    _request.set(RequestState({**base, **fields}))
+    request_var.set(RequestState({**base, **fields}))
 
 
 def test_fields_are_dash_outside_a_request(capture):

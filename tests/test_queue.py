@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 from ctxlog.queue import BoundedQueue
 
 
@@ -61,7 +61,7 @@ def logger():
 
 
 def _in_request(user: str, rid: str) -> None:
-    _request.set(RequestState({"ip": "203.0.113.7", "user": user, "request_id": rid, "method": "GET", "path": "/"}))
+    request_var.set(RequestState({"ip": "203.0.113.7", "user": user, "request_id": rid, "method": "GET", "path": "/"}))
 
 
 # --- QueueHandler / QueueListener as drop-in subclasses ---------------------------------------

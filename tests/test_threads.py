@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import ctxlog
-from ctxlog.context import RequestState, _request
+from ctxlog.context import RequestState, request_var
 
 with warnings.catch_warnings():
     # Recent Starlette prefers the httpx2 package and warns once when it falls back to httpx.
@@ -79,7 +79,7 @@ def test_wrap_outside_request_is_a_snapshot():
 
 def test_wrap_inside_request_sees_later_binds_and_its_binds_reach_the_request():
     """Inside a request, the wrapped callable shares the request holder both ways."""
-    _request.set(RequestState({"ip": "192.0.2.1", "user": "-", "request_id": "r1"}))
+    request_var.set(RequestState({"ip": "192.0.2.1", "user": "-", "request_id": "r1"}))
 
     def in_thread():
         ctxlog.bind(rows=3)
@@ -258,7 +258,7 @@ def test_process_pools_are_refused():
 
 def test_without_the_helpers_a_thread_logs_dashes_never_another_request(capture):
     """The problem being solved: a bare Thread or pool starts with an empty Context."""
-    _request.set(RequestState({"ip": "192.0.2.1", "user": "alice", "request_id": "r1"}))
+    request_var.set(RequestState({"ip": "192.0.2.1", "user": "alice", "request_id": "r1"}))
     thread = threading.Thread(target=work, args=("bare",))
     thread.start()
     thread.join()

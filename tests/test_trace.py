@@ -14,8 +14,9 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 import ctxlog
-from ctxlog.context import DEFAULT_FIELDS, FIELDS, reset_all
+from ctxlog.context import DEFAULT_FIELDS, FIELDS
 from ctxlog.record import stamp as filters
+from ctxlog.testing import reset as reset_all
 from ctxlog.web.traceparent import parse_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

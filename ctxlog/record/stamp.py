@@ -15,10 +15,10 @@ from ctxlog._stderr import write_line
 from ctxlog.context import (
     DEFAULT_FIELDS,
     MISSING,
-    _enable_trace_fields,
-    _local,
-    _request,
+    add_trace_fields,
+    local_var,
     request_of_exception,
+    request_var,
 )
 
 __all__ = ["disable_trace", "enable_trace", "stamp"]
@@ -46,7 +46,7 @@ def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) 
         return
     # This runs for every record, so fields_for_record() is inlined. Adding the fields one by
     # one keeps the record's compact attribute dict; dict.update() measured slower.
-    request = _request.get()
+    request = request_var.get()
     if request is None and record.exc_info:
         # Outside any request, an exception that escaped one (logged by the server) still
         # names the request it came from.
@@ -58,7 +58,7 @@ def stamp(record: logging.LogRecord, defaults: Mapping[str, Any] | None = None) 
     else:
         base = request.current()
     attrs = record.__dict__
-    local = _local.get()
+    local = local_var.get()
     if local:
         for name, value in local.items():
             if name not in attrs:
@@ -89,7 +89,7 @@ def _stamp_traced(record: logging.LogRecord, defaults: Mapping[str, Any] | None 
                 attrs["trace_id"] = ids[0]
             if "span_id" not in attrs:
                 attrs["span_id"] = ids[1]
-    request = _request.get()
+    request = request_var.get()
     if request is None and record.exc_info:
         # Outside any request, an exception that escaped one (logged by the server) still
         # names the request it came from.
@@ -100,7 +100,7 @@ def _stamp_traced(record: logging.LogRecord, defaults: Mapping[str, Any] | None 
         base = request.fields
     else:
         base = request.current()
-    local = _local.get()
+    local = local_var.get()
     if local:
         for name, value in local.items():
             if name not in attrs:
@@ -147,7 +147,7 @@ def enable_trace() -> None:
     ``import ctxlog``.
     """
     global _traced, _current_span  # noqa: PLW0603 - the hook stamp() checks
-    _enable_trace_fields()
+    add_trace_fields()
     if _current_span is None:
         try:
             from opentelemetry import trace  # noqa: PLC0415 - optional, imported on demand
@@ -159,7 +159,7 @@ def enable_trace() -> None:
 
 
 def disable_trace() -> None:
-    """Undo :func:`enable_trace` (:func:`ctxlog.context.reset_all` calls this, for tests)."""
+    """Undo :func:`enable_trace` (:func:`ctxlog.testing.reset` calls this)."""
     global _traced, _current_span, _span_errors  # noqa: PLW0603 - see enable_trace
     _traced = None
     _current_span = None

@@ -50,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, Literal
 
-from ctxlog.context import MISSING, RequestState, _request, reset_request, tag_exception
+from ctxlog.context import MISSING, RequestState, request_var, reset_request, tag_exception
 from ctxlog.queue import flush
 from ctxlog.record.escape import REQUEST_ID_BYTES, new_request_id, sanitize
 from ctxlog.web.settings import (
@@ -223,7 +223,7 @@ class ASGIMiddleware:
                 request_id = fields["request_id"]
                 echo = request_id.encode("ascii")
         state = RequestState(fields, self._resolve_user, scope)
-        token = _request.set(state)
+        token = request_var.set(state)
         if settings.user is not None or "user" in scope:
             state.current()  # the user, if already known; a failing user= reports in context
         if not access_log:

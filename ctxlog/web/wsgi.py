@@ -36,7 +36,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ctxlog.context import MISSING, RequestState, _local, _request, reset_request, tag_exception
+from ctxlog.context import (
+    MISSING,
+    RequestState,
+    local_var,
+    request_var,
+    reset_request,
+    tag_exception,
+)
 from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
 from ctxlog.web.settings import (
     MAX_PATH,
@@ -149,7 +156,7 @@ class WSGIMiddleware:
             settings.add_trace(fields, environ.get("HTTP_TRACEPARENT"))
             request_id = fields["request_id"]
         state = RequestState(fields, self._resolve_user, environ)
-        outer = _local.get()
+        outer = local_var.get()
         response = _Response(state, settings, environ, started, outer)
         header = (self._id_header, request_id)
         id_lower = self._id_lower
@@ -169,7 +176,7 @@ class WSGIMiddleware:
             write = start_response(status, headers, exc_info)
             return response.counting(write) if settings.access_log else write
 
-        token = _request.set(state)
+        token = request_var.set(state)
         try:
             if settings.user is not None or "REMOTE_USER" in environ:
                 state.current()  # the user, if already known; a failing user= reports in context
@@ -182,9 +189,9 @@ class WSGIMiddleware:
             # ctxlog's own variables go back to what the caller had; the app's stay as it
             # left them, as without the middleware. A scope() the app left open is the
             # request's: it comes back for the body.
-            local = response.local = _local.get()
+            local = response.local = local_var.get()
             if local is not outer:
-                _local.set(outer)
+                local_var.set(outer)
             reset_request(token)
         response.body = body
         if type(body) is list or type(body) is tuple:
@@ -284,11 +291,11 @@ class _Response:
         return True
 
     def __next__(self) -> bytes:
-        outer = _local.get()  # before any set(): a cache hit
-        token = _request.set(self.state)
+        outer = local_var.get()  # before any set(): a cache hit
+        token = request_var.set(self.state)
         local = self.local
         if local is not outer:
-            _local.set(local)
+            local_var.set(local)
         try:
             if self.iterator is None:
                 self.iterator = iter(self.body)
@@ -301,12 +308,12 @@ class _Response:
                 self.status = "500 Internal Server Error"
             raise
         finally:
-            local = self.local = _local.get()
+            local = self.local = local_var.get()
             if local is not outer:
-                _local.set(outer)
+                local_var.set(outer)
             # reset_request(), inline: this runs for every step of every body.
             try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress
-                _request.reset(token)
+                request_var.reset(token)
             except (ValueError, RuntimeError):
                 pass
         self.size += len(chunk)
@@ -314,10 +321,10 @@ class _Response:
 
     def close(self) -> None:
         """Close the app's response and write the access log, with the request's context set."""
-        outer = _local.get()
-        token = _request.set(self.state)
+        outer = local_var.get()
+        token = request_var.set(self.state)
         if self.local is not outer:
-            _local.set(self.local)
+            local_var.set(self.local)
         try:
             close = getattr(self.body, "close", None)
             if close is not None:
@@ -329,9 +336,9 @@ class _Response:
             try:
                 self._log()
             finally:
-                local = self.local = _local.get()
+                local = self.local = local_var.get()
                 if local is not outer:
-                    _local.set(outer)
+                    local_var.set(outer)
                 reset_request(token)
 
     def failed(self) -> None:
