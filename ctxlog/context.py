@@ -138,7 +138,7 @@ request_var: ContextVar[RequestState | None] = ContextVar("ctxlog_request", defa
 local_var: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_EMPTY)
 
 
-def _check_names(names: Iterable[str]) -> None:
+def check_names(names: Iterable[str]) -> None:
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
             msg = f"ctxlog field names must be identifiers, got {name!r}"
@@ -172,7 +172,7 @@ def bind(**fields: Any) -> None:
     """
     if not fields:
         return
-    _check_names(fields)
+    check_names(fields)
     local = local_var.get()
     request = request_var.get()
     if request is not None:
@@ -217,7 +217,7 @@ def scope(**fields: Any) -> Iterator[None]:
 
     .. versionadded:: 0.1.0
     """
-    _check_names(fields)
+    check_names(fields)
     token = local_var.set(MappingProxyType({**local_var.get(), **fields}))
     try:
         yield
