@@ -54,7 +54,7 @@ from typing import Any, Final
 
 from ctxlog._stderr import write_line
 from ctxlog.context import FIELDS, MISSING, fields_for_record
-from ctxlog.record.escape import _escape
+from ctxlog.record.escape import escape_match
 
 __all__ = ["SyslogHandler"]
 
@@ -177,7 +177,7 @@ def param_value(value: str) -> str:
     ``mmpstrucdata``) gets the text back exactly, with those escapes in place of the characters.
     """
     if not (value.isascii() and value.isprintable()) and _PARAM_UNSAFE.search(value) is not None:
-        value = _PARAM_UNSAFE.sub(_escape, value)
+        value = _PARAM_UNSAFE.sub(escape_match, value)
     # str.replace, not a regex with a template: a value of escapes has a backslash in every
     # few characters, and the template is expanded in Python for each (3.11).
     if "\\" in value:
