@@ -47,6 +47,11 @@ def load_baseline() -> types.ModuleType:
         timeout=30,
         check=True,
     ).stdout
+    # The helper it imported has moved since; the function is the same.
+    source = source.replace(
+        "from ctxlog._sanitize import _escape",
+        "from ctxlog.record.escape import escape_match as _escape",
+    )
     module = types.ModuleType(f"ctxlog_syslog_{BASELINE_COMMIT}")
     module.__file__ = f"{BASELINE_COMMIT}:ctxlog/_syslog.py"
     sys.modules[module.__name__] = module

@@ -485,4 +485,4 @@ def test_behind_nonblocking_a_burst_leaves_in_few_sends(monkeypatch):
     assert [f"record {i}" for i in range(2_000)] == got.messages()
     assert 2_000 == handler.sent
     assert len(sends) < 500  # one send per record without batching
-    assert not handler._ctxlog_batching  # close() gave the handler its own sending back
+    assert not handler._sender.batching  # close() gave the handler its own sending back

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 import ctxlog
 import ctxlog.handlers
 from ctxlog.handlers import SyslogHandler
-from ctxlog.handlers.syslog import param_value, severity, timestamp
+from ctxlog.handlers.rfc5424 import severity, timestamp
+from ctxlog.handlers.structured_data import param_value
 from ctxlog.record.escape import sanitize
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -425,7 +426,7 @@ def test_constructor_does_not_connect() -> None:
     """Nothing is resolved, connected or started before the first record."""
     threads = threading.active_count()
     handler = SyslogHandler(("no-such-host.invalid", 514), transport="tls")
-    assert handler._sock is None
+    assert handler._sender.sock is None
     assert threads == threading.active_count()
     assert {"sent": 0, "dropped": 0, "buffered": 0, "connections": 0, "failures": 0} == (
         handler.stats()
