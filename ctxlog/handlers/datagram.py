@@ -12,6 +12,7 @@ about the server.
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ctxlog.handlers.link import Link
@@ -24,6 +25,8 @@ class DatagramSender(Link):
 
     def push(self, datagram: bytes) -> None:
         """Send ``datagram``, on a new socket if the kernel reports an earlier one refused."""
+        if os.getpid() != self.pid:  # pragma: no cover - the fork hook runs first
+            self.after_fork_in_child()
         for _ in range(2):
             sock = self.sock or self.connect()
             if sock is None:
