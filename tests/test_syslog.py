@@ -1042,6 +1042,48 @@ def test_outage_is_counted_and_delivery_resumes(
     assert 1 == err.count("ctxlog: SyslogHandler reaches 127.0.0.1:")
 
 
+def test_records_kept_through_an_outage_leave_without_a_next_record(
+    own_rsyslog: Rsyslog, logger: logging.Logger, cleanup: list[logging.Handler]
+) -> None:
+    """The retry thread sends what was kept once the server is back: no further record needed."""
+    handler = SyslogHandler(own_rsyslog.address("tcp"), transport="tcp", timeout=1)
+    cleanup.append(handler)
+    logger.addHandler(handler)
+    tag = marker()
+    logger.info("%s before", tag)
+    own_rsyslog.wait_for(f"{tag} before")
+    own_rsyslog.stop()
+    for n in range(3):
+        logger.error("%s during %d", tag, n)
+    assert 3 == handler.stats()["buffered"]
+    own_rsyslog.start()
+    got = own_rsyslog.wait_for(f"{tag} during", count=3, timeout=10)
+    assert [f"{BOM}{tag} during {n}" for n in range(3)] == [m["msg"] for m in got]
+    assert 0 == handler.stats()["buffered"]
+
+
+def test_set_batching_holds_messages_until_flush(
+    rsyslog: Rsyslog, make: Callable[..., SyslogHandler], logger: logging.Logger
+) -> None:
+    """Over TCP, batching (as a delivery worker sets it) holds messages until flush()."""
+    from ctxlog.queue.target import Batching
+
+    handler = make("tcp")
+    logger.addHandler(handler)
+    assert isinstance(handler, Batching)
+    handler.set_batching(True)
+    tag = marker()
+    for n in range(5):
+        logger.info("%s held %d", tag, n)
+    assert (5, 0) == (handler.stats()["buffered"], handler.sent)
+    handler.flush()
+    got = rsyslog.wait_for(f"{tag} held", count=5)
+    assert [f"{BOM}{tag} held {n}" for n in range(5)] == [m["msg"] for m in got]
+    handler.set_batching(False)
+    logger.info("%s at once", tag)
+    assert (0, 6) == (handler.stats()["buffered"], handler.sent)
+
+
 def test_server_restart_loses_nothing(
     own_rsyslog: Rsyslog, logger: logging.Logger, cleanup: list[logging.Handler]
 ) -> None:
