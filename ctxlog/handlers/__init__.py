@@ -32,13 +32,32 @@ _LAZY = {
 }
 
 
+#: The modules of the room, loaded by ``ctxlog.handlers.<module>`` as by an import.
+_MODULES = frozenset(
+    {
+        "datagram",
+        "jsonsocket",
+        "link",
+        "options",
+        "rfc5424",
+        "sender",
+        "smtp",
+        "structured_data",
+        "syslog",
+    }
+)
+
+
 def __getattr__(name: str) -> object:
-    """Load a handler on first use (PEP 562)."""
+    """Load a handler, or a module of the room, on first use (PEP 562)."""
     where = _LAZY.get(name)
-    if where is None:
+    if where is not None:
+        value = getattr(importlib.import_module(where), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         msg = f"module 'ctxlog.handlers' has no attribute {name!r}"
         raise AttributeError(msg)
-    value = getattr(importlib.import_module(where), name)
     globals()[name] = value
     return value
 

@@ -1,13 +1,11 @@
 """
-Handlers for slow destinations. Put them behind :func:`ctxlog.nonblocking`.
+:class:`DigestSMTPHandler`: error reports by e-mail, at most one per interval.
 
-:class:`JSONSocketHandler` sends records to ``ctxlog receive`` as JSON frames (see
-:mod:`ctxlog.receiver`); :class:`SyslogHandler` sends RFC 5424 messages to a syslog daemon.
-
-:class:`DigestSMTPHandler` sends error reports by e-mail the way an operator wants them: the first
-record after a quiet spell at once, then at most one e-mail per ``interval`` with everything that
-happened in it. An error storm of thousands of records becomes a handful of e-mails, not thousands
-of SMTP connections, and a mail server that is down or slow costs the application nothing.
+It sends them the way an operator wants them: the first record after a quiet spell at once, then
+at most one e-mail per ``interval`` with everything that happened in it. An error storm of
+thousands of records becomes a handful of e-mails, not thousands of SMTP connections, and a mail
+server that is down or slow costs the application nothing. Put it behind
+:func:`ctxlog.nonblocking`: talking to the server takes time.
 """
 
 from __future__ import annotations
