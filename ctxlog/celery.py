@@ -87,7 +87,7 @@ def install(app: Any, *, fields: Iterable[str] | None = None) -> None:
         msg = f"ctxlog.celery.install() needs a Celery application, got {app!r}"
         raise TypeError(msg)
     sent = (*SENT_FIELDS, *_extra_fields(fields))
-    from celery import signals  # noqa: PLC0415 - Celery is imported by its users only
+    from celery import signals  # type: ignore[import-untyped]  # noqa: PLC0415 - lazily
 
     with _lock:
         if _sent is not None:
@@ -163,7 +163,9 @@ def _add_headers(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(PARENT_HEADER, str(parent))  # "-" too: a retried root stays a root
 
 
-def task_fields(message: Mapping[str, Any], task_id: str, task_name: str, parent_id: Any) -> dict[str, Any]:
+def task_fields(
+    message: Mapping[str, Any], task_id: str, task_name: str, parent_id: Any
+) -> dict[str, Any]:
     """
     Return the fields a task runs with: those the message carries, checked, and the task's own.
 
@@ -192,7 +194,7 @@ def _checked(name: str, text: str) -> str:
     """Return a header's value as safe to log: a valid request id, or cut and escaped text."""
     if name == "request_id":
         return text if valid_request_id(text) else new_request_id()
-    if name == "trace_id" or name == "span_id":
+    if name in {"trace_id", "span_id"}:
         return text if text.isalnum() and text.isascii() and len(text) <= 32 else MISSING
     limit = _MAX_USER if name == "user" else _MAX_IP if name == "ip" else MAX_VALUE
     return sanitize(text, limit)

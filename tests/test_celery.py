@@ -249,7 +249,7 @@ def publisher(worker: Worker) -> Any:
     sys.path.insert(0, str(APPS))
     os.environ["CTXLOG_BROKER"] = worker.env["CTXLOG_BROKER"]
     try:
-        import celery_shop  # noqa: PLC0415
+        import celery_shop
     finally:
         sys.path.remove(str(APPS))
     ctxlog.celery.install(celery_shop.celery, fields=("tenant",))
@@ -312,7 +312,7 @@ def test_hostile_headers_from_another_producer_reach_the_worker_escaped(
             "ctxlog_ip": "10.0.0.1",
         },
     )
-    wait_for(lambda: worker.lines(), what="the task's line")
+    wait_for(worker.lines, what="the task's line")
     (line,) = parsed(worker.lines())
     assert re.fullmatch("[0-9a-f]{32}", line["rid"])
     assert line["user"] == "bob\\nINFO forged"
@@ -324,7 +324,7 @@ WEB_COUNT = 200
 
 def run_requests(port: int, count: int = WEB_COUNT) -> None:
     """``count`` concurrent requests to the web app, each as its own user with its own id."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     kinds = ["work", "parent", "flaky", "later"]
 
