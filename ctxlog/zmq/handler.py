@@ -18,8 +18,8 @@ from typing import Final
 
 import zmq
 
-from ctxlog import _lifecycle
-from ctxlog import wire as _wire
+from ctxlog import wire
+from ctxlog._lifecycle import register
 from ctxlog._stderr import write_line
 from ctxlog.queue import QueueHandler
 from ctxlog.zmq.sockets import (
@@ -111,7 +111,7 @@ class ZMQQueueHandler(QueueHandler):
             raise ValueError(msg)
         self.linger = float(linger)
         secret = check_secret(owner, secret)
-        self._signer = _wire.Signer(secret) if secret is not None else None
+        self._signer = wire.Signer(secret) if secret is not None else None
         super().__init__(None)
         #: Records handed to ZeroMQ by this process.
         self.sent = 0
@@ -129,7 +129,7 @@ class ZMQQueueHandler(QueueHandler):
         self._outage = False
         self._next_report = 0.0
         self._told_suppressed = False
-        _lifecycle.register(self)
+        register(self)
 
     def __repr__(self) -> str:
         kind = SENDER_TYPES[self.socket_type]
@@ -169,8 +169,8 @@ class ZMQQueueHandler(QueueHandler):
 
     def enqueue(self, record: logging.LogRecord) -> None:
         """Encode ``record`` as one frame and hand it to ZeroMQ without waiting."""
-        body = _wire.encode_body(record)
-        if len(body) > _wire.MAX_BODY:
+        body = wire.encode_body(record)
+        if len(body) > wire.MAX_BODY:
             with self.lock:  # type: ignore[union-attr]
                 self._drop(f"a record of {len(body)} bytes is over the frame size limit")
             return
@@ -180,7 +180,7 @@ class ZMQQueueHandler(QueueHandler):
                 return
             # Signed under the lock: sequence numbers leave in the order they were given.
             signer = self._signer
-            frame = _wire.unsigned(body) if signer is None else signer.sign(body)
+            frame = wire.unsigned(body) if signer is None else signer.sign(body)
             try:
                 if self._publish:
                     # Routing only; a name UTF-8 cannot encode is escaped, not lost.
@@ -217,8 +217,8 @@ class ZMQQueueHandler(QueueHandler):
         """
         In a forked child, set the parent's socket aside and start counting afresh.
 
-        Called by the process lifecycle registry (:mod:`ctxlog._lifecycle`) right after the
-        fork, when the standard library has renewed the handler's lock. The child opens a
+        Called by ctxlog's fork hook (installed with :func:`os.register_at_fork`) right after
+        the fork, when the standard library has renewed the handler's lock. The child opens a
         socket of its own with its first record.
         """
         with self.lock:  # type: ignore[union-attr]

@@ -24,8 +24,8 @@ from typing import Any
 
 import zmq
 
-from ctxlog import _lifecycle
-from ctxlog import wire as _wire
+from ctxlog import wire
+from ctxlog._lifecycle import register
 from ctxlog._stderr import write_line
 from ctxlog.queue import QueueListener
 from ctxlog.zmq.sockets import (
@@ -99,7 +99,7 @@ class ZMQQueueListener(QueueListener):
         secret: bytes | str | None = None,
         subscribe: Iterable[str] | None = None,
         hwm: int = 10_000,
-        max_body: int = _wire.MAX_BODY,
+        max_body: int = wire.MAX_BODY,
         respect_handler_level: bool = False,
         replay_window: float = 300.0,
     ) -> None:
@@ -125,7 +125,7 @@ class ZMQQueueListener(QueueListener):
             msg = f"{owner}: replay_window={replay_window!r} is not a positive number of seconds"
             raise ValueError(msg)
         self.replay_window = float(replay_window)
-        self._replay = _wire.Replay(self.replay_window) if self._secret is not None else None
+        self._replay = wire.Replay(self.replay_window) if self._secret is not None else None
         super().__init__(None, *handlers, respect_handler_level=respect_handler_level)
         #: Records received and decoded.
         self.received = 0
@@ -145,7 +145,7 @@ class ZMQQueueListener(QueueListener):
         self._draining = 0
         self._unreported = 0
         self._next_report = 0.0
-        _lifecycle.register(self)
+        register(self)
 
     def __repr__(self) -> str:
         kind = RECEIVER_TYPES[self.socket_type]
@@ -252,9 +252,9 @@ class ZMQQueueListener(QueueListener):
             if len(message) != self._parts:
                 expected = "a topic and a frame" if self._parts == 2 else "one frame"
                 msg = f"a message of {len(message)} parts, not {expected}"
-                raise _wire.WireError(msg)  # noqa: TRY301 - one path for every bad message
+                raise wire.WireError(msg)  # noqa: TRY301 - one path for every bad message
             record = self._parse(message[-1].bytes)
-        except _wire.WireError as error:
+        except wire.WireError as error:
             self.rejected += 1
             self.reasons[error.reason] += 1
             self._report(error, message[-1] if message else None)
@@ -263,18 +263,18 @@ class ZMQQueueListener(QueueListener):
         return record
 
     def _parse(self, frame: bytes) -> logging.LogRecord:
-        header = frame[: _wire.HEADER_SIZE]
-        size, _ = _wire.read_header(header, self.max_body)
-        start = _wire.HEADER_SIZE + size
+        header = frame[: wire.HEADER_SIZE]
+        size, _ = wire.read_header(header, self.max_body)
+        start = wire.HEADER_SIZE + size
         if len(frame) < start:
             msg = f"frame of {len(frame)} bytes is shorter than its header and signature"
-            raise _wire.WireError(msg)
-        signature = frame[_wire.HEADER_SIZE : start] if size else None
-        return _wire.decode(
+            raise wire.WireError(msg)
+        signature = frame[wire.HEADER_SIZE : start] if size else None
+        return wire.decode(
             header, frame[start:], signature, self._secret, self.max_body, replay=self._replay
         )
 
-    def _report(self, error: _wire.WireError, frame: zmq.Frame | None) -> None:
+    def _report(self, error: wire.WireError, frame: zmq.Frame | None) -> None:
         now = time.monotonic()
         if now < self._next_report:
             self._unreported += 1
@@ -296,7 +296,7 @@ class ZMQQueueListener(QueueListener):
         options: list[tuple[int, int | bytes]] = [
             (zmq.RCVHWM, self.hwm),
             (zmq.LINGER, 0),
-            (zmq.MAXMSGSIZE, _wire.MAX_OVERHEAD + self.max_body),
+            (zmq.MAXMSGSIZE, wire.MAX_OVERHEAD + self.max_body),
         ]
         if self.socket_type == zmq.SUB:
             options += [(zmq.SUBSCRIBE, prefix.encode()) for prefix in self.subscribe]
@@ -333,8 +333,8 @@ class ZMQQueueListener(QueueListener):
         """
         In a forked child, set the parent's sockets and thread aside and count afresh.
 
-        Called by the process lifecycle registry (:mod:`ctxlog._lifecycle`) right after the
-        fork. The listener is then stopped in the child; :meth:`start` opens sockets of its own.
+        Called by ctxlog's fork hook (installed with :func:`os.register_at_fork`) right after
+        the fork. The listener is then stopped in the child; :meth:`start` opens sockets of its own.
         """
         if self._context is not None:
             set_aside(self._context, self._data, self._wake_in, self._wake_out)
@@ -344,6 +344,6 @@ class ZMQQueueListener(QueueListener):
         self.received = self.rejected = self._unreported = 0
         self.reasons.clear()
         if self._replay is not None:
-            self._replay = _wire.Replay(self.replay_window)
+            self._replay = wire.Replay(self.replay_window)
         self._next_report = 0.0
         self._after_fork()
