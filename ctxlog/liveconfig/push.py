@@ -41,7 +41,7 @@ def push(
     timeout: float = 5.0,
 ) -> None:
     """
-    Sign ``config`` and send it to the :func:`config_server` at ``host:port``.
+    Sign ``config`` and send it to the :func:`ctxlog.config_server` at ``host:port``.
 
     Returns once the application has handled the message and closed the connection. The
     protocol has no reply: whether the configuration was applied or rejected, and why, is in
@@ -81,25 +81,35 @@ def push(
         raise ValueError(msg)
     deadline = _Deadline(timeout, show_address((host, port)))
     with _connect(host, port, deadline) as sock:
-        step = "did not take the message"
+        _send(sock, LENGTH.pack(len(payload)) + payload, deadline)
+        _wait_for_close(sock, deadline)
+
+
+def _send(sock: socket.socket, message: bytes, deadline: _Deadline) -> None:
+    """Send the whole message, then end the sending half of the connection."""
+    step = "did not take the message"
+    sock.settimeout(deadline.remaining(step))
+    try:
+        sock.sendall(message)
+        sock.shutdown(socket.SHUT_WR)
+    except TimeoutError:
+        raise deadline.expired(step) from None
+
+
+def _wait_for_close(sock: socket.socket, deadline: _Deadline) -> None:
+    """Wait for the application to close the connection, once it has handled the message."""
+    # It sends nothing; whatever it sends is read and counted, within the same deadline.
+    received = 0
+    while True:
+        step = f"did not close the connection (it sent {received} bytes back)"
         sock.settimeout(deadline.remaining(step))
         try:
-            sock.sendall(LENGTH.pack(len(payload)) + payload)
-            sock.shutdown(socket.SHUT_WR)
+            chunk = sock.recv(4096)
         except TimeoutError:
             raise deadline.expired(step) from None
-        # The application closes once it has handled the message; it sends nothing.
-        received = 0
-        while True:
-            step = f"did not close the connection (it sent {received} bytes back)"
-            sock.settimeout(deadline.remaining(step))
-            try:
-                chunk = sock.recv(4096)
-            except TimeoutError:
-                raise deadline.expired(step) from None
-            if not chunk:
-                return
-            received += len(chunk)
+        if not chunk:
+            return
+        received += len(chunk)
 
 
 class _Deadline:
