@@ -14,15 +14,13 @@ The path of a queued record, one module each:
 * :mod:`ctxlog.queue.worker`: the delivery worker of one target, and :mod:`ctxlog.queue.target`,
   what it asks of that target;
 * :mod:`ctxlog.queue.handler`: :class:`NonBlockingHandler`, one queue and one worker per target;
-* :mod:`ctxlog.queue.nonblocking`: :func:`nonblocking` and :func:`flush`.
+* :mod:`ctxlog.queue.background`: :func:`nonblocking`, which builds all of it, and :func:`flush`.
 """
 
+from ctxlog.queue.background import flush, nonblocking
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, BoundedQueue
 from ctxlog.queue.handler import NonBlockingHandler
 from ctxlog.queue.stdlib import QueueHandler, QueueListener
-
-# Last: the function, not its module, is ctxlog.queue.nonblocking.
-from ctxlog.queue.nonblocking import flush, nonblocking  # isort: skip
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

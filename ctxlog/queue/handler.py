@@ -17,6 +17,7 @@ import time
 import weakref
 from typing import Any, Self
 
+from ctxlog._lifecycle import register as register_component
 from ctxlog._stderr import write_line
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, BoundedQueue, Flush, Overflow, size_of
 from ctxlog.queue.prepare import copy_record
@@ -27,8 +28,9 @@ __all__ = ["NonBlockingHandler", "live"]
 
 #: The nonblocking() handlers open in this process (drained at exit, restarted on fork).
 live: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
-#: Handlers closed while logging's lock was held: their workers finish on their own.
-draining: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
+#: Handlers closed while logging's lock was held: their workers finish on their own, and the
+#: exit hook waits for them (held strongly until then: nothing else may refer to them).
+_draining: set[NonBlockingHandler] = set()
 
 
 def holds_logging_lock() -> bool:
@@ -45,6 +47,10 @@ class NonBlockingHandler(QueueHandler):
     it to the queues; it never waits for a target (unless ``overflow="block"`` and a queue is
     full). After :meth:`close`, records are handed to the targets directly, in the caller's
     thread, so that nothing logged at exit is lost.
+
+    Once started, it is registered with ctxlog's process lifecycle: it is drained at interpreter
+    exit (and when a forked :mod:`multiprocessing` child ends), a fork waits until each worker
+    is between records, and a forked child gets fresh threads and empty queues.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.3.0
@@ -75,11 +81,17 @@ class NonBlockingHandler(QueueHandler):
         self.stall_timeout = stall_timeout
         self._closed = False
         self._close_lock = threading.Lock()
+        self._held_for_fork: list[threading.Lock] = []
 
     def start(self) -> None:
-        """Start every target's thread (idempotent)."""
+        """Start every target's thread (idempotent), and drain them at exit."""
         for worker in self.workers:
             worker.start()
+        if not self._closed:
+            live.add(self)
+            # After the targets, which exist already: this handler is drained before they
+            # are closed at exit (see ctxlog._lifecycle).
+            register_component(self)
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - stdlib name
         """
@@ -210,14 +222,14 @@ class NonBlockingHandler(QueueHandler):
             worker.bounded.put_nowait(Flush())  # a digest handler sends what it collected
             worker.stop(timeout=0)  # stop after what is queued; waiting is _join_workers' job
         if holds_logging_lock():
-            # See flush(): the workers drain and stop on their own; the exit hook waits for them.
-            draining.add(self)
+            # See flush(): the workers drain and stop on their own; at_exit() waits for them.
+            _draining.add(self)
         else:
             self._join_workers()
         super().close()
 
     def _join_workers(self) -> None:
-        draining.discard(self)
+        _draining.discard(self)
         for worker in self.workers:
             while not worker.stop(timeout=0.05):
                 idle_for = time.monotonic() - worker.last_progress
@@ -234,13 +246,39 @@ class NonBlockingHandler(QueueHandler):
                 worker.drain_here()
             worker.restore()
 
-    def _after_fork(self) -> None:
+    # -- the process lifecycle (ctxlog._lifecycle calls these) -----------------------------------
+
+    def before_fork(self, deadline: float) -> None:
+        """Wait until each worker is between records, and keep it there until the fork is done."""
+        # A worker forked in the middle of writing a record leaves the child a stream whose
+        # internal lock is held by a thread that does not exist there: the child's first write
+        # hangs. Wait (as logging does with its module lock), at most stall_timeout.
+        deadline = min(deadline, time.monotonic() + self.stall_timeout)
+        for worker in self.workers:
+            if worker.handling.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                self._held_for_fork.append(worker.handling)
+
+    def after_fork_in_parent(self) -> None:
+        """Let the workers go on."""
+        while self._held_for_fork:
+            self._held_for_fork.pop().release()
+
+    def after_fork_in_child(self) -> None:
+        """Start afresh: empty queues, zero counters, new threads (unless closed)."""
+        self._held_for_fork.clear()
+        _draining.discard(self)  # the parent delivers what it was draining
         for worker in self.workers:
             worker.after_fork()
         self.suppressed = 0
         self._close_lock = threading.Lock()
         if not self._closed:
             self.start()
+
+    def at_exit(self) -> None:
+        """Deliver what is queued and stop (see :meth:`close`)."""
+        self.close()
+        if self in _draining:
+            self._join_workers()
 
     def __enter__(self) -> Self:
         return self

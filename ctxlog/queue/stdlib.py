@@ -17,13 +17,13 @@ delivery workers (:mod:`ctxlog.queue.worker`) a :class:`QueueListener`.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import logging.handlers
 import sys
 import threading
 from typing import Any
 
+from ctxlog._lifecycle import register as register_component
 from ctxlog._stderr import write_line
 from ctxlog.queue.prepare import (
     RECORD_OVERHEAD,
@@ -42,9 +42,31 @@ _autostart_lock = threading.Lock()
 _getsizeof = sys.getsizeof
 
 
-def _stop_listener(listener: logging.handlers.QueueListener) -> None:
-    if getattr(listener, "_thread", None) is not None:
-        listener.stop()
+class _ListenerThreads:
+    """Forget the parent's listener threads in a forked child (their idents may come again)."""
+
+    def after_fork_in_child(self) -> None:
+        listener_threads.clear()
+
+
+_listener_threads = _ListenerThreads()
+
+
+class _StopAtExit:
+    """Stop, draining its queue, a listener that ctxlog started for a ``QueueHandler``."""
+
+    __slots__ = ("__weakref__", "listener")
+
+    def __init__(self, listener: QueueListener) -> None:
+        self.listener = listener
+
+    def at_exit(self) -> None:
+        if self.listener._thread is not None:  # noqa: SLF001 - this module's class
+            self.listener.stop()
+
+
+#: The listeners ctxlog started, kept (as atexit would keep them) until they are stopped at exit.
+_started_here: list[_StopAtExit] = []
 
 
 class QueueHandler(logging.handlers.QueueHandler):
@@ -90,7 +112,9 @@ class QueueHandler(logging.handlers.QueueHandler):
                     listener = QueueListener.adopt(listener)
                 if isinstance(listener, QueueListener):
                     listener.start()
-                    atexit.register(_stop_listener, listener)
+                    # Its handlers exist already: registered after them, it is stopped first.
+                    _started_here.append(stop := _StopAtExit(listener))
+                    register_component(stop)
                 else:
                     write_line(
                         f"ctxlog: the listener of {self!r} was never started; records wait in "
@@ -182,6 +206,7 @@ class QueueListener(logging.handlers.QueueListener):
             self._thread = thread = threading.Thread(
                 target=self._monitor, name=f"ctxlog-listener-{id(self):x}", daemon=True
             )
+            register_component(_listener_threads)
             thread.start()
 
     def _monitor(self) -> None:

@@ -1,5 +1,5 @@
 """
-:func:`nonblocking`, the one call that puts slow handlers behind queues, and :func:`flush`.
+Put slow handlers behind queues in one call, :func:`nonblocking`, and wait for them: :func:`flush`.
 
 ``nonblocking(handlers)`` resolves the handlers (objects, or names of handlers configured by
 ``dictConfig``), builds a :class:`~ctxlog.queue.NonBlockingHandler` with one bounded queue and one
@@ -9,29 +9,15 @@ process. The handlers are drained at exit and get their own threads in a forked 
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import sys
-import threading
 import time
 from collections.abc import Iterable
-from typing import Final
 
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, Overflow
-from ctxlog.queue.handler import NonBlockingHandler, draining, live
-from ctxlog.queue.stdlib import listener_threads
+from ctxlog.queue.handler import NonBlockingHandler, live
 
 __all__ = ["flush", "nonblocking"]
-
-_hooks_installed: list[bool] = []
-
-
-def _close_all() -> None:
-    for handler in list(live):
-        handler.close()
-    for handler in list(draining):
-        handler._join_workers()  # noqa: SLF001
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -59,65 +45,6 @@ def flush(timeout: float | None = None) -> bool:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         done = handler.flush(remaining) and done
     return done
-
-
-_held_for_fork: list[threading.Lock] = []
-#: The longest a fork waits for the workers to be between records.
-_FORK_WAIT: Final = 5.0
-
-
-def _before_fork() -> None:
-    # A worker forked in the middle of writing a record leaves the child a stream whose internal
-    # lock is held by a thread that does not exist there: the child's first write hangs. Wait
-    # until each worker is between records (logging does the same with its module lock), at
-    # most the longest stall_timeout in all.
-    handlers = list(live)
-    if not handlers:
-        return
-    deadline = time.monotonic() + min(_FORK_WAIT, max(h.stall_timeout for h in handlers))
-    for handler in handlers:
-        for worker in handler.workers:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            if worker.handling.acquire(timeout=remaining):
-                _held_for_fork.append(worker.handling)
-
-
-def _after_fork_in_parent() -> None:
-    while _held_for_fork:
-        _held_for_fork.pop().release()
-
-
-def _after_fork_in_child() -> None:
-    _held_for_fork.clear()
-    listener_threads.clear()
-    draining.clear()  # the parent delivers what those were draining
-    handlers = list(live)
-    for handler in handlers:
-        handler._after_fork()  # noqa: SLF001
-    # A multiprocessing child started by fork leaves through os._exit(), which skips atexit;
-    # multiprocessing runs its own finalizers first, so drain there too. Its child start-up
-    # clears the finalizers after this hook, then runs its after-fork callbacks: register there.
-    mp_util = sys.modules.get("multiprocessing.util")
-    if handlers and mp_util is not None:
-        mp_util.register_after_fork(_finalize_with_multiprocessing, _finalize_with_multiprocessing)
-
-
-def _finalize_with_multiprocessing(_: object) -> None:
-    mp_util = sys.modules["multiprocessing.util"]
-    mp_util.Finalize(None, _close_all, exitpriority=100)
-
-
-def _install_hooks() -> None:
-    if _hooks_installed:
-        return
-    _hooks_installed.append(True)
-    atexit.register(_close_all)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_before_fork,
-            after_in_parent=_after_fork_in_parent,
-            after_in_child=_after_fork_in_child,
-        )
 
 
 def _let_dictconfig_retry() -> bool:
@@ -243,7 +170,5 @@ def nonblocking(
         stall_timeout=float(stall_timeout),
         max_bytes=max_bytes,
     )
-    _install_hooks()
-    live.add(handler)
     handler.start()
     return handler
