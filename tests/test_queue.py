@@ -21,6 +21,7 @@ import pytest
 import ctxlog
 from ctxlog.context import RequestState, request_var
 from ctxlog.queue import BoundedQueue
+from ctxlog.queue.target import Batching
 
 
 class Sink(logging.Handler):
@@ -393,6 +394,57 @@ def test_failing_target_is_counted_and_reported_once(logger, capfd):
 
     assert 50 == handler.stats()["failed"]
     assert 1 == capfd.readouterr().err.count("OSError: disk full")
+
+
+def test_the_worker_changes_nothing_of_its_target(logger):
+    """Failures are counted without patching the target: its class and attributes stay its own."""
+    failures = []
+
+    class Broken(Sink):
+        def emit(self, record):
+            self.records.append(record)
+            self.handleError(record)
+
+        def handleError(self, record):
+            failures.append(record.getMessage())
+
+    target = Broken()
+    attributes = dict(vars(target))
+    handler = ctxlog.nonblocking([target])
+    logger.addHandler(handler)
+    logger.error("x")
+    assert 1 == len(target.wait_for(1))
+    during = (type(target), dict(vars(target)))
+    handler.close()
+
+    assert (Broken, attributes) == (during[0], {k: v for k, v in during[1].items() if k in attributes})
+    assert set(attributes) == set(during[1])
+    assert (["x"], 1) == (failures, handler.stats()["failed"])
+
+
+def test_a_batching_target_is_told_while_the_worker_owns_it(logger):
+    """A target with set_batching() (the Batching protocol) batches behind the worker, not after."""
+    calls = []
+
+    class Batcher(Sink):
+        def set_batching(self, enabled):
+            calls.append(("batching", enabled))
+
+        def flush(self):
+            calls.append(("flush", len(self.records)))
+
+    target = Batcher()
+    assert isinstance(target, Batching)
+    handler = ctxlog.nonblocking([target])
+    logger.addHandler(handler)
+    for i in range(3):
+        logger.info("m%d", i)
+    assert 3 == len(target.wait_for(3))
+    handler.close()
+
+    assert ("batching", True) == calls[0]
+    assert ("batching", False) == calls[-2]
+    assert ("flush", 3) == calls[-1]
 
 
 def test_flush_returns_within_its_timeout_when_a_handler_hangs(logger):

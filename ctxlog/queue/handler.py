@@ -244,7 +244,7 @@ class NonBlockingHandler(QueueHandler):
             else:
                 # Stopped, or never started, or died: deliver what is left from here.
                 worker.drain_here()
-            worker.restore()
+            worker.release()
 
     # -- the process lifecycle (ctxlog._lifecycle calls these) -----------------------------------
 

@@ -16,13 +16,58 @@ import logging
 import queue as stdlib_queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ctxlog._stderr import write_line
 from ctxlog.context import DEFAULTS
 from ctxlog.queue.bounded import BoundedQueue, Flush
 from ctxlog.queue.stdlib import QueueListener
+from ctxlog.queue.target import Batching
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "counting_view"]
+
+
+def _no_finalizer(self: object) -> None:
+    """Stand in for the target class's ``__del__``: a view going away closes nothing."""
+
+
+def counting_view(
+    target: logging.Handler, on_error: Callable[[logging.LogRecord], None]
+) -> logging.Handler:
+    """
+    Return ``target`` as a worker sees it: the same handler, with ``on_error`` as ``handleError``.
+
+    The view is an instance of a subclass of the target's class, made for one worker, that
+    shares the target's attribute dict: its lock, stream, buffers and counters are the
+    target's, and what either changes the other sees. Only ``handleError(record)``, which the
+    stdlib's handlers call when a record fails, differs: it calls ``on_error(record)``. The
+    target itself is not changed in any way. A target that keeps attributes in ``__slots__``
+    instead of its dict, or whose class cannot be subclassed, is returned as it is (its
+    failures then reach its own ``handleError`` and are not counted).
+    """
+    cls = type(target)
+    if any(vars(klass).get("__slots__") for klass in cls.__mro__):
+        return target
+
+    def handleError(self: logging.Handler, record: logging.LogRecord) -> None:  # noqa: N802, ARG001
+        on_error(record)
+
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "handleError": handleError,
+    }
+    if hasattr(cls, "__del__"):
+        namespace["__del__"] = _no_finalizer
+    try:
+        view_class = type(cls.__name__, (cls,), namespace)
+        view: logging.Handler = object.__new__(view_class)  # no __init__: nothing opened
+        view.__dict__ = target.__dict__
+    except Exception:  # a metaclass or __init_subclass__ that refuses: use the target as it is
+        return target
+    return view
 
 
 class Worker(QueueListener):
@@ -39,7 +84,7 @@ class Worker(QueueListener):
         self.failed = 0
         self.busy = False
         #: Held while a record is being handed to the target; a fork waits for it (see
-        #: _before_fork), so a child never inherits a stream lock held mid-write.
+        #: NonBlockingHandler.before_fork), so a child never inherits a stream lock held mid-write.
         self.handling = threading.Lock()
         self.last_progress = time.monotonic()
         self._reported_drops = 0
@@ -47,23 +92,22 @@ class Worker(QueueListener):
         self._next_drop_report = 0.0
         self._failures_unreported = 0
         self._next_failure_report = 0.0
-        self._handle_error = handler.handleError
-        handler.handleError = self._count_failure  # type: ignore[method-assign]
+        #: What this thread hands records to: the target, its failures counted here.
+        self._view = counting_view(handler, self._count_failure)
         #: A target that can send several records at once (JSONSocketHandler) holds them
         #: until its flush(), which this worker calls when its queue runs empty: a burst of
         #: records then leaves in a few sends instead of one system call each.
-        self.batching = hasattr(handler, "_ctxlog_batching")
-        if self.batching:
-            handler._ctxlog_batching = True  # type: ignore[attr-defined]  # noqa: SLF001
+        self.batching = isinstance(handler, Batching)
+        if isinstance(handler, Batching):
+            handler.set_batching(True)
 
-    def restore(self) -> None:
-        """Give the target its own handleError back, and its own sending."""
-        if self.target.__dict__.get("handleError") == self._count_failure:
-            del self.target.handleError
-        if self.batching:
-            self.target._ctxlog_batching = False  # type: ignore[attr-defined]  # noqa: SLF001
+    def release(self) -> None:
+        """Let the target go: it sends each record on its own again, what it holds first."""
+        target = self.target
+        if isinstance(target, Batching):
+            target.set_batching(False)
             try:
-                self.target.flush()
+                target.flush()
             except Exception:
                 self.failed += 1
 
@@ -80,9 +124,9 @@ class Worker(QueueListener):
             with self.handling:
                 if self.bounded.dropped != self._reported_drops:
                     self._report_drops()
-                self.target.handle(record)
+                self._view.handle(record)
                 if self.batching and not self.bounded._items:  # noqa: SLF001 - our own queue
-                    self.target.flush()  # the end of a burst: send what the target holds
+                    self._view.flush()  # the end of a burst: send what the target holds
             self.delivered += 1
         except Exception:
             self._count_failure(record)
@@ -95,7 +139,7 @@ class Worker(QueueListener):
         try:
             with self.handling:
                 self._report_drops()
-                self.target.flush()
+                self._view.flush()
         except Exception:
             self.failed += 1
         finally:
@@ -125,7 +169,7 @@ class Worker(QueueListener):
                 f"counted, not printed, in the last {self.report_interval:g} s"
             )
             self._failures_unreported = 0
-        self._handle_error(record)
+        self.target.handleError(record)  # the target's own, on the target
 
     def _report_drops(self) -> None:
         dropped = self.bounded.dropped
@@ -152,7 +196,7 @@ class Worker(QueueListener):
             "ctxlog.queue", logging.WARNING, __file__, 0, text, None, None, "_report_drops"
         )
         report.__dict__.update(DEFAULTS)
-        self.target.handle(report)
+        self._view.handle(report)
 
     def after_fork(self) -> None:
         """Start afresh in a forked child: empty queue, zero counters, new thread."""
