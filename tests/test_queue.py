@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import ctxlog
+import ctxlog.testing
 from ctxlog.context import RequestState, request_var
 from ctxlog.queue import BoundedQueue
 from ctxlog.queue.target import Batching
@@ -571,6 +572,45 @@ def test_names_of_dictconfig_handlers_in_any_order(tmp_path):
         log.removeHandler(handler)
         handler.close()
     queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_single_name_and_formatter_reach_a_later_handler(tmp_path):
+    """One name (not a list) sorting after the queue, and the queue's formatter, reach that handler."""
+    path = tmp_path / "out.log"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"ctx": {"format": "%(user)s %(message)s"}},
+            "handlers": {
+                "a_queue": {"()": "ctxlog.nonblocking", "handlers": "z_file", "formatter": "ctx"},
+                "z_file": {"class": "logging.FileHandler", "filename": str(path)},
+            },
+            "loggers": {"dictcfg1": {"handlers": ["a_queue"], "level": "INFO", "propagate": False}},
+        }
+    )
+    log = logging.getLogger("dictcfg1")
+    queue_handler = log.handlers[0]
+    with ctxlog.testing.request(user="dave"):
+        log.info("configured")
+    queue_handler.close()
+
+    assert "dave configured\n" == path.read_text()
+    log.removeHandler(queue_handler)
+    queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_name_the_configuration_lacks_fails_at_once():
+    """A name that neither a handler nor the configuration has makes dictConfig fail, saying which."""
+    with pytest.raises(ValueError, match="a_queue") as failed:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"a_queue": {"()": "ctxlog.nonblocking", "handlers": ["z_nope"]}},
+            }
+        )
+    assert "no handler named 'z_nope'" in str(failed.value.__cause__)
 
 
 def test_unknown_handler_name_fails_clearly():

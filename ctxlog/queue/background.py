@@ -10,12 +10,12 @@ process. The handlers are drained at exit and get their own threads in a forked 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterable
 
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, Overflow
-from ctxlog.queue.handler import NonBlockingHandler, live
+from ctxlog.queue.handler import NonBlockingHandler, holds_logging_lock, live
+from ctxlog.queue.names import resolve
 
 __all__ = ["flush", "nonblocking"]
 
@@ -45,61 +45,6 @@ def flush(timeout: float | None = None) -> bool:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         done = handler.flush(remaining) and done
     return done
-
-
-def _let_dictconfig_retry() -> bool:
-    """
-    If dictConfig is calling us, restore the handler's config so that it can retry later.
-
-    ``DictConfigurator.configure_handler`` pops ``"()"`` off the config before calling the
-    factory and restores it from its local ``config_copy`` only for the handlers it knows take a
-    ``target`` (it does the same as this for MemoryHandler on 3.11-3.13). Without the restore, the
-    deferred retry finds no factory.
-    """
-    frame = sys._getframe(1)  # noqa: SLF001
-    for _ in range(6):
-        frame = frame.f_back  # type: ignore[assignment]
-        if frame is None:
-            return False
-        if (
-            frame.f_code.co_name == "configure_handler"
-            and frame.f_globals.get("__name__") == "logging.config"
-        ):
-            config, copy_ = frame.f_locals.get("config"), frame.f_locals.get("config_copy")
-            if isinstance(config, dict) and isinstance(copy_, dict):
-                config.update(copy_)
-                return True
-            return False
-    return False
-
-
-def _resolve(handlers: Iterable[logging.Handler | str] | logging.Handler) -> list[logging.Handler]:
-    if isinstance(handlers, logging.Handler):
-        handlers = [handlers]
-    if isinstance(handlers, str):
-        handlers = [handlers]
-    resolved: list[logging.Handler] = []
-    for handler in handlers:
-        if isinstance(handler, str):
-            # logging.getHandlerByName() from 3.12 on reads the same registry.
-            found = logging._handlers.get(handler)  # type: ignore[attr-defined]  # noqa: SLF001
-            if found is None:
-                msg = f"nonblocking: no handler named {handler!r}"
-                if _let_dictconfig_retry():
-                    # dictConfig retries a handler whose error is caused by "target not
-                    # configured yet" once it has configured the others: the order of the
-                    # handlers in the configuration does not matter.
-                    raise ValueError(msg) from TypeError(f"{handler!r}: target not configured yet")
-                raise ValueError(msg)
-            handler = found  # noqa: PLW2901
-        if not isinstance(handler, logging.Handler):
-            msg = f"nonblocking: {handler!r} is not a logging.Handler or a handler's name"
-            raise TypeError(msg)
-        resolved.append(handler)
-    if not resolved:
-        msg = "nonblocking: give at least one handler to deliver to"
-        raise ValueError(msg)
-    return resolved
 
 
 def nonblocking(
@@ -155,7 +100,7 @@ def nonblocking(
     .. versionchanged:: 0.3.0
        ``max_bytes``.
     """
-    targets = _resolve(handlers)
+    targets = resolve(handlers, configuring=holds_logging_lock())
     for name, value in (("report_interval", report_interval), ("stall_timeout", stall_timeout)):
         if not isinstance(value, int | float) or value <= 0:
             msg = f"{name}: {value!r} is not a positive number of seconds"

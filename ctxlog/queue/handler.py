@@ -15,16 +15,18 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any, Self
 
 from ctxlog._lifecycle import register as register_component
 from ctxlog._stderr import write_line
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, BoundedQueue, Flush, Overflow, size_of
+from ctxlog.queue.names import find_handler
 from ctxlog.queue.prepare import copy_record
 from ctxlog.queue.stdlib import QueueHandler, listener_threads
 from ctxlog.queue.worker import Worker
 
-__all__ = ["NonBlockingHandler", "live"]
+__all__ = ["NonBlockingHandler", "holds_logging_lock", "live"]
 
 #: The nonblocking() handlers open in this process (drained at exit, restarted on fork).
 live: weakref.WeakSet[NonBlockingHandler] = weakref.WeakSet()
@@ -48,6 +50,9 @@ class NonBlockingHandler(QueueHandler):
     full). After :meth:`close`, records are handed to the targets directly, in the caller's
     thread, so that nothing logged at exit is lost.
 
+    A target given by its name (a ``dictConfig`` handler configured after this one) is looked
+    up when the first record arrives; the threads start then.
+
     Once started, it is registered with ctxlog's process lifecycle: it is drained at interpreter
     exit (and when a forked :mod:`multiprocessing` child ends), a fork waits until each worker
     is between records, and a forked child gets fresh threads and empty queues.
@@ -59,7 +64,7 @@ class NonBlockingHandler(QueueHandler):
 
     def __init__(
         self,
-        targets: list[logging.Handler],
+        targets: Sequence[logging.Handler | str],
         *,
         maxsize: int,
         overflow: Overflow,
@@ -69,22 +74,46 @@ class NonBlockingHandler(QueueHandler):
         stall_timeout: float,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        workers = [
-            Worker(
-                BoundedQueue(maxsize, overflow, block_timeout, max_bytes), target, report_interval
-            )
-            for target in targets
-        ]
-        super().__init__(workers[0].bounded)
-        self.workers = workers
+        super().__init__(None)
+        self.workers: list[Worker] = []
         self.respect_handler_level = respect_handler_level
         self.stall_timeout = stall_timeout
         self._closed = False
+        #: Records go to the queues: the targets are found and the handler is open. The one
+        #: test on the path of a record; the rare cases are sorted out off it.
+        self._queuing = False
         self._close_lock = threading.Lock()
         self._held_for_fork: list[threading.Lock] = []
+        self._targets = list(targets)
+        self._queue_settings = (maxsize, overflow, block_timeout, max_bytes)
+        self._report_interval = report_interval
+        self._formatter_for_targets: logging.Formatter | None = None
+        self._missing_reported = False
+        self._find_targets()
+
+    def _find_targets(self) -> bool:
+        """Make the workers, if every target is found; tell whether they exist."""
+        with self._close_lock:
+            if self.workers:
+                return True
+            found = [find_handler(t) if isinstance(t, str) else t for t in self._targets]
+            targets = [handler for handler in found if handler is not None]
+            if len(targets) < len(found):
+                return False
+            self.workers = [
+                Worker(BoundedQueue(*self._queue_settings), target, self._report_interval)
+                for target in targets
+            ]
+            self.queue = self.workers[0].bounded
+            if self._formatter_for_targets is not None:
+                self.setFormatter(self._formatter_for_targets)
+            self._queuing = not self._closed
+            return True
 
     def start(self) -> None:
         """Start every target's thread (idempotent), and drain them at exit."""
+        if not self.workers and not self._find_targets():
+            return  # names a running dictConfig has yet to configure: the first record starts
         for worker in self.workers:
             worker.start()
         if not self._closed:
@@ -102,6 +131,7 @@ class NonBlockingHandler(QueueHandler):
         and a dictConfig ``formatter`` on this handler style the targets' output, instead of
         being baked into every message.
         """
+        self._formatter_for_targets = fmt  # for targets found later (see start())
         for worker in self.workers:
             if worker.target.formatter is None:
                 worker.target.setFormatter(fmt)
@@ -123,11 +153,11 @@ class NonBlockingHandler(QueueHandler):
         self._enqueue(record, size_of(record))
 
     def _enqueue(self, record: logging.LogRecord, size: int) -> None:
+        if not self._queuing:
+            self._enqueue_off_path(record, size)
+            return
         workers = self.workers
         respect = self.respect_handler_level
-        if self._closed:
-            self._deliver_now(record)
-            return
         if len(workers) == 1:
             worker = workers[0]
             if not respect or record.levelno >= worker.target.level:
@@ -138,6 +168,30 @@ class NonBlockingHandler(QueueHandler):
                 # Each target formats in its own thread: give each its own copy (the texts are
                 # shared: each queue counts them, but memory holds them once).
                 worker.bounded._put(copy_record(record), size)  # noqa: SLF001
+
+    def _enqueue_off_path(self, record: logging.LogRecord, size: int) -> None:
+        """Deliver ``record`` at once after close; before the first record, find the targets."""
+        if self._closed:
+            self._deliver_now(record)
+            return
+        if not self.workers:
+            self.start()
+        if not self.workers:
+            self._report_missing()
+            return
+        for worker in self.workers:
+            if not self.respect_handler_level or record.levelno >= worker.target.level:
+                worker.bounded._put(copy_record(record), size)  # noqa: SLF001
+
+    def _report_missing(self) -> None:
+        if self._missing_reported:
+            return
+        self._missing_reported = True
+        names = [t for t in self._targets if isinstance(t, str) and find_handler(t) is None]
+        write_line(
+            f"ctxlog: nonblocking: no handler named {', '.join(map(repr, names))}; "
+            "records are dropped until there is"
+        )
 
     def _deliver_now(self, record: logging.LogRecord) -> None:
         for worker in self.workers:
@@ -217,6 +271,7 @@ class NonBlockingHandler(QueueHandler):
             if self._closed:
                 return
             self._closed = True
+            self._queuing = False
         live.discard(self)
         for worker in self.workers:
             worker.bounded.put_nowait(Flush())  # a digest handler sends what it collected
