@@ -20,7 +20,6 @@ import pytest
 
 import ctxlog
 import ctxlog.testing
-from ctxlog.context import RequestState, request_var
 from ctxlog.queue import BoundedQueue
 from ctxlog.queue.target import Batching
 
@@ -62,8 +61,8 @@ def logger():
     log.propagate = True
 
 
-def _in_request(user: str, rid: str) -> None:
-    request_var.set(RequestState({"ip": "203.0.113.7", "user": user, "request_id": rid, "method": "GET", "path": "/"}))
+def _in_request(user: str, rid: str):
+    return ctxlog.testing.request(ip="203.0.113.7", user=user, request_id=rid)
 
 
 # --- QueueHandler / QueueListener as drop-in subclasses ---------------------------------------
@@ -87,8 +86,8 @@ def test_context_is_captured_in_the_logging_thread(logger):
     listener = ctxlog.QueueListener(q, sink)
     listener.start()
     logger.addHandler(ctxlog.QueueHandler(q))
-    _in_request("alice", "rid-a")
-    logger.info("paid")
+    with _in_request("alice", "rid-a"):
+        logger.info("paid")
     listener.stop()
 
     assert ["203.0.113.7 alice rid-a paid"] == sink.lines
@@ -262,8 +261,8 @@ def test_nonblocking_is_started_and_delivers_with_context(logger):
     sink = Sink()
     handler = ctxlog.nonblocking([sink])
     logger.addHandler(handler)
-    _in_request("bob", "rid-b")
-    logger.warning("hello")
+    with _in_request("bob", "rid-b"):
+        logger.warning("hello")
 
     assert ["203.0.113.7 bob rid-b hello"] == [sink.format(r) for r in sink.wait_for(1)]
     stats = handler.stats()
@@ -562,8 +561,8 @@ def test_names_of_dictconfig_handlers_in_any_order(tmp_path):
     )
     log = logging.getLogger("dictcfg")
     queue_handler = log.handlers[0]
-    _in_request("carol", "rid-c")
-    log.info("configured")
+    with _in_request("carol", "rid-c"):
+        log.info("configured")
     queue_handler.close()
 
     assert isinstance(queue_handler, ctxlog.queue.NonBlockingHandler)
