@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import gc
 import logging
 import logging.config
 import logging.handlers
@@ -570,6 +571,33 @@ def test_names_of_dictconfig_handlers_in_any_order(tmp_path):
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
+    queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_handler_only_the_queue_uses_survives_a_collection(tmp_path):
+    """A target no logger holds is not collected between dictConfig and the first record."""
+    path = tmp_path / "out.log"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"ctx": {"format": "%(user)s %(message)s"}},
+            "handlers": {
+                "a_queue": {"()": "ctxlog.nonblocking", "handlers": ["z_file"]},
+                "z_file": {"class": "logging.FileHandler", "filename": str(path), "formatter": "ctx"},
+            },
+            "loggers": {"dictcfg2": {"handlers": ["a_queue"], "level": "INFO", "propagate": False}},
+        }
+    )
+    gc.collect()  # dictConfig keeps no reference to z_file, and logging's registry is weak
+    log = logging.getLogger("dictcfg2")
+    queue_handler = log.handlers[0]
+    with ctxlog.testing.request(user="erin"):
+        log.info("kept")
+    queue_handler.close()
+
+    assert "erin kept\n" == path.read_text()
+    log.removeHandler(queue_handler)
     queue_handler.workers[0].target.close()
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from ctxlog.queue.bounded import DEFAULT_MAX_BYTES, Overflow
 from ctxlog.queue.handler import NonBlockingHandler, holds_logging_lock, live
-from ctxlog.queue.names import resolve
+from ctxlog.queue.names import configuration_handlers, resolve
 
 __all__ = ["flush", "nonblocking"]
 
@@ -114,6 +114,7 @@ def nonblocking(
         report_interval=float(report_interval),
         stall_timeout=float(stall_timeout),
         max_bytes=max_bytes,
+        configured=configuration_handlers(handlers),
     )
     handler.start()
     return handler

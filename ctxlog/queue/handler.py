@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from ctxlog._lifecycle import register as register_component
@@ -73,6 +73,7 @@ class NonBlockingHandler(QueueHandler):
         report_interval: float,
         stall_timeout: float,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        configured: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(None)
         self.workers: list[Worker] = []
@@ -89,6 +90,9 @@ class NonBlockingHandler(QueueHandler):
         self._report_interval = report_interval
         self._formatter_for_targets: logging.Formatter | None = None
         self._missing_reported = False
+        #: The handlers of the dictConfig that named targets not built yet (see
+        #: ctxlog.queue.names.configuration_handlers); dropped once the targets are found.
+        self._configured = configured
         self._find_targets()
 
     def _find_targets(self) -> bool:
@@ -96,10 +100,11 @@ class NonBlockingHandler(QueueHandler):
         with self._close_lock:
             if self.workers:
                 return True
-            found = [find_handler(t) if isinstance(t, str) else t for t in self._targets]
+            found = [self._find(t) if isinstance(t, str) else t for t in self._targets]
             targets = [handler for handler in found if handler is not None]
             if len(targets) < len(found):
                 return False
+            self._configured = None
             self.workers = [
                 Worker(BoundedQueue(*self._queue_settings), target, self._report_interval)
                 for target in targets
@@ -109,6 +114,14 @@ class NonBlockingHandler(QueueHandler):
                 self.setFormatter(self._formatter_for_targets)
             self._queuing = not self._closed
             return True
+
+    def _find(self, name: str) -> logging.Handler | None:
+        """Return the handler named ``name``: built by the configuration, or registered."""
+        if self._configured is not None:
+            built = self._configured.get(name)
+            if isinstance(built, logging.Handler):
+                return built
+        return find_handler(name)
 
     def start(self) -> None:
         """Start every target's thread (idempotent), and drain them at exit."""

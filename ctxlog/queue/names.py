@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-__all__ = ["find_handler", "resolve"]
+__all__ = ["configuration_handlers", "find_handler", "resolve"]
 
 
 def find_handler(name: str) -> logging.Handler | None:
@@ -67,6 +67,24 @@ def resolve(
         msg = "nonblocking: give at least one handler to deliver to"
         raise ValueError(msg)
     return targets
+
+
+def configuration_handlers(handlers: object) -> Mapping[str, object] | None:
+    """
+    Return the handlers of the configuration that passed ``handlers``, or ``None``.
+
+    While ``dictConfig`` runs, this mapping holds each handler's settings, replaced by the
+    handler once it is built. Holding it until the first record keeps alive a handler that
+    only the queue uses: ``dictConfig`` keeps no reference of its own once it returns, and
+    logging's registry of names holds handlers weakly.
+    """
+    configurator = getattr(handlers, "configurator", None)  # set by logging.config's lists
+    config = getattr(configurator, "config", None)
+    if isinstance(config, Mapping):
+        pending = config.get("handlers")
+        if isinstance(pending, Mapping):
+            return pending
+    return None
 
 
 def _configured_later(handlers: object, name: str, configuring: bool) -> bool:
