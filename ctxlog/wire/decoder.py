@@ -18,7 +18,7 @@ from typing import Any, Final
 from ctxlog.context import RESERVED
 from ctxlog.wire.frame import MAX_BODY, WireError, read_header
 from ctxlog.wire.replay import Replay
-from ctxlog.wire.schema import INTEGERS, KNOWN, LATEST, MAX_EXTRA, PEER, STRINGS, is_plain
+from ctxlog.wire.schema import INTEGERS, KNOWN, LATEST, MAX_EXTRA, PEER, PLAIN, STRINGS
 from ctxlog.wire.signing import verify
 
 __all__ = ["decode"]
@@ -128,7 +128,10 @@ def _checked(data: Any) -> dict[str, Any]:
 
 def _required(data: dict[str, Any]) -> float:
     """Check ``name``, ``levelno``, ``msg`` and ``created``; return ``created`` as a float."""
-    name, levelno, message, created = (data.get(k) for k in ("name", "levelno", "msg", "created"))
+    name = data.get("name")
+    levelno = data.get("levelno")
+    message = data.get("msg")
+    created = data.get("created")
     if type(name) is not str or type(message) is not str:
         msg = "name and msg must be strings"
         raise WireError(msg)
@@ -167,7 +170,7 @@ def _add_extra(fields: dict[str, Any], extra: Any) -> None:
         if not key.isidentifier() or key in RESERVED or key in fields or key == PEER:
             msg = f"extra field {key[:40]!r} is not allowed"
             raise WireError(msg)
-        if not is_plain(value):
+        if not isinstance(value, PLAIN) or (type(value) is float and not math.isfinite(value)):
             msg = f"extra field {key!r} is not a string, number, boolean or null"
             raise WireError(msg)
         fields[key] = value

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Final
 
 from ctxlog.wire.frame import WireError, unsigned
-from ctxlog.wire.schema import INTEGERS, MAX_EXTRA, NOT_EXTRA, STRINGS, is_plain
+from ctxlog.wire.schema import INTEGERS, MAX_EXTRA, NOT_EXTRA, PLAIN, STRINGS
 from ctxlog.wire.signing import Signer
 
 __all__ = ["encode", "encode_body"]
@@ -55,7 +56,15 @@ def encode_body(record: logging.LogRecord) -> bytes:
         plain = _plain_extra(body, attrs, extra)
         if plain:
             body["extra"] = plain
-    return _serialize(body)
+    text = _ENCODER.encode(body)
+    try:
+        payload = text.encode()
+    except UnicodeEncodeError:
+        payload = _ASCII_ENCODER.encode(body).encode()
+    if len(payload) > 0xFFFFFFFF:  # pragma: no cover - a 4 GiB record
+        msg = "record too large for one frame"
+        raise WireError(msg)
+    return payload
 
 
 def encode(record: logging.LogRecord, signer: Signer | None = None) -> bytes:
@@ -83,20 +92,9 @@ def _plain_extra(body: dict[str, Any], attrs: dict[str, Any], names: list[str]) 
         if name in body or not name.isidentifier():
             continue
         value = attrs[name]
-        plain[name] = value if is_plain(value) else str(value)
+        if not isinstance(value, PLAIN) or (type(value) is float and not math.isfinite(value)):
+            value = str(value)
+        plain[name] = value
         if len(plain) == MAX_EXTRA:
             break
     return plain
-
-
-def _serialize(body: dict[str, Any]) -> bytes:
-    """Return ``body`` as UTF-8 JSON, with escapes for text UTF-8 cannot carry."""
-    text = _ENCODER.encode(body)
-    try:
-        payload = text.encode()
-    except UnicodeEncodeError:
-        payload = _ASCII_ENCODER.encode(body).encode()
-    if len(payload) > 0xFFFFFFFF:  # pragma: no cover - a 4 GiB record
-        msg = "record too large for one frame"
-        raise WireError(msg)
-    return payload

@@ -8,8 +8,7 @@ values only, never a LogRecord attribute, never ``peer``).
 
 from __future__ import annotations
 
-import math
-from typing import Any, Final
+from typing import Final
 
 from ctxlog.context import FIELDS, RESERVED
 
@@ -20,8 +19,8 @@ __all__ = [
     "MAX_EXTRA",
     "NOT_EXTRA",
     "PEER",
+    "PLAIN",
     "STRINGS",
-    "is_plain",
 ]
 
 #: The most extra fields one record carries.
@@ -51,9 +50,6 @@ PEER: Final = "peer"
 #: Record attributes that never travel in ``extra``.
 NOT_EXTRA: Final = RESERVED | KNOWN | {PEER}
 
-_PLAIN: Final = (str, int, float, bool, type(None))
-
-
-def is_plain(value: Any) -> bool:
-    """Whether ``value`` travels as it is in ``extra``: a string, a finite number, a bool, None."""
-    return isinstance(value, _PLAIN) and not (type(value) is float and not math.isfinite(value))
+#: The types an ``extra`` value may have (a float only if finite): anything else is sent as its
+#: ``str()``, and refused by a receiver.
+PLAIN: Final = (str, int, float, bool, type(None))
