@@ -142,7 +142,8 @@ class ZMQQueueListener(QueueListener):
         self._wake_in: zmq.Socket[bytes] | None = None
         self._wake_out: zmq.Socket[bytes] | None = None
         self._poller = zmq.Poller()
-        self._draining = 0
+        #: While stopping: how many more messages may be handed over (``None``: not stopping).
+        self._draining: int | None = None
         self._unreported = 0
         self._next_report = 0.0
         register(self)
@@ -165,7 +166,7 @@ class ZMQQueueListener(QueueListener):
             self._close_sockets()
             self._open()
             self._stopping = False
-            self._draining = 0
+            self._draining = None
             self._thread = thread = threading.Thread(
                 target=self._monitor, name=f"ctxlog-listener-{id(self):x}", daemon=True
             )
@@ -230,8 +231,10 @@ class ZMQQueueListener(QueueListener):
         if data is None:  # pragma: no cover - start() opens it before the thread runs
             return None
         while True:
-            if self._draining:
+            if self._draining is not None:
                 # Stopping: hand over what has arrived, but not a stream that never ends.
+                if not self._draining:
+                    return None
                 self._draining -= 1
                 try:
                     return data.recv_multipart(zmq.NOBLOCK, copy=False)
