@@ -7,7 +7,8 @@ import logging
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, request_var
+import ctxlog.testing
+from ctxlog.context import STAMPED, RequestState, request_var
 
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
@@ -149,3 +150,66 @@ def test_defaults_also_apply_to_records_from_get_logger(capture):
         logger.propagate = True
 
     assert ["anonymous"] == seen
+
+
+# --- one stamp per record ----------------------------------------------------------------------
+
+
+def test_a_record_is_stamped_once_and_keeps_its_first_context():
+    """A record stamped in a request and filtered again later keeps the request's fields."""
+    record = logging.makeLogRecord({"msg": "hi"})
+    with ctxlog.testing.request(user="alice", request_id="r-1"), ctxlog.scope(job="a"):
+        ctxlog.ContextFilter().filter(record)
+    with ctxlog.testing.request(user="bob", request_id="r-2"), ctxlog.scope(job="b", late=1):
+        ctxlog.ContextFilter().filter(record)
+
+    assert ("alice", "r-1", "a", False) == (
+        record.user,
+        record.request_id,
+        record.job,
+        hasattr(record, "late"),
+    )
+
+
+def test_defaults_still_fill_a_stamped_record():
+    """A filter's defaults fill a record another filter stamped before."""
+    record = logging.makeLogRecord({"msg": "hi"})
+    ctxlog.ContextFilter().filter(record)
+    ctxlog.ContextFilter(defaults={"user": "nobody", "tenant": "none"}).filter(record)
+
+    assert ("nobody", "none", "-") == (record.user, record.tenant, record.ip)
+
+
+def test_the_stamp_mark_cannot_be_bound():
+    """bind() refuses the name of the stamp's mark, as it refuses LogRecord attributes."""
+    with pytest.raises(ValueError, match="reserved"):
+        ctxlog.bind(**{STAMPED: "x"})
+
+
+def test_the_stamp_mark_never_reaches_a_frame_or_a_line():
+    """Through get_logger(), a QueueHandler and a frame, no output carries the mark."""
+    import json
+    import queue
+
+    from ctxlog.queue import QueueHandler
+    from ctxlog.wire import encode_body
+
+    records: list[logging.LogRecord] = []
+    handler = QueueHandler(queue.Queue())
+    handler.enqueue = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("stamp.mark")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with ctxlog.testing.request(user="alice"):
+            ctxlog.get_logger("stamp.mark").info("paid")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    body = json.loads(encode_body(records[0]))
+    line = ctxlog.Formatter("%(user)s %(message)s").format(records[0])
+
+    assert "alice" == body["user"]
+    assert STAMPED not in json.dumps(body)
+    assert STAMPED not in line

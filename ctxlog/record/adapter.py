@@ -124,10 +124,9 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
         )
         stamp(record)
         if self.extra:
-            attrs = record.__dict__
             for name, value in self.extra.items():
-                if name not in attrs:
-                    attrs[name] = value
+                if not hasattr(record, name):
+                    setattr(record, name, value)
         logger.handle(record)
 
     def debug(  # type: ignore[override]
