@@ -104,6 +104,11 @@ def reset() -> None:
     ``trace_id`` and ``span_id``, and the current OpenTelemetry span is no longer read, even for
     a middleware built earlier with ``trace_context``.
 
+    Running handlers and delivery threads are not forgotten: the process lifecycle registry
+    keeps them, so a :func:`ctxlog.nonblocking` worker still delivers what it holds at exit. The
+    caches of pure functions (client addresses parsed, keys derived) need no reset: they give
+    the same answers whatever ran before.
+
     .. versionadded:: 0.3.0
     """
     reset_context()
