@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 import pytest
 
 import ctxlog
 import ctxlog.testing
-from ctxlog.context import STAMPED, RequestState, request_var
+from ctxlog.context import STAMPED
 
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
 
-def _in_request(**fields: object) -> None:
-    base = {
-        "ip": "203.0.113.7",
-        "user": "alice",
-        "request_id": "rid-1",
-        "method": "GET",
-        "path": "/p",
-    }
-    request_var.set(RequestState({**base, **fields}))
+def _in_request(**fields: object) -> AbstractContextManager[dict[str, object]]:
+    base = {"ip": "203.0.113.7", "user": "alice", "request_id": "rid-1", "path": "/p"}
+    return ctxlog.testing.request(**{**base, **fields})
 
 
 def test_fields_are_dash_outside_a_request(capture):
@@ -33,18 +28,18 @@ def test_fields_are_dash_outside_a_request(capture):
 
 def test_fields_come_from_the_request(capture):
     """Inside a request the record carries the request's fields."""
-    _in_request()
-    logging.getLogger("app").info("hello")
+    with _in_request():
+        logging.getLogger("app").info("hello")
 
     assert ["203.0.113.7 alice rid-1 GET /p hello"] == capture.lines
 
 
 def test_records_of_child_and_third_party_loggers_get_fields(capture):
     """A filter on the handler sees records of every logger that propagates to it."""
-    _in_request()
-    logging.getLogger("app.child.grandchild").info("a")
-    logging.getLogger("uvicorn.error").info("b")
-    logging.getLogger().info("c")
+    with _in_request():
+        logging.getLogger("app.child.grandchild").info("a")
+        logging.getLogger("uvicorn.error").info("b")
+        logging.getLogger().info("c")
 
     assert 3 == len(capture.records)
     assert all(r.user == "alice" and r.request_id == "rid-1" for r in capture.records)
@@ -63,19 +58,19 @@ def test_bound_and_scoped_fields_are_added(capture):
 def test_context_is_read_when_the_record_is_made(capture):
     """The same filter gives each record the context of the moment it was logged."""
     log = logging.getLogger("app")
-    _in_request(user="alice")
-    log.info("one")
-    _in_request(user="bob")
-    log.info("two")
+    with _in_request(user="alice"):
+        log.info("one")
+    with _in_request(user="bob"):
+        log.info("two")
 
     assert ["alice", "bob"] == [r.user for r in capture.records]
 
 
 def test_filter_never_overwrites_existing_attributes(capture):
     """A caller's extra= for a context field is kept."""
-    _in_request()
-    ctxlog.bind(tenant="acme")
-    logging.getLogger("app").info("x", extra={"user": "explicit", "tenant": "t2"})
+    with _in_request():
+        ctxlog.bind(tenant="acme")
+        logging.getLogger("app").info("x", extra={"user": "explicit", "tenant": "t2"})
 
     record = capture.records[0]
     assert ("explicit", "t2", "rid-1") == (record.user, record.tenant, record.request_id)
@@ -94,9 +89,9 @@ def test_defaults_fill_missing_and_placeholder_fields():
     flt = ctxlog.ContextFilter(defaults={"tenant": "none", "user": "anonymous"})
     outside = logging.makeLogRecord({})
     flt.filter(outside)
-    _in_request(user="alice")
-    inside = logging.makeLogRecord({})
-    flt.filter(inside)
+    with _in_request(user="alice"):
+        inside = logging.makeLogRecord({})
+        flt.filter(inside)
 
     assert ("none", "anonymous", "-") == (outside.tenant, outside.user, outside.ip)
     assert ("none", "alice") == (inside.tenant, inside.user)
