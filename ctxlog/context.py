@@ -56,23 +56,17 @@ TRACE_FIELDS: Final = ("trace_id", "span_id")
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
-#: The attribute :func:`ctxlog.record.stamp.stamp` sets on a record it has stamped, so that a
-#: record is stamped once, in the thread that logged it, however many ctxlog filters and handlers
-#: it meets. A leading underscore, like the LogRecord's own private state: JSON formatters that
-#: dump a record's extras leave such names out.
+#: The mark of a record stamped once (:mod:`ctxlog.record.stamp`); a leading underscore, which
+#: JSON formatters that dump a record's extras leave out.
 STAMPED: Final = "_ctxlog_stamped"
 
 #: Attribute names a LogRecord has of its own, the two the Formatter adds, ``peer``, which the
 #: receiver sets to the sender's address (a frame may not carry it), and ctxlog's stamp mark. A
 #: bound field with one of these names could never reach a record intact, so bind() refuses them,
 #: and no encoder sends them as extras.
-RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-    "peer",
-    STAMPED,
-}
+RESERVED: Final = frozenset(
+    [*logging.makeLogRecord({}).__dict__, "message", "asctime", "taskName", "peer", STAMPED]
+)
 
 
 #: Taken by the rare writes to a request's fields (bind, unbind, the user found), never by
@@ -368,19 +362,16 @@ def fields_for_record(
     record: logging.LogRecord | None = None,
 ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """
-    Return ``(base, local)``: the fields of a record made now, the one source of them.
+    Return ``(base, local)``, ``local`` taking precedence: the one source of a record's fields.
 
-    ``local`` takes precedence over ``base``; ``base`` always holds the standard fields. Outside
-    any request, a ``record`` whose exception escaped a request (logged by the server after the
-    request's Context is gone) gets that request's fields.
+    ``base`` always holds the standard fields. Outside any request, a ``record`` whose exception
+    escaped a request (logged by the server after the request's Context is gone) gets its fields.
     """
     request = request_var.get()
-    if request is None:
-        if record is None or not record.exc_info:
-            return DEFAULT_FIELDS, local_var.get()
+    if request is None and record is not None and record.exc_info:
         request = request_of_exception(record)
-        if request is None:
-            return DEFAULT_FIELDS, local_var.get()
+    if request is None:
+        return DEFAULT_FIELDS, local_var.get()
     if request.resolve_user is None:
         return request.fields, local_var.get()
     return request.current(), local_var.get()
