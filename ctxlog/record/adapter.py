@@ -119,8 +119,10 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 info = exc_info
             else:
                 info = sys.exc_info()
+        if extra:  # most calls have none: no call to _renamed() for them
+            extra = _renamed(extra)
         record = logger.makeRecord(
-            logger.name, level, filename, lineno, msg, args, info, func, _renamed(extra), sinfo
+            logger.name, level, filename, lineno, msg, args, info, func, extra, sinfo
         )
         stamp(record)
         if self.extra:
