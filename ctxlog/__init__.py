@@ -1,10 +1,10 @@
 """
 ctxlog: logs that say which client, which user, which request, in any WSGI or ASGI app.
 
-``import ctxlog`` loads the context and the record (what every log call needs); the middleware,
-the delivery queue, the handlers and live configuration load when first used
-(``ctxlog.ASGIMiddleware``, ``ctxlog.nonblocking``, ``ctxlog.handlers.SyslogHandler`` ...), so a
-process that only logs pays for nothing else.
+``import ctxlog`` loads the context, the stamp, the filter and the adapter (what every log call
+needs); the formatter, the middleware, the delivery queue, the handlers and live configuration
+load when first used (``ctxlog.Formatter``, ``ctxlog.ASGIMiddleware``, ``ctxlog.nonblocking``,
+``ctxlog.handlers.SyslogHandler`` ...), so a process that only logs pays for nothing else.
 
 .. versionadded:: 0.1.0
 """
@@ -14,7 +14,6 @@ import importlib
 from ctxlog.context import FIELDS, bind, get_context, scope, unbind
 from ctxlog.record.adapter import ContextAdapter, get_logger
 from ctxlog.record.filter import ContextFilter
-from ctxlog.record.formatter import Formatter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from ctxlog.liveconfig import config_server
     from ctxlog.outgoing import outgoing_headers
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
+    from ctxlog.record.formatter import Formatter
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
     from ctxlog.web.wsgi import WSGIMiddleware
@@ -55,6 +55,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ASGIMiddleware": "ctxlog.web.asgi",
     "ContextExecutor": "ctxlog.threads",
+    "Formatter": "ctxlog.record.formatter",
     "QueueHandler": "ctxlog.queue",
     "QueueListener": "ctxlog.queue",
     "WSGIMiddleware": "ctxlog.web.wsgi",

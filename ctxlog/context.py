@@ -56,15 +56,17 @@ TRACE_FIELDS: Final = ("trace_id", "span_id")
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
-#: Attribute names a LogRecord has of its own, the two the Formatter adds, and ``peer``, which
-#: the receiver sets to the sender's address (a frame may not carry it). A bound field with one
-#: of these names could never reach a record intact, so bind() refuses them.
-RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-    "peer",
-}
+#: The mark of a record stamped once (:mod:`ctxlog.record.stamp`); a leading underscore, which
+#: JSON formatters that dump a record's extras leave out.
+STAMPED: Final = "_ctxlog_stamped"
+
+#: Attribute names a LogRecord has of its own, the two the Formatter adds, ``peer``, which the
+#: receiver sets to the sender's address (a frame may not carry it), and ctxlog's stamp mark. A
+#: bound field with one of these names could never reach a record intact, so bind() refuses them,
+#: and no encoder sends them as extras.
+RESERVED: Final = frozenset(
+    [*logging.makeLogRecord({}).__dict__, "message", "asctime", "taskName", "peer", STAMPED]
+)
 
 
 #: Taken by the rare writes to a request's fields (bind, unbind, the user found), never by
@@ -138,17 +140,20 @@ request_var: ContextVar[RequestState | None] = ContextVar("ctxlog_request", defa
 local_var: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_EMPTY)
 
 
+_RESERVED_WHY: Final = {
+    "peer": "the sender's address, which the receiver sets",
+    STAMPED: "the mark of a record ctxlog has stamped",
+}
+
+
 def check_names(names: Iterable[str]) -> None:
+    """Raise :class:`ValueError` for a name that cannot be a field (see :func:`bind`)."""
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
             msg = f"ctxlog field names must be identifiers, got {name!r}"
             raise ValueError(msg)
         if name in RESERVED:
-            what = (
-                "the sender's address, which the receiver sets"
-                if name == "peer"
-                else "an attribute every LogRecord already has"
-            )
+            what = _RESERVED_WHY.get(name, "an attribute every LogRecord already has")
             msg = f"ctxlog field name {name!r} is reserved ({what}); choose another name"
             raise ValueError(msg)
 
@@ -353,13 +358,18 @@ def request_of_exception(record: logging.LogRecord) -> RequestState | None:
     return None
 
 
-def fields_for_record() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+def fields_for_record(
+    record: logging.LogRecord | None = None,
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """
-    Return ``(base, local)``: what a record made now should carry.
+    Return ``(base, local)``, ``local`` taking precedence: the one source of a record's fields.
 
-    ``local`` takes precedence over ``base``; ``base`` always holds the standard fields.
+    ``base`` always holds the standard fields. Outside any request, a ``record`` whose exception
+    escaped a request (logged by the server after the request's Context is gone) gets its fields.
     """
     request = request_var.get()
+    if request is None and record is not None and record.exc_info:
+        request = request_of_exception(record)
     if request is None:
         return DEFAULT_FIELDS, local_var.get()
     if request.resolve_user is None:

@@ -29,6 +29,7 @@ An autouse fixture keeps one test's context and switches (``trace_context``) out
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,7 +105,18 @@ def reset() -> None:
     ``trace_id`` and ``span_id``, and the current OpenTelemetry span is no longer read, even for
     a middleware built earlier with ``trace_context``.
 
+    ``ctxlog.celery`` is uninstalled, if it was installed. Running handlers and delivery
+    threads are not forgotten: the process lifecycle registry keeps them, so a
+    :func:`ctxlog.nonblocking` worker still delivers what it holds at exit. The caches of pure
+    functions (client addresses parsed, keys derived) need no reset: they give the same answers
+    whatever ran before.
+
     .. versionadded:: 0.3.0
     """
     reset_context()
     disable_trace()
+    # Optional glue is reset only if the application loaded it (importing ctxlog.celery would
+    # import Celery).
+    celery_glue = sys.modules.get("ctxlog.celery")
+    if celery_glue is not None:
+        celery_glue.uninstall()

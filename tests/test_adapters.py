@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, request_var
+import ctxlog.testing
 
 
 class Plain(logging.Handler):
@@ -37,26 +38,16 @@ def plain():
 LOG = ctxlog.get_logger("adapted")  # at import time, as users do
 
 
-def _in_request(user: str) -> None:
-    request_var.set(
-        RequestState(
-            {
-                "ip": "192.0.2.1",
-                "user": user,
-                "request_id": f"rid-{user}",
-                "method": "GET",
-                "path": "/",
-            }
-        )
-    )
+def _in_request(user: str) -> AbstractContextManager[dict[str, object]]:
+    return ctxlog.testing.request(ip="192.0.2.1", user=user, request_id=f"rid-{user}")
 
 
 def test_adapter_made_before_any_request_reads_context_at_call_time(plain):
     """An adapter created at import logs the user current at each call."""
-    _in_request("alice")
-    LOG.info("one")
-    _in_request("bob")
-    LOG.info("two")
+    with _in_request("alice"):
+        LOG.info("one")
+    with _in_request("bob"):
+        LOG.info("two")
 
     assert [("alice", "rid-alice"), ("bob", "rid-bob")] == [
         (r.user, r.request_id) for r in plain.records
@@ -73,9 +64,9 @@ def test_fields_are_dash_outside_requests(plain):
 
 def test_caller_extra_is_merged_not_replaced(plain):
     """A call's own extra= is kept beside the context (the stdlib adapter drops it on 3.11/3.12)."""
-    _in_request("alice")
-    ctxlog.bind(tenant="acme")
-    LOG.info("x", extra={"order_id": 7, "user": "override"})
+    with _in_request("alice"):
+        ctxlog.bind(tenant="acme")
+        LOG.info("x", extra={"order_id": 7, "user": "override"})
 
     record = plain.records[0]
     assert (7, "override", "acme", "rid-alice") == (
@@ -168,8 +159,8 @@ def test_log_with_a_non_integer_level_raises_like_the_stdlib():
 def test_static_extra_of_the_adapter(plain):
     """ContextAdapter(logger, extra) adds fixed fields; the context and a call's extra win over them."""
     adapter = ctxlog.ContextAdapter(logging.getLogger("adapted"), {"component": "billing", "user": "static", "tier": "a"})
-    _in_request("alice")
-    adapter.info("x", extra={"tier": "b"})
+    with _in_request("alice"):
+        adapter.info("x", extra={"tier": "b"})
 
     record = plain.records[0]
     assert ("billing", "alice", "b") == (record.component, record.user, record.tier)
@@ -183,15 +174,15 @@ def test_static_extra_with_record_attribute_names_is_rejected():
 
 def test_stdlib_process_path_also_merges(plain):
     """process() (used by anything calling the LoggerAdapter machinery) merges the context."""
-    _in_request("alice")
-    msg, kwargs = LOG.process("m", {"extra": {"k": 1}})
+    with _in_request("alice"):
+        msg, kwargs = LOG.process("m", {"extra": {"k": 1}})
 
     assert ("alice", 1) == (kwargs["extra"]["user"], kwargs["extra"]["k"])
 
 
 def test_adapter_and_filter_together_do_not_conflict(capture):
     """Records from the adapter pass a ContextFilter unchanged."""
-    _in_request("alice")
-    ctxlog.get_logger("other").info("hi")
+    with _in_request("alice"):
+        ctxlog.get_logger("other").info("hi")
 
     assert ["192.0.2.1 alice rid-alice GET / hi"] == capture.lines

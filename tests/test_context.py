@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import ctxlog
+import ctxlog.testing
 from ctxlog.context import RequestState, request_var
 
 
@@ -136,20 +137,20 @@ def test_bind_in_request_changes_the_shared_request_state():
 
 def test_unbind_of_a_standard_field_in_request_gives_dash():
     """unbind('user') in a request puts the placeholder back."""
-    request_var.set(_request_state(user="alice"))
-    ctxlog.unbind("user")
+    with ctxlog.testing.request(user="alice", request_id="r1"):
+        ctxlog.unbind("user")
 
-    assert "-" == ctxlog.get_context()["user"]
+        assert "-" == ctxlog.get_context()["user"]
 
 
 def test_scope_in_request_wins_for_its_block_and_bind_updates_it():
     """A scope's value wins inside its block; a later bind() wins over both."""
-    request_var.set(_request_state(user="alice"))
-    with ctxlog.scope(user="job-runner"):
-        assert "job-runner" == ctxlog.get_context()["user"]
-        ctxlog.bind(user="bob")
+    with ctxlog.testing.request(user="alice", request_id="r1"):
+        with ctxlog.scope(user="job-runner"):
+            assert "job-runner" == ctxlog.get_context()["user"]
+            ctxlog.bind(user="bob")
+            assert "bob" == ctxlog.get_context()["user"]
         assert "bob" == ctxlog.get_context()["user"]
-    assert "bob" == ctxlog.get_context()["user"]
 
 
 def test_pending_user_is_resolved_lazily_and_bind_wins():

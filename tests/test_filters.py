@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, request_var
+import ctxlog.testing
+from ctxlog.context import STAMPED
 
 FIELDS = ("ip", "user", "request_id", "method", "path")
 
 
-def _in_request(**fields: object) -> None:
-    base = {
-        "ip": "203.0.113.7",
-        "user": "alice",
-        "request_id": "rid-1",
-        "method": "GET",
-        "path": "/p",
-    }
-    request_var.set(RequestState({**base, **fields}))
+def _in_request(**fields: object) -> AbstractContextManager[dict[str, object]]:
+    base = {"ip": "203.0.113.7", "user": "alice", "request_id": "rid-1", "path": "/p"}
+    return ctxlog.testing.request(**{**base, **fields})
 
 
 def test_fields_are_dash_outside_a_request(capture):
@@ -32,18 +28,18 @@ def test_fields_are_dash_outside_a_request(capture):
 
 def test_fields_come_from_the_request(capture):
     """Inside a request the record carries the request's fields."""
-    _in_request()
-    logging.getLogger("app").info("hello")
+    with _in_request():
+        logging.getLogger("app").info("hello")
 
     assert ["203.0.113.7 alice rid-1 GET /p hello"] == capture.lines
 
 
 def test_records_of_child_and_third_party_loggers_get_fields(capture):
     """A filter on the handler sees records of every logger that propagates to it."""
-    _in_request()
-    logging.getLogger("app.child.grandchild").info("a")
-    logging.getLogger("uvicorn.error").info("b")
-    logging.getLogger().info("c")
+    with _in_request():
+        logging.getLogger("app.child.grandchild").info("a")
+        logging.getLogger("uvicorn.error").info("b")
+        logging.getLogger().info("c")
 
     assert 3 == len(capture.records)
     assert all(r.user == "alice" and r.request_id == "rid-1" for r in capture.records)
@@ -62,19 +58,19 @@ def test_bound_and_scoped_fields_are_added(capture):
 def test_context_is_read_when_the_record_is_made(capture):
     """The same filter gives each record the context of the moment it was logged."""
     log = logging.getLogger("app")
-    _in_request(user="alice")
-    log.info("one")
-    _in_request(user="bob")
-    log.info("two")
+    with _in_request(user="alice"):
+        log.info("one")
+    with _in_request(user="bob"):
+        log.info("two")
 
     assert ["alice", "bob"] == [r.user for r in capture.records]
 
 
 def test_filter_never_overwrites_existing_attributes(capture):
     """A caller's extra= for a context field is kept."""
-    _in_request()
-    ctxlog.bind(tenant="acme")
-    logging.getLogger("app").info("x", extra={"user": "explicit", "tenant": "t2"})
+    with _in_request():
+        ctxlog.bind(tenant="acme")
+        logging.getLogger("app").info("x", extra={"user": "explicit", "tenant": "t2"})
 
     record = capture.records[0]
     assert ("explicit", "t2", "rid-1") == (record.user, record.tenant, record.request_id)
@@ -93,9 +89,9 @@ def test_defaults_fill_missing_and_placeholder_fields():
     flt = ctxlog.ContextFilter(defaults={"tenant": "none", "user": "anonymous"})
     outside = logging.makeLogRecord({})
     flt.filter(outside)
-    _in_request(user="alice")
-    inside = logging.makeLogRecord({})
-    flt.filter(inside)
+    with _in_request(user="alice"):
+        inside = logging.makeLogRecord({})
+        flt.filter(inside)
 
     assert ("none", "anonymous", "-") == (outside.tenant, outside.user, outside.ip)
     assert ("none", "alice") == (inside.tenant, inside.user)
@@ -149,3 +145,66 @@ def test_defaults_also_apply_to_records_from_get_logger(capture):
         logger.propagate = True
 
     assert ["anonymous"] == seen
+
+
+# --- one stamp per record ----------------------------------------------------------------------
+
+
+def test_a_record_is_stamped_once_and_keeps_its_first_context():
+    """A record stamped in a request and filtered again later keeps the request's fields."""
+    record = logging.makeLogRecord({"msg": "hi"})
+    with ctxlog.testing.request(user="alice", request_id="r-1"), ctxlog.scope(job="a"):
+        ctxlog.ContextFilter().filter(record)
+    with ctxlog.testing.request(user="bob", request_id="r-2"), ctxlog.scope(job="b", late=1):
+        ctxlog.ContextFilter().filter(record)
+
+    assert ("alice", "r-1", "a", False) == (
+        record.user,
+        record.request_id,
+        record.job,
+        hasattr(record, "late"),
+    )
+
+
+def test_defaults_still_fill_a_stamped_record():
+    """A filter's defaults fill a record another filter stamped before."""
+    record = logging.makeLogRecord({"msg": "hi"})
+    ctxlog.ContextFilter().filter(record)
+    ctxlog.ContextFilter(defaults={"user": "nobody", "tenant": "none"}).filter(record)
+
+    assert ("nobody", "none", "-") == (record.user, record.tenant, record.ip)
+
+
+def test_the_stamp_mark_cannot_be_bound():
+    """bind() refuses the name of the stamp's mark, as it refuses LogRecord attributes."""
+    with pytest.raises(ValueError, match="reserved"):
+        ctxlog.bind(**{STAMPED: "x"})
+
+
+def test_the_stamp_mark_never_reaches_a_frame_or_a_line():
+    """Through get_logger(), a QueueHandler and a frame, no output carries the mark."""
+    import json
+    import queue
+
+    from ctxlog.queue import QueueHandler
+    from ctxlog.wire import encode_body
+
+    records: list[logging.LogRecord] = []
+    handler = QueueHandler(queue.Queue())
+    handler.enqueue = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("stamp.mark")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with ctxlog.testing.request(user="alice"):
+            ctxlog.get_logger("stamp.mark").info("paid")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    body = json.loads(encode_body(records[0]))
+    line = ctxlog.Formatter("%(user)s %(message)s").format(records[0])
+
+    assert "alice" == body["user"]
+    assert STAMPED not in json.dumps(body)
+    assert STAMPED not in line

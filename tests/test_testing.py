@@ -67,3 +67,19 @@ def test_reset_forgets_binds_and_trace_context():
     record = logging.makeLogRecord({})
     ctxlog.ContextFilter().filter(record)
     assert ({}, False) == (ctxlog.get_context(), hasattr(record, "trace_id"))
+
+
+def test_reset_uninstalls_the_celery_glue_only_if_loaded(monkeypatch):
+    """reset() calls ctxlog.celery.uninstall() when the module is loaded, and imports nothing."""
+    import sys
+    import types
+
+    calls = []
+    glue = types.ModuleType("ctxlog.celery")
+    glue.uninstall = lambda: calls.append("uninstall")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ctxlog.celery", glue)
+    ctxlog.testing.reset()
+    monkeypatch.delitem(sys.modules, "ctxlog.celery")
+    ctxlog.testing.reset()
+
+    assert ["uninstall"] == calls

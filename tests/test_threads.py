@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import ctxlog
+import ctxlog.testing
 from ctxlog.context import RequestState, request_var
 
 with warnings.catch_warnings():
@@ -258,12 +259,12 @@ def test_process_pools_are_refused():
 
 def test_without_the_helpers_a_thread_logs_dashes_never_another_request(capture):
     """The problem being solved: a bare Thread or pool starts with an empty Context."""
-    request_var.set(RequestState({"ip": "192.0.2.1", "user": "alice", "request_id": "r1"}))
-    thread = threading.Thread(target=work, args=("bare",))
-    thread.start()
-    thread.join()
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        executor.submit(work, "raw pool").result()
+    with ctxlog.testing.request(ip="192.0.2.1", user="alice", request_id="r1"):
+        thread = threading.Thread(target=work, args=("bare",))
+        thread.start()
+        thread.join()
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            executor.submit(work, "raw pool").result()
 
     records = worked(capture)
     assert [("-", "-", "-")] * 2 == [fields(records["bare"]), fields(records["raw pool"])]

@@ -119,15 +119,16 @@ class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
                 info = exc_info
             else:
                 info = sys.exc_info()
+        if extra:  # most calls have none: no call to _renamed() for them
+            extra = _renamed(extra)
         record = logger.makeRecord(
-            logger.name, level, filename, lineno, msg, args, info, func, _renamed(extra), sinfo
+            logger.name, level, filename, lineno, msg, args, info, func, extra, sinfo
         )
         stamp(record)
         if self.extra:
-            attrs = record.__dict__
             for name, value in self.extra.items():
-                if name not in attrs:
-                    attrs[name] = value
+                if not hasattr(record, name):
+                    setattr(record, name, value)
         logger.handle(record)
 
     def debug(  # type: ignore[override]

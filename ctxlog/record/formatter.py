@@ -272,6 +272,21 @@ class Formatter(logging.Formatter):
             record.message = message
             if uses_time:
                 record.asctime = self.formatTime(record, self.datefmt)
+        values = self._escaped_values(record, message, uses_time=uses_time)
+        escaped: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+        escaped.__dict__ = values
+        line = self.formatMessage(escaped)
+        if self._own_format_message and LINE_BREAK.search(line) is not None:
+            # A subclass's formatMessage() added a line break: one line is the contract.
+            line = LINE_BREAK.sub(escape_match, line)
+        if line.startswith(CONTINUATION):
+            line = _LEADING_SPACE + line[1:]
+        return "\n".join([line, *self._continuation_lines(record)])
+
+    def _escaped_values(
+        self, record: logging.LogRecord, message: Any, *, uses_time: bool
+    ) -> dict[str, Any]:
+        """Return the record's attributes with every value the format names escaped and cut."""
         limit = self._field_limit
         values = self._fallback | record.__dict__
         for name in self._names:
@@ -291,20 +306,16 @@ class Formatter(logging.Formatter):
         if uses_time:
             values["asctime"] = sanitize(record.asctime, limit)
         values["exc_info"] = values["exc_text"] = values["stack_info"] = None
-        escaped: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
-        escaped.__dict__ = values
-        line = self.formatMessage(escaped)
-        if self._own_format_message and LINE_BREAK.search(line) is not None:
-            # A subclass's formatMessage() added a line break: one line is the contract.
-            line = LINE_BREAK.sub(escape_match, line)
-        if line.startswith(CONTINUATION):
-            line = _LEADING_SPACE + line[1:]
+        return values
+
+    def _continuation_lines(self, record: logging.LogRecord) -> list[str]:
+        """Return the ``"  | "`` lines of the record's traceback and stack."""
         if record.exc_info and not record.exc_text:
             # Cached as logging.Formatter caches it: the plain text, for every formatter.
             record.exc_text = self.formatException(record.exc_info)
-        lines = [line]
+        lines = []
         if record.exc_text:
             lines += continuation_lines(record.exc_text, self._message_limit)
         if record.stack_info:
             lines += continuation_lines(self.formatStack(record.stack_info), self._message_limit)
-        return "\n".join(lines)
+        return lines
