@@ -50,10 +50,11 @@ returns a user, so keep it free of side effects. If it raises, the request's use
 logger.
 
 A user may be a string, or an object: one whose ``is_authenticated`` is false is no user
-(Flask-Login's anonymous user); otherwise its ``username`` attribute is logged, else its
-``"username"`` item (a ``sqlite3.Row`` as in the Flask tutorial), else ``get_id()`` (any
-Flask-Login user), else ``str()`` of it. Whatever is logged is escaped and length-capped. A
-``ctxlog.bind(user=...)`` in your code always wins over all of this.
+(Flask-Login's anonymous user); otherwise the first of its ``get_username()``,
+``display_name`` or ``username`` attribute, its ``"username"`` item (a ``sqlite3.Row`` as in the
+Flask tutorial), ``get_id()`` (any Flask-Login user) or ``email`` that gives a name is logged,
+else ``str()`` of it: the rule every entry point of ctxlog uses. Whatever is logged is escaped and
+length-capped. A ``ctxlog.bind(user=...)`` in your code always wins over all of this.
 
 Security
 --------
@@ -69,7 +70,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ctxlog.context import request_var
-from ctxlog.web.settings import latin1_text
+from ctxlog.web.user import remote_user, user_name
 from ctxlog.web.wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
@@ -164,13 +165,10 @@ def init_app(
     def lookup(environ: WSGIEnvironment) -> str | None:
         # Called by the middleware while the user is unknown; errors are reported there.
         if has_request_context():
-            name = _name_of(user() if user is not None else _default_user(g))
+            name = user_name(user() if user is not None else _default_user(g))
             if name is not None:
                 return name
-        if user is None:
-            remote = environ.get("REMOTE_USER")
-            return latin1_text(remote) if remote else None
-        return None
+        return remote_user(environ) if user is None else None
 
     middleware = WSGIMiddleware(
         app.wsgi_app,
@@ -195,25 +193,6 @@ def _default_user(g: _AppCtxGlobals) -> Any:
         # Flask-Login's per-request cache: set once something asked for current_user.
         found = g.get("_login_user")
     return found
-
-
-def _name_of(user: Any) -> str | None:
-    """Return the name to log for ``user`` (a name or a user object), or ``None``."""
-    if user is None:
-        return None
-    if isinstance(user, str):
-        return user or None
-    if not getattr(user, "is_authenticated", True):
-        return None
-    name = getattr(user, "username", None)
-    keys = getattr(user, "keys", None)
-    # keys(): `in` on a sqlite3.Row looks through its values, not its column names.
-    if name is None and callable(keys) and "username" in keys():
-        name = user["username"]
-    if name is None and callable(getattr(user, "get_id", None)):
-        name = user.get_id()
-    text = str(user if name is None else name)
-    return text or None
 
 
 def _settle_user() -> None:
