@@ -248,12 +248,12 @@ class ContextMiddleware:
         meta = request.META
         return self.fields.state(
             request,
-            peer=meta.get("REMOTE_ADDR"),
-            forwarded=meta.get(self._proxy_key) if self._proxy_key else None,
-            request_id=meta.get(self._id_key) or None,
-            method=request.method or "GET",
-            path=request.path or "/",
-            traceparent=meta.get("HTTP_TRACEPARENT"),
+            meta.get("REMOTE_ADDR"),
+            meta.get(self._proxy_key) if self._proxy_key else None,
+            meta.get(self._id_key),
+            request.method or "GET",
+            request.path or "/",
+            meta.get("HTTP_TRACEPARENT"),
         )
 
     def _finish(

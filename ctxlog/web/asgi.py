@@ -146,6 +146,8 @@ class ASGIMiddleware:
         self._id_name = self.settings.request_id_header.encode("latin-1")
         header = self.settings.client_ip.header
         self._proxy_name = None if header is None else header.encode("latin-1")
+        self._user_given = user is not None
+        self._trace = self.settings.trace_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection: set its context, run the app, echo the id, log access."""
@@ -158,13 +160,18 @@ class ASGIMiddleware:
             state = self._start(scope)
             token = request_var.set(state)
             try:
-                self._find_user(scope, state)
+                if self._user_given or "user" in scope:
+                    state.current()  # the user, if known already; a failing user= reports here
                 await self.app(scope, receive, self._sender(send, state))
             except BaseException as error:
                 tag_exception(error, state)
                 raise
             finally:
-                reset_request(token)
+                # reset_request(), inline: this runs for every request.
+                try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress
+                    request_var.reset(token)
+                except (ValueError, RuntimeError):
+                    pass
 
     async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass a connection that is not a request through; flush the queues at shutdown."""
@@ -197,27 +204,21 @@ class ASGIMiddleware:
         if lines is not None:
             forwarded = b",".join(lines)
         client = scope.get("client")
-        kind = scope["type"]
         return self.fields.state(
             scope,
-            peer=client[0] if client else None,
-            forwarded=forwarded,
+            client[0] if client else None,
+            forwarded,
             # A request id sent twice is not the client's to choose: a new one is made.
-            request_id=None if incoming is None or duplicate else incoming.decode("latin-1"),
-            method=scope.get("method", "GET") if kind == "http" else "WS",
-            path=scope.get("path") or "/",
-            traceparent=_traceparent(scope) if self.fields.trace else None,
+            None if duplicate else incoming,
+            scope.get("method", "GET") if scope["type"] == "http" else "WS",
+            scope.get("path") or "/",
+            _traceparent(scope) if self._trace else None,
         )
-
-    def _find_user(self, scope: Scope, state: RequestState) -> None:
-        """Look the user up now if it may be known already; a failing user= reports here."""
-        if self.settings.user is not None or "user" in scope:
-            state.current()
 
     def _sender(self, send: Send, state: RequestState) -> Send:
         """Return ``send`` adding the request id header to the response's first message."""
         name = self._id_name
-        value = state.fields["request_id"].encode("ascii")
+        value = state.fields["request_id"].encode()  # ASCII: checked or made so
 
         async def send_with_id(message: Message) -> None:
             if message["type"] in _STARTS:
@@ -233,7 +234,8 @@ class ASGIMiddleware:
         token = request_var.set(state)
         response = _Measured(self._sender(send, state))
         try:
-            self._find_user(scope, state)
+            if self._user_given or "user" in scope:
+                state.current()
             await self.app(scope, receive, response.send)
         except BaseException as error:
             tag_exception(error, state)
@@ -306,7 +308,9 @@ def with_header(message: Message, name: bytes, value: bytes) -> Message:
     for key, _ in headers:
         if len(key) == size and key.lower() == name:
             return message if headers is message.get("headers") else {**message, "headers": headers}
-    return {**message, "headers": [*headers, (name, value)]}
+    message = message.copy()  # cheaper than {**message, ...}
+    message["headers"] = [*headers, (name, value)]
+    return message
 
 
 def _traceparent(scope: Scope) -> str | None:

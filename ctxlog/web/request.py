@@ -25,14 +25,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ctxlog.context import MISSING, RequestState
-from ctxlog.record.escape import MAX_REQUEST_ID, new_request_id, sanitize, valid_request_id
+from ctxlog.record.escape import MAX_REQUEST_ID, REQUEST_ID_BYTES, new_request_id, sanitize
 from ctxlog.record.stamp import enable_trace
 from ctxlog.web.settings import Settings
 from ctxlog.web.text import MAX_METHOD, MAX_PATH, text
 from ctxlog.web.traceparent import parse_traceparent
 from ctxlog.web.user import UserLookup
 
-__all__ = ["METHODS", "RequestFields", "acceptable_id", "method_field", "path_field"]
+__all__ = ["METHODS", "RequestFields", "method_field", "path_field", "request_id"]
 
 METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
@@ -57,12 +57,25 @@ def path_field(path: str) -> str:
     return sanitize(path, MAX_PATH)
 
 
-def acceptable_id(value: str) -> bool:
-    """Tell whether an incoming request id may be used (as :func:`valid_request_id`)."""
-    # A hex or alphanumeric id (most of them) is settled by two C calls, without the pattern.
-    if len(value) <= MAX_REQUEST_ID and value.isascii() and value.isalnum():
-        return True
-    return valid_request_id(value)
+def request_id(incoming: str | bytes | None) -> str:
+    r"""
+    Return the incoming request id if it is acceptable, else a new one.
+
+    Acceptable: 1-200 printable ASCII characters without spaces, commas, ``\\`` or ``"``
+    (:func:`~ctxlog.record.escape.valid_request_id`). Header bytes (ASGI) and text (WSGI) are
+    checked as bytes: a hex or alphanumeric id, nearly all of them, takes two C calls.
+    """
+    if incoming is None:
+        return new_request_id()
+    if type(incoming) is str:
+        if not incoming.isascii():  # no valid id holds anything else
+            return new_request_id()
+        raw = incoming.encode()
+    else:
+        raw = incoming  # type: ignore[assignment]
+    if (len(raw) <= MAX_REQUEST_ID and raw.isalnum()) or REQUEST_ID_BYTES.fullmatch(raw):
+        return raw.decode() if raw is incoming else incoming  # type: ignore[return-value]
+    return new_request_id()
 
 
 class RequestFields:
@@ -103,13 +116,12 @@ class RequestFields:
             return self._client_ip(peer, forwarded)
         return self._walk(peer, forwarded)
 
-    def state(
+    def state(  # noqa: PLR0917 - positional: a keyword call costs ~400 instructions a request
         self,
         source: Any,
-        *,
         peer: str | None,
         forwarded: str | bytes | None,
-        request_id: str | None,
+        incoming_id: str | bytes | None,
         method: str,
         path: str,
         traceparent: str | None = None,
@@ -121,21 +133,36 @@ class RequestFields:
             source: What the user is looked up in later (the environ, scope or request).
             peer: The address of the connection's other end, as the server gives it.
             forwarded: The raw value of the trusted proxy header, or ``None``.
-            request_id: The incoming request id, or ``None`` (also when it came twice).
+            incoming_id: The raw incoming request id, or ``None`` (also when it came twice).
             method: The request method, as sent.
-            path: The decoded path, as sent.
+            path: The decoded path, as sent (``"/"`` if empty).
             traceparent: The ``traceparent`` header; read only with ``trace_context``.
         """
+        # The usual cases inline (this runs for every request): a cached client address, an
+        # acceptable path and a standard method need no call of their own.
         fields = {
-            "ip": self.client_ip(peer, forwarded),
+            "ip": (
+                self._client_ip(peer, forwarded)
+                if forwarded is None or len(forwarded) <= _MAX_CACHED
+                else self._walk(peer, forwarded)
+            ),
             "user": MISSING,
             "request_id": (
-                request_id
-                if request_id is not None and acceptable_id(request_id)
-                else new_request_id()
+                incoming_id.decode()  # an ASGI header: bytes, nearly always a hex id
+                if type(incoming_id) is bytes
+                and len(incoming_id) <= MAX_REQUEST_ID
+                and incoming_id.isalnum()
+                else request_id(incoming_id)
             ),
             "method": method if method in METHODS else sanitize(method, MAX_METHOD),
-            "path": path_field(path),
+            "path": (
+                path
+                if len(path) <= MAX_PATH
+                and path.isascii()
+                and path.isprintable()
+                and "\\" not in path
+                else path_field(path)
+            ),
         }
         if self.trace:
             self._add_trace(fields, traceparent)

@@ -117,16 +117,19 @@ class WSGIMiddleware:
         self._id_header = request_id_header
         header = self.settings.client_ip.header
         self._proxy_key = None if header is None else environ_key(header)
+        self._user_given = user is not None
+        self._access_log = self.settings.access_log
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request with its context set; the caller's context is left as it was."""
-        started = time.perf_counter()
+        started = time.perf_counter() if self._access_log else 0.0
         state = self._start(environ)
         outer = local_var.get()
         response = Response(state, self.settings, environ, started, outer)
         token = request_var.set(state)
         try:
-            self._find_user(environ, state)
+            if self._user_given or "REMOTE_USER" in environ:
+                state.current()  # the user, if known already; a failing user= reports here
             body = self.app(environ, self._starter(start_response, response, state))
         except BaseException as error:
             tag_exception(error, state)
@@ -146,20 +149,15 @@ class WSGIMiddleware:
         """Build the request's holder from the environ."""
         return self.fields.state(
             environ,
-            peer=environ.get("REMOTE_ADDR"),
-            forwarded=environ.get(self._proxy_key) if self._proxy_key else None,
+            environ.get("REMOTE_ADDR"),
+            environ.get(self._proxy_key) if self._proxy_key else None,
             # A header sent twice arrives joined with a comma, which no valid id holds.
-            request_id=environ.get(self._id_key) or None,
-            method=environ.get("REQUEST_METHOD", "GET"),
-            path=latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
+            environ.get(self._id_key),
+            environ.get("REQUEST_METHOD", "GET"),
+            latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/",
             # A traceparent sent twice arrives joined with a comma: the parser refuses it.
-            traceparent=environ.get("HTTP_TRACEPARENT"),
+            environ.get("HTTP_TRACEPARENT") if self.fields.trace else None,
         )
-
-    def _find_user(self, environ: WSGIEnvironment, state: RequestState) -> None:
-        """Look the user up now if it may be known already; a failing user= reports here."""
-        if self.settings.user is not None or "REMOTE_USER" in environ:
-            state.current()
 
     def _starter(
         self, start_response: StartResponse, response: Response, state: RequestState

@@ -155,7 +155,8 @@ class Response:
             raise
         finally:
             try:
-                self.log()
+                if self.settings.access_log:
+                    self.log()
             finally:
                 local = self.local = local_var.get()
                 if local is not outer:
