@@ -308,7 +308,7 @@ def with_header(message: Message, name: bytes, value: bytes) -> Message:
     for key, _ in headers:
         if len(key) == size and key.lower() == name:
             return message if headers is message.get("headers") else {**message, "headers": headers}
-    message = message.copy()  # cheaper than {**message, ...}
+    message = dict(message)  # cheaper than {**message, ...}
     message["headers"] = [*headers, (name, value)]
     return message
 
