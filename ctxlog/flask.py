@@ -67,6 +67,7 @@ outside ctxlog rewrites ``REMOTE_ADDR`` before ctxlog can check it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ctxlog.context import request_var
@@ -130,12 +131,36 @@ def init_app(
 
     .. versionadded:: 0.2.0
     """
+    flask = _import_flask()
+    _check(flask, app, user)
+    middleware = WSGIMiddleware(
+        app.wsgi_app,
+        trusted_proxies=trusted_proxies,
+        proxy_header=proxy_header,
+        request_id_header=request_id_header,
+        user=_flask_user(flask, user),
+        access_log=access_log,
+        log_query=log_query,
+        trace_context=trace_context,
+    )
+    app.after_request(_settle_after_request)
+    app.teardown_request(_settle_at_teardown)
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    app.extensions[EXTENSION] = middleware
+    return middleware
+
+
+def _import_flask() -> ModuleType:
     try:
         import flask  # noqa: PLC0415  (Flask is an optional extra)
     except ImportError as error:
         msg = "ctxlog.flask needs Flask: pip install 'ctxlog[flask]'"
         raise ImportError(msg) from error
+    return flask
 
+
+def _check(flask: ModuleType, app: Flask, user: Callable[[], Any] | None) -> None:
+    """Refuse what init_app cannot install: before anything is changed."""
     if not isinstance(app, flask.Flask):
         msg = f"ctxlog.flask.init_app: app {app!r} is not a Flask application"
         raise TypeError(msg)
@@ -159,6 +184,11 @@ def init_app(
         )
         raise TypeError(msg)
 
+
+def _flask_user(
+    flask: ModuleType, user: Callable[[], Any] | None
+) -> Callable[[WSGIEnvironment], str | None]:
+    """Return the middleware's user lookup: ``user()`` or the default, in Flask's context."""
     has_request_context = flask.has_request_context
     g = flask.g
 
@@ -170,21 +200,7 @@ def init_app(
                 return name
         return remote_user(environ) if user is None else None
 
-    middleware = WSGIMiddleware(
-        app.wsgi_app,
-        trusted_proxies=trusted_proxies,
-        proxy_header=proxy_header,
-        request_id_header=request_id_header,
-        user=lookup,
-        access_log=access_log,
-        log_query=log_query,
-        trace_context=trace_context,
-    )
-    app.after_request(_settle_after_request)
-    app.teardown_request(_settle_at_teardown)
-    app.wsgi_app = middleware  # type: ignore[method-assign]
-    app.extensions[EXTENSION] = middleware
-    return middleware
+    return lookup
 
 
 def _default_user(g: _AppCtxGlobals) -> Any:
