@@ -77,7 +77,6 @@ from ctxlog.web.wsgi import WSGIMiddleware
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from flask import Flask
-    from flask.ctx import _AppCtxGlobals
     from werkzeug.wrappers import Response
 
 __all__ = ["init_app"]
@@ -203,7 +202,8 @@ def _flask_user(
     return lookup
 
 
-def _default_user(g: _AppCtxGlobals) -> Any:
+def _default_user(g: Any) -> Any:
+    # g: flask.g, whose class Flask keeps private (flask.ctx._AppCtxGlobals).
     found = g.get("user")
     if found is None:
         # Flask-Login's per-request cache: set once something asked for current_user.
