@@ -32,7 +32,7 @@ start a new log line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +41,7 @@ from ctxlog.web.request import RequestFields
 from ctxlog.web.settings import Settings, environ_key
 from ctxlog.web.text import latin1_text
 from ctxlog.web.user import remote_user
-from ctxlog.web.wsgi_response import Response
+from ctxlog.web.wsgi_response import ListBody, Response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -122,28 +122,46 @@ class WSGIMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request with its context set; the caller's context is left as it was."""
-        started = time.perf_counter() if self._access_log else 0.0
         state = self._start(environ)
+        if not self._access_log:
+            body, local = self._call_app(environ, start_response, state, None)
+            if type(body) is list or type(body) is tuple:
+                # Sending these runs none of the app's code, and they have no close(): with
+                # no access line to write, nothing needs the request's context any more.
+                return ListBody(body)
+            return Response(state, self.settings, environ, 0.0, local).wrap(body)
+        response = Response(state, self.settings, environ, time.perf_counter(), local_var.get())
+        body, response.local = self._call_app(environ, start_response, state, response)
+        return response.wrap(body)
+
+    def _call_app(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        state: RequestState,
+        response: Response | None,
+    ) -> tuple[Iterable[bytes], Mapping[str, Any]]:
+        """Run the app with the request's context set; return its body and scope() values."""
         outer = local_var.get()
-        response = Response(state, self.settings, environ, started, outer)
         token = request_var.set(state)
         try:
             if self._user_given or "REMOTE_USER" in environ:
                 state.current()  # the user, if known already; a failing user= reports here
-            body = self.app(environ, self._starter(start_response, response, state))
+            body = self.app(environ, self._starter(start_response, state, response))
         except BaseException as error:
             tag_exception(error, state)
-            response.failed()
+            if response is not None:
+                response.failed()
             raise
         finally:
             # ctxlog's own variables go back to what the caller had; the app's stay as it
             # left them, as without the middleware. A scope() the app left open is the
             # request's: it comes back for the body.
-            local = response.local = local_var.get()
+            local = local_var.get()
             if local is not outer:
                 local_var.set(outer)
             reset_request(token)
-        return response.wrap(body)
+        return body, local
 
     def _start(self, environ: WSGIEnvironment) -> RequestState:
         """Build the request's holder from the environ."""
@@ -160,17 +178,15 @@ class WSGIMiddleware:
         )
 
     def _starter(
-        self, start_response: StartResponse, response: Response, state: RequestState
+        self, start_response: StartResponse, state: RequestState, response: Response | None
     ) -> StartResponse:
-        """Return ``start_response`` adding the request id header, noting the status."""
+        """Return ``start_response`` adding the request id header (noting what access needs)."""
         header = (self._id_header, state.fields["request_id"])
         id_lower = self.settings.request_id_header
-        count = self.settings.access_log
 
         def start_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            response.status = status
             # A new list: the app may pass the same list object to every request. A header
             # the app set itself is kept, alone.
             size = len(id_lower)
@@ -179,7 +195,9 @@ class WSGIMiddleware:
                     break
             else:
                 headers = [*headers, header]
-            write = start_response(status, headers, exc_info)
-            return response.counting(write) if count else write
+            if response is None:
+                return start_response(status, headers, exc_info)
+            response.status = status
+            return response.counting(start_response(status, headers, exc_info))
 
         return start_with_id

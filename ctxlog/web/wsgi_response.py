@@ -29,7 +29,7 @@ from ctxlog.web.text import MAX_PROTOCOL, latin1_text
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["ListResponse", "Response", "SizedResponse"]
+__all__ = ["ListBody", "ListResponse", "Response", "SizedResponse"]
 
 
 class Response:
@@ -216,6 +216,30 @@ class ListResponse(SizedResponse):
         """Write the access log, if asked for, with the request's context set."""
         if self.settings.access_log:
             super().close()
+
+
+class ListBody:
+    """
+    A list or tuple body when no access line is written: the server iterates the list itself.
+
+    Nothing of the app runs while it is sent, so nothing needs the request's context; what is
+    left is what PEP 3333 lets a server expect of a response, a ``close()`` (here, nothing to
+    do) and, for a sized body, ``len()``.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: list[bytes] | tuple[bytes, ...]) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def close(self) -> None:
+        """Do nothing: a list has nothing to close."""
 
 
 class _Closer:
