@@ -91,8 +91,12 @@ from ctxlog.context import (
     tag_exception,
     write_lock,
 )
-from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
-from ctxlog.web.settings import MAX_PATH, METHODS, Settings, latin1_text, method_field
+from ctxlog.record.escape import sanitize
+from ctxlog.web.access import write_access
+from ctxlog.web.request import RequestFields
+from ctxlog.web.settings import Settings, environ_key
+from ctxlog.web.text import MAX_PROTOCOL, latin1_text
+from ctxlog.web.user import user_name
 
 __all__ = ["ContextMiddleware"]
 
@@ -129,7 +133,7 @@ def _read_settings() -> tuple[Settings, str]:
     return settings, str(kwargs["request_id_header"])
 
 
-def _user_name(request: Request) -> str | None:
+def _loaded_user(request: Request) -> str | None:
     """
     Return the name of the request's user if the application has loaded it, else ``None``.
 
@@ -143,10 +147,7 @@ def _user_name(request: Request) -> str | None:
     if user is None:
         # An async view that awaited request.auser() leaves request.user untouched.
         user = request.__dict__.get("_acached_user")
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    name = user.get_username() if hasattr(user, "get_username") else str(user)
-    return str(name) or None
+    return user_name(user, authenticated_by_default=False)
 
 
 class ContextMiddleware:
@@ -177,9 +178,10 @@ class ContextMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
         self.settings, self._id_header = _read_settings()
-        self._id_key = "HTTP_" + self.settings.request_id_header.upper().replace("-", "_")
+        self.fields = RequestFields(self.settings, _loaded_user)
+        self._id_key = environ_key(self.settings.request_id_header)
         header = self.settings.client_ip.header
-        self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        self._proxy_key = None if header is None else environ_key(header)
 
     def __call__(self, request: Request) -> Any:
         """Serve one request, sync or async as Django built the chain."""
@@ -224,12 +226,9 @@ class ContextMiddleware:
             if response is None:
                 self._log_access(request, state, None, 0, started)
 
-    def _user(self, request: Request) -> str | None:
-        return self.settings.resolve_user(request, _user_name)
-
     def _complete(self, state: RequestState, request: Request) -> None:
         """Make the wrapper's context look for the Django user (unless the user is known)."""
-        resolve = self._user
+        resolve = self.fields.resolve_user
         with write_lock:  # a bind(user=...) in another thread of the request is never lost
             previous = state.resolve_user
             if previous is None and state.fields.get("user", MISSING) != MISSING:
@@ -245,25 +244,17 @@ class ContextMiddleware:
             state.resolve_user = django_user
 
     def _start(self, request: Request) -> RequestState:
-        """Build the request's context from ``request.META``."""
+        """Build the request's holder from ``request.META``."""
         meta = request.META
-        incoming = meta.get(self._id_key)
-        request_id = incoming if incoming and valid_request_id(incoming) else new_request_id()
-        proxy = meta.get(self._proxy_key) if self._proxy_key else None
-        path = request.path or "/"
-        if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
-            path = sanitize(path, MAX_PATH)
-        method = request.method or "GET"
-        fields = {
-            "ip": self.settings.client_ip.resolve(meta.get("REMOTE_ADDR"), proxy),
-            "user": MISSING,
-            "request_id": request_id,
-            "method": method if method in METHODS else method_field(method),
-            "path": path,
-        }
-        if self.settings.trace_context:
-            self.settings.add_trace(fields, meta.get("HTTP_TRACEPARENT"))
-        return RequestState(fields, self._user, request)
+        return self.fields.state(
+            request,
+            meta.get("REMOTE_ADDR"),
+            meta.get(self._proxy_key) if self._proxy_key else None,
+            meta.get(self._id_key),
+            request.method or "GET",
+            request.path or "/",
+            meta.get("HTTP_TRACEPARENT"),
+        )
 
     def _finish(
         self, state: RequestState, request: Request, response: Response, started: float
@@ -359,11 +350,12 @@ class ContextMiddleware:
         meta = request.META
         token = request_var.set(state) if request_var.get() is not state else None
         try:
-            self.settings.write_access(
+            write_access(
+                log_query=self.settings.log_query,
                 method=state.fields["method"],
                 path=state.fields["path"],
                 query=latin1_text(meta.get("QUERY_STRING", "")),
-                protocol=sanitize(meta.get("SERVER_PROTOCOL", "HTTP/1.1"), 16),
+                protocol=sanitize(meta.get("SERVER_PROTOCOL", "HTTP/1.1"), MAX_PROTOCOL),
                 status=500 if response is None else response.status_code,
                 size=size,
                 duration_ms=(time.perf_counter() - started) * 1000.0,

@@ -29,13 +29,13 @@ FastAPI is imported when :func:`bind_user` is called, never by ``import ctxlog``
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ctxlog.context import bind
 from ctxlog.record.escape import sanitize
-from ctxlog.web.settings import MAX_USER
+from ctxlog.web.text import MAX_USER
+from ctxlog.web.user import user_name
 
 __all__ = ["bind_user"]
 
@@ -51,9 +51,10 @@ def bind_user(
             own). What it returns is passed on unchanged.
         name: Turns the returned object into the name to log; ``None`` (or an empty string)
             logs ``-``. By default: a string as it is; ``None`` or an object whose
-            ``is_authenticated`` is false as ``-``; otherwise its ``display_name``,
-            ``username``, ``get_username()`` or ``email``, whichever exists first, else
-            ``str(user)``.
+            ``is_authenticated`` is false as ``-``; otherwise its ``get_username()``,
+            ``display_name``, ``username``, ``"username"`` item, ``get_id()`` or ``email``,
+            whichever gives a name first, else ``str(user)``: the rule every entry point of
+            ctxlog uses.
 
     Raises:
         TypeError: ``dependency`` or ``name`` is not callable.
@@ -68,7 +69,7 @@ def bind_user(
         raise TypeError(msg)
     from fastapi import Depends  # noqa: PLC0415 - FastAPI only when this glue is used
 
-    describe = name or _default_name
+    describe = name or user_name
 
     async def bound_user(user: Any = Depends(dependency)) -> Any:  # noqa: B008 - FastAPI's idiom
         text = describe(user)
@@ -79,23 +80,3 @@ def bind_user(
     bound_user.__name__ = f"bind_user({getattr(dependency, '__name__', 'dependency')})"
     bound_user.__qualname__ = bound_user.__name__
     return bound_user
-
-
-def _default_name(user: Any) -> str | None:
-    if user is None or isinstance(user, str):
-        return user or None
-    if getattr(user, "is_authenticated", True) is False:
-        return None
-    for attribute in ("display_name", "username"):
-        value = getattr(user, attribute, None)
-        if isinstance(value, str) and value:
-            return value
-    get_username = getattr(user, "get_username", None)
-    if callable(get_username) and not inspect.iscoroutinefunction(get_username):
-        value = get_username()
-        if value:
-            return str(value)
-    email = getattr(user, "email", None)
-    if isinstance(email, str) and email:
-        return email
-    return str(user) or None

@@ -50,10 +50,11 @@ returns a user, so keep it free of side effects. If it raises, the request's use
 logger.
 
 A user may be a string, or an object: one whose ``is_authenticated`` is false is no user
-(Flask-Login's anonymous user); otherwise its ``username`` attribute is logged, else its
-``"username"`` item (a ``sqlite3.Row`` as in the Flask tutorial), else ``get_id()`` (any
-Flask-Login user), else ``str()`` of it. Whatever is logged is escaped and length-capped. A
-``ctxlog.bind(user=...)`` in your code always wins over all of this.
+(Flask-Login's anonymous user); otherwise the first of its ``get_username()``,
+``display_name`` or ``username`` attribute, its ``"username"`` item (a ``sqlite3.Row`` as in the
+Flask tutorial), ``get_id()`` (any Flask-Login user) or ``email`` that gives a name is logged,
+else ``str()`` of it: the rule every entry point of ctxlog uses. Whatever is logged is escaped and
+length-capped. A ``ctxlog.bind(user=...)`` in your code always wins over all of this.
 
 Security
 --------
@@ -66,16 +67,16 @@ outside ctxlog rewrites ``REMOTE_ADDR`` before ctxlog can check it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ctxlog.context import request_var
-from ctxlog.web.settings import latin1_text
+from ctxlog.web.user import remote_user, user_name
 from ctxlog.web.wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from flask import Flask
-    from flask.ctx import _AppCtxGlobals
     from werkzeug.wrappers import Response
 
 __all__ = ["init_app"]
@@ -129,12 +130,36 @@ def init_app(
 
     .. versionadded:: 0.2.0
     """
+    flask = _import_flask()
+    _check(flask, app, user)
+    middleware = WSGIMiddleware(
+        app.wsgi_app,
+        trusted_proxies=trusted_proxies,
+        proxy_header=proxy_header,
+        request_id_header=request_id_header,
+        user=_flask_user(flask, user),
+        access_log=access_log,
+        log_query=log_query,
+        trace_context=trace_context,
+    )
+    app.after_request(_settle_after_request)
+    app.teardown_request(_settle_at_teardown)
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    app.extensions[EXTENSION] = middleware
+    return middleware
+
+
+def _import_flask() -> ModuleType:
     try:
         import flask  # noqa: PLC0415  (Flask is an optional extra)
     except ImportError as error:
         msg = "ctxlog.flask needs Flask: pip install 'ctxlog[flask]'"
         raise ImportError(msg) from error
+    return flask
 
+
+def _check(flask: ModuleType, app: Flask, user: Callable[[], Any] | None) -> None:
+    """Refuse what init_app cannot install: before anything is changed."""
     if not isinstance(app, flask.Flask):
         msg = f"ctxlog.flask.init_app: app {app!r} is not a Flask application"
         raise TypeError(msg)
@@ -158,62 +183,32 @@ def init_app(
         )
         raise TypeError(msg)
 
+
+def _flask_user(
+    flask: ModuleType, user: Callable[[], Any] | None
+) -> Callable[[WSGIEnvironment], str | None]:
+    """Return the middleware's user lookup: ``user()`` or the default, in Flask's context."""
     has_request_context = flask.has_request_context
     g = flask.g
 
     def lookup(environ: WSGIEnvironment) -> str | None:
         # Called by the middleware while the user is unknown; errors are reported there.
         if has_request_context():
-            name = _name_of(user() if user is not None else _default_user(g))
+            name = user_name(user() if user is not None else _default_user(g))
             if name is not None:
                 return name
-        if user is None:
-            remote = environ.get("REMOTE_USER")
-            return latin1_text(remote) if remote else None
-        return None
+        return remote_user(environ) if user is None else None
 
-    middleware = WSGIMiddleware(
-        app.wsgi_app,
-        trusted_proxies=trusted_proxies,
-        proxy_header=proxy_header,
-        request_id_header=request_id_header,
-        user=lookup,
-        access_log=access_log,
-        log_query=log_query,
-        trace_context=trace_context,
-    )
-    app.after_request(_settle_after_request)
-    app.teardown_request(_settle_at_teardown)
-    app.wsgi_app = middleware  # type: ignore[method-assign]
-    app.extensions[EXTENSION] = middleware
-    return middleware
+    return lookup
 
 
-def _default_user(g: _AppCtxGlobals) -> Any:
+def _default_user(g: Any) -> Any:
+    # g: flask.g, whose class Flask keeps private (flask.ctx._AppCtxGlobals).
     found = g.get("user")
     if found is None:
         # Flask-Login's per-request cache: set once something asked for current_user.
         found = g.get("_login_user")
     return found
-
-
-def _name_of(user: Any) -> str | None:
-    """Return the name to log for ``user`` (a name or a user object), or ``None``."""
-    if user is None:
-        return None
-    if isinstance(user, str):
-        return user or None
-    if not getattr(user, "is_authenticated", True):
-        return None
-    name = getattr(user, "username", None)
-    keys = getattr(user, "keys", None)
-    # keys(): `in` on a sqlite3.Row looks through its values, not its column names.
-    if name is None and callable(keys) and "username" in keys():
-        name = user["username"]
-    if name is None and callable(getattr(user, "get_id", None)):
-        name = user.get_id()
-    text = str(user if name is None else name)
-    return text or None
 
 
 def _settle_user() -> None:

@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 
 import ctxlog
-from ctxlog.web.settings import referer_field
+from ctxlog.web.access import referer_field
 
 
 def _documented_pattern() -> re.Pattern[str]:

@@ -109,7 +109,9 @@ def test_concurrent_requests_keep_their_own_users(capture):
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             await asyncio.gather(
                 *(
-                    client.get("/orders", headers={"x-token": f"token-u{n}", "x-request-id": f"c-{n}"})
+                    client.get(
+                        "/orders", headers={"x-token": f"token-u{n}", "x-request-id": f"c-{n}"}
+                    )
                     for n in range(200)
                 )
             )
@@ -122,7 +124,7 @@ def test_concurrent_requests_keep_their_own_users(capture):
 
 def test_names_are_derived_and_escaped():
     """The default name: strings, username, get_username(), email, is_authenticated."""
-    from ctxlog.fastapi import _default_name
+    from ctxlog.web.user import user_name as _default_name
 
     class Anonymous:
         is_authenticated = False

@@ -45,33 +45,30 @@ it as the app set it: the records of the request keep the id the middleware chos
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, Literal
 
-from ctxlog.context import MISSING, RequestState, request_var, reset_request, tag_exception
-from ctxlog.queue import flush
-from ctxlog.record.escape import REQUEST_ID_BYTES, new_request_id, sanitize
-from ctxlog.web.settings import (
-    MAX_PATH,
-    METHODS,
-    Settings,
-    method_field,
-    text,
-    user_name,
-)
+from ctxlog.context import RequestState, request_var, reset_request, tag_exception
+from ctxlog.web.access import write_access
+from ctxlog.web.lifespan import answer_lifespan, pass_lifespan
+from ctxlog.web.request import RequestFields
+from ctxlog.web.settings import Settings
+from ctxlog.web.text import text
+from ctxlog.web.user import scope_user
 
 __all__ = ["ASGIMiddleware"]
-
-_VALID_ID = REQUEST_ID_BYTES.fullmatch
-_MAX_CACHED = 256
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope types that are requests; any other is passed through.
+_CONNECTIONS: Final = frozenset({"http", "websocket"})
+#: The messages that carry the response headers.
+_STARTS: Final = frozenset({"http.response.start", "websocket.accept"})
 
 
 class ASGIMiddleware:
@@ -145,150 +142,161 @@ class ASGIMiddleware:
             log_query=log_query,
             trace_context=trace_context,
         )
+        self.fields = RequestFields(self.settings, scope_user)
         self._id_name = self.settings.request_id_header.encode("latin-1")
-        self._trace = self.settings.trace_context
-        client_ip = self.settings.client_ip
-        # Client addresses by (peer, raw header bytes): a repeat visitor costs one cache hit.
-        # Long headers are not cached (a client could fill the cache with big keys).
-        self._walk = lambda peer, raw: client_ip.resolve(peer, None if raw is None else text(raw))
-        self._client_ip = functools.lru_cache(maxsize=4096)(self._walk)
         header = self.settings.client_ip.header
         self._proxy_name = None if header is None else header.encode("latin-1")
-
-    def _resolve_user(self, scope: Scope) -> str | None:
-        return self.settings.resolve_user(scope, _scope_user)
+        self._user_given = user is not None
+        self._trace = self.settings.trace_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection: set its context, run the app, echo the id, log access."""
-        kind = scope["type"]
-        if kind not in {"http", "websocket"}:
-            if kind != "lifespan":
-                await self.app(scope, receive, send)
-            elif self.answer_lifespan:
-                await _answer_lifespan(receive, send)
-            else:
-                await _lifespan(self.app, scope, receive, send)
-            return
-        settings = self.settings
-        started = time.perf_counter() if settings.access_log else 0.0
-        id_name = self._id_name
-        proxy_name = self._proxy_name
-        access_log = settings.access_log
-        incoming: bytes | None = None
-        proxy: bytes | None = None
-        proxy_lines: list[bytes] | None = None
-        duplicate_id = False
-        user_agent = referer = b""
-        for name, value in scope.get("headers") or ():
-            if name == id_name:
-                duplicate_id = incoming is not None
-                incoming = value
-            elif name == proxy_name:
-                if proxy is None:
-                    proxy = value
-                elif proxy_lines is None:
-                    proxy_lines = [proxy, value]
-                else:
-                    proxy_lines.append(value)  # joined once below: linear in the lines
-            elif access_log:
-                if name == b"user-agent":
-                    user_agent = value
-                elif name == b"referer":
-                    referer = value
-        if proxy_lines is not None:
-            proxy = b",".join(proxy_lines)
-        if incoming is not None and not duplicate_id and _VALID_ID(incoming) is not None:
-            request_id = incoming.decode("ascii")
-            echo = incoming
+        if scope["type"] not in _CONNECTIONS:
+            await self._pass(scope, receive, send)
+        elif self.settings.access_log:
+            await self._serve_logged(scope, receive, send)
         else:
-            request_id = new_request_id()
-            echo = request_id.encode("ascii")
-        client = scope.get("client")
-        path = scope.get("path") or "/"
-        if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
-            path = sanitize(path, MAX_PATH)
-        method = scope.get("method", "GET") if kind == "http" else "WS"
-        fields = {
-            "ip": (self._client_ip if proxy is None or len(proxy) <= _MAX_CACHED else self._walk)(
-                client[0] if client else None, proxy
-            ),
-            "user": MISSING,
-            "request_id": request_id,
-            "method": method if method in METHODS else method_field(method),
-            "path": path,
-        }
-        if self._trace:
-            settings.add_trace(fields, _traceparent(scope))
-            if fields["request_id"] != request_id:  # the trace-id became the request id
-                request_id = fields["request_id"]
-                echo = request_id.encode("ascii")
-        state = RequestState(fields, self._resolve_user, scope)
-        token = request_var.set(state)
-        if settings.user is not None or "user" in scope:
-            state.current()  # the user, if already known; a failing user= reports in context
-        if not access_log:
-            # Only the id to echo: the lean path of most deployments.
-            async def send_with_id(message: Message) -> None:
-                if message["type"] in {"http.response.start", "websocket.accept"}:
-                    message = _with_id(message, id_name, echo)
-                await send(message)
-
+            # The lean path of most deployments: only the id to echo.
+            state = self._start(scope)
+            token = request_var.set(state)
             try:
-                await self.app(scope, receive, send_with_id)
+                if self._user_given or "user" in scope:
+                    state.current()  # the user, if known already; a failing user= reports here
+                await self.app(scope, receive, self._sender(send, state))
             except BaseException as error:
                 tag_exception(error, state)
                 raise
             finally:
-                reset_request(token)
-            return
+                # reset_request(), inline: this runs for every request.
+                try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress
+                    request_var.reset(token)
+                except (ValueError, RuntimeError):
+                    pass
 
-        status = 0
-        size = 0
-        finished = 0.0
+    async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass a connection that is not a request through; flush the queues at shutdown."""
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+        elif self.answer_lifespan:
+            await answer_lifespan(receive, send)
+        else:
+            await pass_lifespan(self.app, scope, receive, send)
 
-        async def send_and_measure(message: Message) -> None:
-            nonlocal status, size, finished
-            kind = message["type"]
-            if kind in {"http.response.start", "websocket.accept"}:
-                status = message.get("status", 101)
-                message = _with_id(message, id_name, echo)
-            elif kind == "http.response.body":
-                size += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    finished = time.perf_counter()
+    def _start(self, scope: Scope) -> RequestState:
+        """Read the request id and proxy headers, and build the request's holder."""
+        id_name = self._id_name
+        proxy_name = self._proxy_name
+        incoming: bytes | None = None
+        forwarded: bytes | None = None
+        lines: list[bytes] | None = None
+        duplicate = False
+        for name, value in scope.get("headers") or ():
+            if name == id_name:
+                duplicate = incoming is not None
+                incoming = value
+            elif name == proxy_name:
+                if forwarded is None:
+                    forwarded = value
+                elif lines is None:
+                    lines = [forwarded, value]
+                else:
+                    lines.append(value)  # joined once below: linear in the lines
+        if lines is not None:
+            forwarded = b",".join(lines)
+        client = scope.get("client")
+        return self.fields.state(
+            scope,
+            client[0] if client else None,
+            forwarded,
+            # A request id sent twice is not the client's to choose: a new one is made.
+            None if duplicate else incoming,
+            scope.get("method", "GET") if scope["type"] == "http" else "WS",
+            scope.get("path") or "/",
+            _traceparent(scope) if self._trace else None,
+        )
+
+    def _sender(self, send: Send, state: RequestState) -> Send:
+        """Return ``send`` adding the request id header to the response's first message."""
+        name = self._id_name
+        value = state.fields["request_id"].encode()  # ASCII: checked or made so
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] in _STARTS:
+                message = with_header(message, name, value)
             await send(message)
 
+        return send_with_id
+
+    async def _serve_logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection as ``__call__`` does, measuring the response for access."""
+        started = time.perf_counter()
+        state = self._start(scope)
+        token = request_var.set(state)
+        response = _Measured(self._sender(send, state))
         try:
-            await self.app(scope, receive, send_and_measure)
+            if self._user_given or "user" in scope:
+                state.current()
+            await self.app(scope, receive, response.send)
         except BaseException as error:
             tag_exception(error, state)
-            if status == 0:
-                status = 500
+            response.status = response.status or 500
             raise
         finally:
             try:
                 if scope["type"] == "http":
-                    settings.write_access(
-                        method=state.fields["method"],
-                        path=state.fields["path"],
-                        query=text(scope.get("query_string", b"")),
-                        protocol="HTTP/" + str(scope.get("http_version", "1.1")),
-                        status=status or 500,
-                        size=size,
-                        duration_ms=((finished or time.perf_counter()) - started) * 1000.0,
-                        referer=text(referer),
-                        user_agent=text(user_agent),
-                    )
+                    self._write_access(scope, state, response, started)
             finally:
                 reset_request(token)
 
+    def _write_access(
+        self, scope: Scope, state: RequestState, response: _Measured, started: float
+    ) -> None:
+        """Write the access line of an HTTP request, with its context still set."""
+        user_agent = referer = b""
+        for name, value in scope.get("headers") or ():
+            if name == b"user-agent":
+                user_agent = value
+            elif name == b"referer":
+                referer = value
+        write_access(
+            log_query=self.settings.log_query,
+            method=state.fields["method"],
+            path=state.fields["path"],
+            query=text(scope.get("query_string", b"")),
+            protocol="HTTP/" + str(scope.get("http_version", "1.1")),
+            status=response.status or 500,
+            size=response.size,
+            duration_ms=((response.finished or time.perf_counter()) - started) * 1000.0,
+            referer=text(referer),
+            user_agent=text(user_agent),
+        )
 
-_SHUTDOWN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+
+class _Measured:
+    """Pass the app's messages on, noting the status, the body size and when it ended."""
+
+    __slots__ = ("finished", "send_on", "size", "status")
+
+    def __init__(self, send_on: Send) -> None:
+        self.send_on = send_on
+        self.status = 0
+        self.size = 0
+        self.finished = 0.0
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind in _STARTS:
+            self.status = message.get("status", 101)
+        elif kind == "http.response.body":
+            self.size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.finished = time.perf_counter()
+        await self.send_on(message)
 
 
-def _with_id(message: Message, name: bytes, value: bytes) -> Message:
+def with_header(message: Message, name: bytes, value: bytes) -> Message:
     """
-    Return ``message`` with the request id header added, as a new message.
+    Return ``message`` with the header ``name: value`` added, as a new message.
 
     The app's message is never changed: it may keep it, or send the same one again. A header of
     that name the app set itself, in any case, is kept as it is, and no second one is added.
@@ -299,41 +307,10 @@ def _with_id(message: Message, name: bytes, value: bytes) -> Message:
     size = len(name)
     for key, _ in headers:
         if len(key) == size and key.lower() == name:
-            break
-    else:
-        return dict(message, headers=[*headers, (name, value)])
-    return message if headers is message.get("headers") else dict(message, headers=headers)
-
-
-async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """
-    Pass the lifespan through; deliver the queued records before shutdown is reported.
-
-    The app's messages and errors reach the server as the app made them. The flush runs in the
-    event loop's thread, which holds the shutdown up until the targets have their records (or
-    stop making progress). It is the server's last chance: uvicorn raises SIGTERM again once it
-    hears the shutdown is complete.
-    """
-
-    async def send_flushed(message: Message) -> None:
-        if message.get("type") in _SHUTDOWN_DONE:
-            flush()
-        await send(message)
-
-    await app(scope, receive, send_flushed)
-
-
-async def _answer_lifespan(receive: Receive, send: Send) -> None:
-    """Report startup and shutdown complete for an app without lifespan, flushing at shutdown."""
-    while True:
-        message = await receive()
-        kind = message.get("type")
-        if kind == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif kind == "lifespan.shutdown":
-            flush()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return message if headers is message.get("headers") else {**message, "headers": headers}
+    message = dict(message)  # cheaper than {**message, ...}
+    message["headers"] = [*headers, (name, value)]
+    return message
 
 
 def _traceparent(scope: Scope) -> str | None:
@@ -343,7 +320,3 @@ def _traceparent(scope: Scope) -> str | None:
         if name == b"traceparent":
             found = value if found is None else found + b"," + value
     return None if found is None else found.decode("latin-1")
-
-
-def _scope_user(scope: Scope) -> str | None:
-    return user_name(scope.get("user"))

@@ -213,6 +213,16 @@ def _for_node(element: str) -> str:
         pos = match.end()
 
 
+def _reversed_node(raw: str, seen: str | None) -> str:
+    """Return the ``for=`` node reversed in ``raw``; ``""`` if the element had one (``seen``)."""
+    if seen is not None:
+        return ""
+    if raw[:1] != '"':
+        return raw[::-1]
+    node = raw[-2:0:-1]
+    return _QUOTED_PAIR.sub(r"\1", node) if "\\" in node else node
+
+
 def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
     """
     Yield the ``for=`` node of each element of a ``Forwarded`` header, right-most first.
@@ -244,14 +254,7 @@ def _forwarded_from_right(value: str) -> Iterator[tuple[str, int]]:
                 end -= start
                 break
             if name is not None and name.lower() == "rof":
-                if node is not None:
-                    node = ""
-                elif raw[:1] == '"':
-                    node = raw[-2:0:-1]
-                    if "\\" in node:
-                        node = _QUOTED_PAIR.sub(r"\1", node)
-                else:
-                    node = raw[::-1]
+                node = _reversed_node(raw, node)
             at = match.end()
             if separator == ";":
                 continue
@@ -352,13 +355,17 @@ class ClientIP:
                 return "-"
         elif not self._trusted(ip):
             return ip
-        forwarded = self.forwarded
-        if forwarded:
+        if self.forwarded:
             if len(header) > MAX_FORWARDED:
                 return ip or "-"
             if '"' in header:
                 return self._walk_quoted(ip, header)
             # No quoted strings: every comma ends an element, as in X-Forwarded-For.
+        return self._walk_hops(ip, header)
+
+    def _walk_hops(self, ip: str | None, header: str) -> str:
+        """Walk a header whose entries are separated by every comma, from the right."""
+        forwarded = self.forwarded
         hops = header.rsplit(",", MAX_HOPS)
         if len(hops) > MAX_HOPS:
             # Only the right-most MAX_HOPS entries are read. What is left of them stands in as

@@ -32,26 +32,16 @@ start a new log line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ctxlog.context import (
-    MISSING,
-    RequestState,
-    local_var,
-    request_var,
-    reset_request,
-    tag_exception,
-)
-from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
-from ctxlog.web.settings import (
-    MAX_PATH,
-    METHODS,
-    Settings,
-    latin1_text,
-    method_field,
-)
+from ctxlog.context import RequestState, local_var, request_var, reset_request, tag_exception
+from ctxlog.web.request import RequestFields
+from ctxlog.web.settings import Settings, environ_key
+from ctxlog.web.text import latin1_text
+from ctxlog.web.user import remote_user
+from ctxlog.web.wsgi_response import ListBody, Response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -122,49 +112,81 @@ class WSGIMiddleware:
             log_query=log_query,
             trace_context=trace_context,
         )
-        settings = self.settings
-        self._id_key = "HTTP_" + settings.request_id_header.upper().replace("-", "_")
+        self.fields = RequestFields(self.settings, remote_user)
+        self._id_key = environ_key(self.settings.request_id_header)
         self._id_header = request_id_header
-        self._id_lower = settings.request_id_header
-        self._trace = settings.trace_context
-        header = settings.client_ip.header
-        self._proxy_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
-
-    def _resolve_user(self, environ: WSGIEnvironment) -> str | None:
-        return self.settings.resolve_user(environ, _remote_user)
+        header = self.settings.client_ip.header
+        self._proxy_key = None if header is None else environ_key(header)
+        self._user_given = user is not None
+        self._access_log = self.settings.access_log
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request with its context set; the caller's context is left as it was."""
-        started = time.perf_counter()
-        settings = self.settings
-        incoming = environ.get(self._id_key)
-        request_id = incoming if incoming and valid_request_id(incoming) else new_request_id()
-        proxy = environ.get(self._proxy_key) if self._proxy_key else None
-        path = latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
-        if not (len(path) <= MAX_PATH and path.isascii() and path.isprintable()) or "\\" in path:
-            path = sanitize(path, MAX_PATH)
-        method = environ.get("REQUEST_METHOD", "GET")
-        fields = {
-            "ip": settings.client_ip.resolve(environ.get("REMOTE_ADDR"), proxy),
-            "user": MISSING,
-            "request_id": request_id,
-            "method": method if method in METHODS else method_field(method),
-            "path": path,
-        }
-        if self._trace:
-            # A traceparent sent twice arrives joined with a comma: the parser refuses it.
-            settings.add_trace(fields, environ.get("HTTP_TRACEPARENT"))
-            request_id = fields["request_id"]
-        state = RequestState(fields, self._resolve_user, environ)
-        outer = local_var.get()
-        response = _Response(state, settings, environ, started, outer)
-        header = (self._id_header, request_id)
-        id_lower = self._id_lower
+        state = self._start(environ)
+        if not self._access_log:
+            body, local = self._call_app(environ, start_response, state, None)
+            if type(body) is list or type(body) is tuple:
+                # Sending these runs none of the app's code, and they have no close(): with
+                # no access line to write, nothing needs the request's context any more.
+                return ListBody(body)
+            return Response(state, self.settings, environ, 0.0, local).wrap(body)
+        response = Response(state, self.settings, environ, time.perf_counter(), local_var.get())
+        body, response.local = self._call_app(environ, start_response, state, response)
+        return response.wrap(body)
 
-        def _start_response(
+    def _call_app(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        state: RequestState,
+        response: Response | None,
+    ) -> tuple[Iterable[bytes], Mapping[str, Any]]:
+        """Run the app with the request's context set; return its body and scope() values."""
+        outer = local_var.get()
+        token = request_var.set(state)
+        try:
+            if self._user_given or "REMOTE_USER" in environ:
+                state.current()  # the user, if known already; a failing user= reports here
+            body = self.app(environ, self._starter(start_response, state, response))
+        except BaseException as error:
+            tag_exception(error, state)
+            if response is not None:
+                response.failed()
+            raise
+        finally:
+            # ctxlog's own variables go back to what the caller had; the app's stay as it
+            # left them, as without the middleware. A scope() the app left open is the
+            # request's: it comes back for the body.
+            local = local_var.get()
+            if local is not outer:
+                local_var.set(outer)
+            reset_request(token)
+        return body, local
+
+    def _start(self, environ: WSGIEnvironment) -> RequestState:
+        """Build the request's holder from the environ."""
+        return self.fields.state(
+            environ,
+            environ.get("REMOTE_ADDR"),
+            environ.get(self._proxy_key) if self._proxy_key else None,
+            # A header sent twice arrives joined with a comma, which no valid id holds.
+            environ.get(self._id_key),
+            environ.get("REQUEST_METHOD", "GET"),
+            latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/",
+            # A traceparent sent twice arrives joined with a comma: the parser refuses it.
+            environ.get("HTTP_TRACEPARENT") if self.fields.trace else None,
+        )
+
+    def _starter(
+        self, start_response: StartResponse, state: RequestState, response: Response | None
+    ) -> StartResponse:
+        """Return ``start_response`` adding the request id header (noting what access needs)."""
+        header = (self._id_header, state.fields["request_id"])
+        id_lower = self.settings.request_id_header
+
+        def start_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            response.status = status
             # A new list: the app may pass the same list object to every request. A header
             # the app set itself is kept, alone.
             size = len(id_lower)
@@ -173,222 +195,9 @@ class WSGIMiddleware:
                     break
             else:
                 headers = [*headers, header]
-            write = start_response(status, headers, exc_info)
-            return response.counting(write) if settings.access_log else write
+            if response is None:
+                return start_response(status, headers, exc_info)
+            response.status = status
+            return response.counting(start_response(status, headers, exc_info))
 
-        token = request_var.set(state)
-        try:
-            if settings.user is not None or "REMOTE_USER" in environ:
-                state.current()  # the user, if already known; a failing user= reports in context
-            body = self.app(environ, _start_response)
-        except BaseException as error:
-            tag_exception(error, state)
-            response.failed()
-            raise
-        finally:
-            # ctxlog's own variables go back to what the caller had; the app's stay as it
-            # left them, as without the middleware. A scope() the app left open is the
-            # request's: it comes back for the body.
-            local = response.local = local_var.get()
-            if local is not outer:
-                local_var.set(outer)
-            reset_request(token)
-        response.body = body
-        if type(body) is list or type(body) is tuple:
-            # Iterating these runs none of the app's code, and they have no close(): only the
-            # access line, if any, needs the context.
-            response.__class__ = _ListResponse
-            return response
-        if hasattr(type(body), "__len__"):
-            # Servers ask for len() only when the body has one (waitress, gunicorn test with
-            # hasattr); an unsized body must stay unsized, so only a sized one gets __len__.
-            response.__class__ = _SizedResponse
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            # Keep the server's fast path (sendfile): hand back its own wrapper, with our close.
-            closer = _Closer(getattr(body, "close", None))
-            try:
-                body.close = response.close  # type: ignore[attr-defined]
-            except AttributeError:  # a wrapper with __slots__: wrap it like any body
-                return response
-            response.body = closer
-            return body
-        return response
-
-
-class _Closer:
-    """Stands in for a file wrapper's own close() once ours is attached to it."""
-
-    __slots__ = ("close_body",)
-
-    def __init__(self, close_body: Callable[[], object] | None) -> None:
-        self.close_body = close_body
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(())
-
-    def close(self) -> None:
-        if self.close_body is not None:
-            self.close_body()
-
-
-def _remote_user(environ: WSGIEnvironment) -> str | None:
-    user = environ.get("REMOTE_USER")
-    return latin1_text(user) if user else None
-
-
-class _Response:
-    """
-    Iterate and close the app's response with the request's context set, then log access.
-
-    Each step sets ctxlog's variables in the Context it runs in and puts back what was there,
-    so it works from any thread, any Context and from inside another step (a server calling
-    ``close()`` while iterating), and leaves nothing behind when it raises.
-    """
-
-    __slots__ = (
-        "body",
-        "environ",
-        "iterator",
-        "local",
-        "settings",
-        "size",
-        "started",
-        "state",
-        "status",
-    )
-
-    def __init__(
-        self,
-        state: RequestState,
-        settings: Settings,
-        environ: WSGIEnvironment,
-        started: float,
-        local: Mapping[str, Any],
-    ) -> None:
-        self.state = state
-        self.settings = settings
-        self.environ = environ
-        self.started = started
-        #: The request's scope() values, carried from one step to the next.
-        self.local = local
-        self.status: str | None = None
-        self.size = 0
-        self.body: Iterable[bytes] = ()
-        self.iterator: Iterator[bytes] | None = None
-
-    def counting(self, write: Callable[[bytes], object]) -> Callable[[bytes], object]:
-        def counted(data: bytes) -> object:
-            self.size += len(data)
-            return write(data)
-
-        return counted
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __next__(self) -> bytes:
-        outer = local_var.get()  # before any set(): a cache hit
-        token = request_var.set(self.state)
-        local = self.local
-        if local is not outer:
-            local_var.set(local)
-        try:
-            if self.iterator is None:
-                self.iterator = iter(self.body)
-            chunk = next(self.iterator)
-        except StopIteration:
-            raise
-        except BaseException as error:
-            tag_exception(error, self.state)
-            if self.status is None:
-                self.status = "500 Internal Server Error"
-            raise
-        finally:
-            local = self.local = local_var.get()
-            if local is not outer:
-                local_var.set(outer)
-            # reset_request(), inline: this runs for every step of every body.
-            try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress
-                request_var.reset(token)
-            except (ValueError, RuntimeError):
-                pass
-        self.size += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        """Close the app's response and write the access log, with the request's context set."""
-        outer = local_var.get()
-        token = request_var.set(self.state)
-        if self.local is not outer:
-            local_var.set(self.local)
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as error:
-            tag_exception(error, self.state)
-            raise
-        finally:
-            try:
-                self._log()
-            finally:
-                local = self.local = local_var.get()
-                if local is not outer:
-                    local_var.set(outer)
-                reset_request(token)
-
-    def failed(self) -> None:
-        """Log access for an app that raised instead of returning a response."""
-        self.status = "500 Internal Server Error"
-        self._log()
-
-    def _log(self) -> None:
-        settings = self.settings
-        if not settings.access_log or self.started < 0:
-            return
-        started, self.started = self.started, -1.0  # once only
-        environ = self.environ
-        status = self.status.split(" ", 1)[0] if self.status else "500"
-        fields = self.state.fields
-        settings.write_access(
-            method=fields["method"],
-            path=fields["path"],
-            query=latin1_text(environ.get("QUERY_STRING", "")),
-            protocol=sanitize(environ.get("SERVER_PROTOCOL", "HTTP/1.0"), 16),
-            status=int(status) if status.isdigit() else 500,
-            size=self.size,
-            duration_ms=(time.perf_counter() - started) * 1000.0,
-            referer=latin1_text(environ.get("HTTP_REFERER", "")),
-            user_agent=latin1_text(environ.get("HTTP_USER_AGENT", "")),
-        )
-
-
-class _SizedResponse(_Response):
-    """A :class:`_Response` for a body with a length: servers send it as Content-Length."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self.body)  # type: ignore[arg-type]
-
-
-class _ListResponse(_SizedResponse):
-    """A :class:`_Response` for a list or tuple body: nothing of the app runs while it is sent."""
-
-    __slots__ = ()
-
-    def __next__(self) -> bytes:
-        if self.iterator is None:
-            self.iterator = iter(self.body)
-        chunk = next(self.iterator)
-        self.size += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        """Write the access log, if asked for, with the request's context set."""
-        if self.settings.access_log:
-            super().close()
+        return start_with_id
