@@ -51,6 +51,10 @@ def load_before() -> ModuleType:
         text=True,
         check=True,
     ).stdout
+    # The stamp moved since (ctxlog.filters -> ctxlog.record.stamp); both sides use today's.
+    source = source.replace(
+        "from ctxlog.filters import stamp", "from ctxlog.record.stamp import stamp"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "_queue_before.py"
         path.write_text(source, encoding="utf-8")
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         }
     )
     token = request_var.set(state)
+    pipes: list[Pipe] = []
     try:
         contestants, pipes = build()
         rounds = measure(contestants, args.seconds, seed=args.seed)

@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctxlog import handlers
     from ctxlog.liveconfig import config_server
+    from ctxlog.outgoing import outgoing_headers
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
@@ -42,6 +43,7 @@ __all__ = [
     "get_logger",
     "handlers",
     "nonblocking",
+    "outgoing_headers",
     "scope",
     "unbind",
     "wrap",
@@ -60,6 +62,7 @@ _LAZY = {
     "flush": "ctxlog.queue",
     "handlers": "ctxlog.handlers",
     "nonblocking": "ctxlog.queue",
+    "outgoing_headers": "ctxlog.outgoing",
     "wrap": "ctxlog.threads",
 }
 

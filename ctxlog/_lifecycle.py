@@ -3,7 +3,7 @@ The one registry of the threads and sockets ctxlog owns, and what happens to the
 
 A component that owns a thread or a socket (a delivery worker, a socket handler's connection, a
 digest timer, a listener) registers itself with :func:`register`. It may define any of these
-methods, each called for every registered component, in the order they registered:
+methods:
 
 ``before_fork(deadline)``
     In the parent, just before :func:`os.fork`: get to a state that a copy can inherit (a
@@ -18,6 +18,14 @@ methods, each called for every registered component, in the order they registere
     At interpreter exit, and when a forked :mod:`multiprocessing` child ends (it leaves through
     :func:`os._exit`, which skips exit handlers, after running its own finalizers): deliver
     what is held.
+
+**Order.** ``before_fork`` and ``at_exit`` are called for the last registered component first,
+``after_fork_in_parent`` and ``after_fork_in_child`` for the first registered first (the order
+of :func:`atexit` and :func:`os.register_at_fork`). A component that delivers to others registers
+after them, so it hands over what it holds before they are closed at exit, it is still before
+they are at a fork, and they are ready again in the child before it starts delivering: a
+:func:`ctxlog.nonblocking` handler registers when it starts, after the handlers it delivers to
+were made, and a handler that owns a connection registers when it is made.
 
 Components are held weakly: one that is garbage collected drops out. The process hooks are
 installed by the first registration, never by ``import ctxlog``.
@@ -41,7 +49,9 @@ __all__ = ["FORK_WAIT", "components", "register", "unregister"]
 FORK_WAIT: Final = 5.0
 
 _components: weakref.WeakKeyDictionary[object, None] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+#: Held from just before a fork until just after it, in both processes: a registration in
+#: another thread waits, and the child's registry is never copied half-changed.
+_lock = threading.RLock()
 _installed: list[bool] = []
 
 
@@ -68,11 +78,14 @@ def unregister(component: object) -> None:
 
 def components() -> list[object]:
     """Return the registered components, in the order they registered."""
-    return list(_components)
+    with _lock:
+        return list(_components)
 
 
-def _call(method: str, *args: object) -> None:
-    for component in components():
+def _call(method: str, *args: object, last_first: bool = False) -> None:
+    """Call ``method`` of every component that has it, in registration order or reversed."""
+    registered = components()
+    for component in reversed(registered) if last_first else registered:
         hook = getattr(component, method, None)
         if hook is None:
             continue
@@ -83,15 +96,24 @@ def _call(method: str, *args: object) -> None:
 
 
 def _before_fork() -> None:
-    _call("before_fork", time.monotonic() + FORK_WAIT)
+    _lock.acquire()
+    _call("before_fork", time.monotonic() + FORK_WAIT, last_first=True)
 
 
 def _after_fork_in_parent() -> None:
-    _call("after_fork_in_parent")
+    try:
+        _call("after_fork_in_parent")
+    finally:
+        _lock.release()
 
 
 def _after_fork_in_child() -> None:
-    _call("after_fork_in_child")
+    # The thread that forked goes on in the child and owns the lock there too (as logging's
+    # own lock after a fork).
+    try:
+        _call("after_fork_in_child")
+    finally:
+        _lock.release()
     # A multiprocessing child started by fork leaves through os._exit(), which skips atexit;
     # multiprocessing runs its own finalizers first, so deliver there too. Its child start-up
     # clears the finalizers after this hook, then runs its after-fork callbacks: register there.
@@ -106,4 +128,4 @@ def _finalize_with_multiprocessing(_: object) -> None:
 
 
 def _at_exit() -> None:
-    _call("at_exit")
+    _call("at_exit", last_first=True)

@@ -29,10 +29,10 @@ from ctxlog.liveconfig import (
     MAX_CONNECTIONS,
     MAX_PAYLOAD,
     ConfigServer,
-    _seal,
     config_server,
     push,
 )
+from ctxlog.liveconfig.protocol import seal as _seal
 
 SECRET = b"test-secret-0123456789abcdef"
 OTHER_SECRET = b"another-secret-0123456789abcdef"

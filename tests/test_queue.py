@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import gc
 import logging
 import logging.config
 import logging.handlers
@@ -19,8 +20,9 @@ from pathlib import Path
 import pytest
 
 import ctxlog
-from ctxlog.context import RequestState, request_var
+import ctxlog.testing
 from ctxlog.queue import BoundedQueue
+from ctxlog.queue.target import Batching
 
 
 class Sink(logging.Handler):
@@ -60,8 +62,8 @@ def logger():
     log.propagate = True
 
 
-def _in_request(user: str, rid: str) -> None:
-    request_var.set(RequestState({"ip": "203.0.113.7", "user": user, "request_id": rid, "method": "GET", "path": "/"}))
+def _in_request(user: str, rid: str):
+    return ctxlog.testing.request(ip="203.0.113.7", user=user, request_id=rid)
 
 
 # --- QueueHandler / QueueListener as drop-in subclasses ---------------------------------------
@@ -85,8 +87,8 @@ def test_context_is_captured_in_the_logging_thread(logger):
     listener = ctxlog.QueueListener(q, sink)
     listener.start()
     logger.addHandler(ctxlog.QueueHandler(q))
-    _in_request("alice", "rid-a")
-    logger.info("paid")
+    with _in_request("alice", "rid-a"):
+        logger.info("paid")
     listener.stop()
 
     assert ["203.0.113.7 alice rid-a paid"] == sink.lines
@@ -260,8 +262,8 @@ def test_nonblocking_is_started_and_delivers_with_context(logger):
     sink = Sink()
     handler = ctxlog.nonblocking([sink])
     logger.addHandler(handler)
-    _in_request("bob", "rid-b")
-    logger.warning("hello")
+    with _in_request("bob", "rid-b"):
+        logger.warning("hello")
 
     assert ["203.0.113.7 bob rid-b hello"] == [sink.format(r) for r in sink.wait_for(1)]
     stats = handler.stats()
@@ -395,6 +397,57 @@ def test_failing_target_is_counted_and_reported_once(logger, capfd):
     assert 1 == capfd.readouterr().err.count("OSError: disk full")
 
 
+def test_the_worker_changes_nothing_of_its_target(logger):
+    """Failures are counted without patching the target: its class and attributes stay its own."""
+    failures = []
+
+    class Broken(Sink):
+        def emit(self, record):
+            self.records.append(record)
+            self.handleError(record)
+
+        def handleError(self, record):
+            failures.append(record.getMessage())
+
+    target = Broken()
+    attributes = dict(vars(target))
+    handler = ctxlog.nonblocking([target])
+    logger.addHandler(handler)
+    logger.error("x")
+    assert 1 == len(target.wait_for(1))
+    during = (type(target), dict(vars(target)))
+    handler.close()
+
+    assert (Broken, attributes) == (during[0], {k: v for k, v in during[1].items() if k in attributes})
+    assert set(attributes) == set(during[1])
+    assert (["x"], 1) == (failures, handler.stats()["failed"])
+
+
+def test_a_batching_target_is_told_while_the_worker_owns_it(logger):
+    """A target with set_batching() (the Batching protocol) batches behind the worker, not after."""
+    calls = []
+
+    class Batcher(Sink):
+        def set_batching(self, enabled):
+            calls.append(("batching", enabled))
+
+        def flush(self):
+            calls.append(("flush", len(self.records)))
+
+    target = Batcher()
+    assert isinstance(target, Batching)
+    handler = ctxlog.nonblocking([target])
+    logger.addHandler(handler)
+    for i in range(3):
+        logger.info("m%d", i)
+    assert 3 == len(target.wait_for(3))
+    handler.close()
+
+    assert ("batching", True) == calls[0]
+    assert ("batching", False) == calls[-2]
+    assert ("flush", 3) == calls[-1]
+
+
 def test_flush_returns_within_its_timeout_when_a_handler_hangs(logger):
     """flush(timeout) returns False in time if a target hangs."""
     release = threading.Event()
@@ -509,8 +562,8 @@ def test_names_of_dictconfig_handlers_in_any_order(tmp_path):
     )
     log = logging.getLogger("dictcfg")
     queue_handler = log.handlers[0]
-    _in_request("carol", "rid-c")
-    log.info("configured")
+    with _in_request("carol", "rid-c"):
+        log.info("configured")
     queue_handler.close()
 
     assert isinstance(queue_handler, ctxlog.queue.NonBlockingHandler)
@@ -519,6 +572,72 @@ def test_names_of_dictconfig_handlers_in_any_order(tmp_path):
         log.removeHandler(handler)
         handler.close()
     queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_handler_only_the_queue_uses_survives_a_collection(tmp_path):
+    """A target no logger holds is not collected between dictConfig and the first record."""
+    path = tmp_path / "out.log"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"ctx": {"format": "%(user)s %(message)s"}},
+            "handlers": {
+                "a_queue": {"()": "ctxlog.nonblocking", "handlers": ["z_file"]},
+                "z_file": {"class": "logging.FileHandler", "filename": str(path), "formatter": "ctx"},
+            },
+            "loggers": {"dictcfg2": {"handlers": ["a_queue"], "level": "INFO", "propagate": False}},
+        }
+    )
+    gc.collect()  # dictConfig keeps no reference to z_file, and logging's registry is weak
+    log = logging.getLogger("dictcfg2")
+    queue_handler = log.handlers[0]
+    with ctxlog.testing.request(user="erin"):
+        log.info("kept")
+    queue_handler.close()
+
+    assert "erin kept\n" == path.read_text()
+    log.removeHandler(queue_handler)
+    queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_single_name_and_formatter_reach_a_later_handler(tmp_path):
+    """One name (not a list) sorting after the queue, and the queue's formatter, reach that handler."""
+    path = tmp_path / "out.log"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"ctx": {"format": "%(user)s %(message)s"}},
+            "handlers": {
+                "a_queue": {"()": "ctxlog.nonblocking", "handlers": "z_file", "formatter": "ctx"},
+                "z_file": {"class": "logging.FileHandler", "filename": str(path)},
+            },
+            "loggers": {"dictcfg1": {"handlers": ["a_queue"], "level": "INFO", "propagate": False}},
+        }
+    )
+    log = logging.getLogger("dictcfg1")
+    queue_handler = log.handlers[0]
+    with ctxlog.testing.request(user="dave"):
+        log.info("configured")
+    queue_handler.close()
+
+    assert "dave configured\n" == path.read_text()
+    log.removeHandler(queue_handler)
+    queue_handler.workers[0].target.close()
+
+
+def test_dictconfig_name_the_configuration_lacks_fails_at_once():
+    """A name that neither a handler nor the configuration has makes dictConfig fail, saying which."""
+    with pytest.raises(ValueError, match="a_queue") as failed:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"a_queue": {"()": "ctxlog.nonblocking", "handlers": ["z_nope"]}},
+            }
+        )
+    assert "no handler named 'z_nope'" in str(failed.value.__cause__)
 
 
 def test_unknown_handler_name_fails_clearly():

@@ -485,4 +485,31 @@ def test_behind_nonblocking_a_burst_leaves_in_few_sends(monkeypatch):
     assert [f"record {i}" for i in range(2_000)] == got.messages()
     assert 2_000 == handler.sent
     assert len(sends) < 500  # one send per record without batching
-    assert not handler._ctxlog_batching  # close() gave the handler its own sending back
+    assert not handler._sender.batching  # close() gave the handler its own sending back
+
+
+def test_set_batching_holds_frames_until_flush(received):
+    """With batching on (as a delivery worker sets it), frames wait for flush(); off, each leaves at once."""
+    from ctxlog.queue.target import Batching
+
+    handler = JSONSocketHandler("127.0.0.1", received.port)
+    log = sender_logger("test.socket.set_batching", handler)
+    try:
+        assert isinstance(handler, Batching)
+        handler.set_batching(True)
+        for i in range(10):
+            log.info("held %d", i)
+        assert 10 == handler.stats()["buffered"]
+        assert 0 == handler.sent
+        handler.flush()
+        assert wait_for(lambda: len(received.records) == 10)
+        log.info("held again")
+        handler.set_batching(False)  # sends what is held
+        assert wait_for(lambda: len(received.records) == 11)
+        log.info("at once")
+        assert 0 == handler.stats()["buffered"]
+        assert wait_for(lambda: len(received.records) == 12)
+    finally:
+        handler.close()
+    assert [*(f"held {i}" for i in range(10)), "held again", "at once"] == received.messages()
+    assert 12 == handler.sent

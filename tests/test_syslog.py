@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 import ctxlog
 import ctxlog.handlers
 from ctxlog.handlers import SyslogHandler
-from ctxlog.handlers.syslog import param_value, severity, timestamp
+from ctxlog.handlers.rfc5424 import severity, timestamp
+from ctxlog.handlers.structured_data import param_value
 from ctxlog.record.escape import sanitize
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -425,7 +426,7 @@ def test_constructor_does_not_connect() -> None:
     """Nothing is resolved, connected or started before the first record."""
     threads = threading.active_count()
     handler = SyslogHandler(("no-such-host.invalid", 514), transport="tls")
-    assert handler._sock is None
+    assert handler._sender.sock is None
     assert threads == threading.active_count()
     assert {"sent": 0, "dropped": 0, "buffered": 0, "connections": 0, "failures": 0} == (
         handler.stats()
@@ -1039,6 +1040,48 @@ def test_outage_is_counted_and_delivery_resumes(
     err = capsys.readouterr().err
     assert 1 == err.count("ctxlog: SyslogHandler cannot send to")
     assert 1 == err.count("ctxlog: SyslogHandler reaches 127.0.0.1:")
+
+
+def test_records_kept_through_an_outage_leave_without_a_next_record(
+    own_rsyslog: Rsyslog, logger: logging.Logger, cleanup: list[logging.Handler]
+) -> None:
+    """The retry thread sends what was kept once the server is back: no further record needed."""
+    handler = SyslogHandler(own_rsyslog.address("tcp"), transport="tcp", timeout=1)
+    cleanup.append(handler)
+    logger.addHandler(handler)
+    tag = marker()
+    logger.info("%s before", tag)
+    own_rsyslog.wait_for(f"{tag} before")
+    own_rsyslog.stop()
+    for n in range(3):
+        logger.error("%s during %d", tag, n)
+    assert 3 == handler.stats()["buffered"]
+    own_rsyslog.start()
+    got = own_rsyslog.wait_for(f"{tag} during", count=3, timeout=10)
+    assert [f"{BOM}{tag} during {n}" for n in range(3)] == [m["msg"] for m in got]
+    assert 0 == handler.stats()["buffered"]
+
+
+def test_set_batching_holds_messages_until_flush(
+    rsyslog: Rsyslog, make: Callable[..., SyslogHandler], logger: logging.Logger
+) -> None:
+    """Over TCP, batching (as a delivery worker sets it) holds messages until flush()."""
+    from ctxlog.queue.target import Batching
+
+    handler = make("tcp")
+    logger.addHandler(handler)
+    assert isinstance(handler, Batching)
+    handler.set_batching(True)
+    tag = marker()
+    for n in range(5):
+        logger.info("%s held %d", tag, n)
+    assert (5, 0) == (handler.stats()["buffered"], handler.sent)
+    handler.flush()
+    got = rsyslog.wait_for(f"{tag} held", count=5)
+    assert [f"{BOM}{tag} held {n}" for n in range(5)] == [m["msg"] for m in got]
+    handler.set_batching(False)
+    logger.info("%s at once", tag)
+    assert (0, 6) == (handler.stats()["buffered"], handler.sent)
 
 
 def test_server_restart_loses_nothing(

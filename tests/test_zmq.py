@@ -590,6 +590,31 @@ def test_stop_hands_over_what_has_arrived(logger, listen):
     assert [f"r{i}" for i in range(20)] == sink.lines
 
 
+def test_stop_ends_when_more_than_hwm_messages_are_waiting(logger, listen):
+    """With more than hwm + 1 messages waiting, stop() hands over hwm + 1 of them and ends."""
+    arrived = threading.Event()
+    release = threading.Event()
+
+    class Slow(Sink):
+        def emit(self, record):
+            arrived.set()
+            release.wait(10)
+            super().emit(record)
+
+    sink = Slow("%(message)s")
+    listener = listen(sink, hwm=5)
+    logger.addHandler(ZMQQueueHandler(listener.endpoint))
+    logger.info("first")
+    assert arrived.wait(10)
+    for i in range(100):
+        logger.info("r%d", i)
+    time.sleep(0.2)  # they wait in the listener's and the sender's queues
+    threading.Timer(0.2, release.set).start()  # stop() asks first, then the handler returns
+
+    assert listener.stop(timeout=10) is True
+    assert 1 < len(sink.lines) <= 1 + 5 + 1  # the first, then at most hwm + 1 of those waiting
+
+
 def test_bind_errors_are_raised_by_start(listen):
     """A listener whose address is taken raises from start(), and nothing is left running."""
     first = listen()

@@ -13,8 +13,8 @@ differs from SocketHandler where that one loses records or corrupts the stream:
   bounded buffer (``buffer`` frames, at most ``buffer_bytes`` bytes) and go out, in order, as
   soon as a connection succeeds; a small thread retries with exponential back-off while frames
   are waiting, so they do not depend on the next record to leave. When the buffer is full the
-  *oldest* frame is dropped and counted in :attr:`JSONSocketHandler.dropped`; the first drop of
-  an outage is reported on stderr.
+  *oldest* frame is dropped and counted in :attr:`JSONSocketHandler.dropped`; the first drop is
+  reported on stderr, and so are the first failure of an outage and its end.
 - **A closed connection is noticed before writing.** The receiver never sends anything, so a
   connection that has become readable was closed by it (idle timeout, restart): the handler
   opens a new one instead of writing a record into a dead one.
@@ -38,43 +38,18 @@ failed send is signed again.
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import itertools
 import logging
-import math
-import os
-import socket
 import ssl
-import threading
-import time
-import weakref
-from typing import Final
 
-from ctxlog import wire as _wire
-from ctxlog._stderr import write_line
-from ctxlog.handlers.syslog import _peer_closed
+from ctxlog import wire
+from ctxlog._lifecycle import register, unregister
+from ctxlog.handlers.options import count, seconds, tcp_port
+from ctxlog.handlers.sender import StreamSender
 from ctxlog.record.stamp import stamp
 
 __all__ = ["JSONSocketHandler"]
 
-_live: weakref.WeakSet[JSONSocketHandler] = weakref.WeakSet()
-_hooks: list[bool] = []
-#: A whole number of frames is joined into one send up to this many bytes.
-_BATCH: Final = 256 * 1024
-#: ... and up to this many frames.
-_FRAMES: Final = 64
-
-
-def _after_fork_in_child() -> None:
-    for handler in list(_live):
-        handler._after_fork()  # noqa: SLF001
-
-
-def _install_fork_hook() -> None:
-    if not _hooks and hasattr(os, "register_at_fork"):
-        _hooks.append(True)
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+_NAME = "JSONSocketHandler"
 
 
 class JSONSocketHandler(logging.Handler):
@@ -105,7 +80,11 @@ class JSONSocketHandler(logging.Handler):
     .. versionadded:: 0.2.0
     .. versionchanged:: 0.3.0
        Signed frames carry a sender id, sequence and time, set when the frame is sent; a
-       record holding a lone surrogate is sent (escaped), no longer dropped.
+       record holding a lone surrogate is sent (escaped), no longer dropped. A connection that
+       breaks gets one new attempt at once, the back-off starts again after a send (not a
+       connection) succeeds, a forked child's counters start at 0, TLS connections end with a
+       TLS goodbye, and the handler sends in batches behind :func:`ctxlog.nonblocking`
+       (:meth:`set_batching`).
     """
 
     def __init__(
@@ -123,68 +102,54 @@ class JSONSocketHandler(logging.Handler):
     ) -> None:
         super().__init__()
         if not isinstance(host, str) or not host:
-            msg = f"JSONSocketHandler: host={host!r} is not a host name or address"
+            msg = f"{_NAME}: host={host!r} is not a host name or address"
             raise ValueError(msg)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            msg = f"JSONSocketHandler: port={port!r} is not a TCP port (1-65535)"
+        if not tcp_port(port):
+            msg = f"{_NAME}: port={port!r} is not a TCP port (1-65535)"
             raise ValueError(msg)
-        if tls is True:
-            tls = ssl.create_default_context()
-        elif tls is False:
-            tls = None
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            msg = f"JSONSocketHandler: tls={tls!r}; use None, True or an ssl.SSLContext"
-            raise TypeError(msg)
-        if isinstance(secret, str):
-            secret = secret.encode()
-        if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
-            msg = "JSONSocketHandler: secret must be at least 16 bytes (use a random key)"
-            raise ValueError(msg)
-        for name, value in (
-            ("timeout", timeout),
-            ("retry_start", retry_start),
-            ("retry_max", retry_max),
-        ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                msg = f"JSONSocketHandler: {name}={value!r} is not a positive number of seconds"
-                raise ValueError(msg)
-        for name, value in (("buffer", buffer), ("buffer_bytes", buffer_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"JSONSocketHandler: {name}={value!r} is not a positive integer"
-                raise ValueError(msg)
         self.host, self.port = host, port
-        self.tls = tls
-        self.timeout = float(timeout)
-        self.buffer, self.buffer_bytes = buffer, buffer_bytes
-        self.retry_start, self.retry_max = float(retry_start), float(retry_max)
-        self._signer = _wire.Signer(secret) if secret is not None else None
-        #: Records sent (handed to the kernel), records dropped (buffer full or not encodable),
-        #: connections made, and connection or send failures.
-        self.sent = 0
-        self.dropped = 0
-        self.connections = 0
-        self.failures = 0
-        self._sock: socket.socket | None = None
-        self._pid = os.getpid()
-        #: Frames waiting to be sent: unsigned frames, or the bodies of frames to sign.
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._pending_bytes = 0
-        self._delay = self.retry_start
-        self._next_attempt = 0.0
-        self._retry: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._outage = False
-        self._closed = False
-        #: Set by ctxlog's delivery thread (nonblocking()): frames wait for its flush() at the
-        #: end of a burst, or until a batch is full, and leave together.
-        self._ctxlog_batching = False
-        _install_fork_hook()
-        _live.add(self)
+        self.tls = _tls_context(tls)
+        signer = _signer(secret)
+        self.timeout = seconds(_NAME, "timeout", timeout)
+        self.retry_start = seconds(_NAME, "retry_start", retry_start)
+        self.retry_max = seconds(_NAME, "retry_max", retry_max)
+        self.buffer = count(_NAME, "buffer", buffer)
+        self.buffer_bytes = count(_NAME, "buffer_bytes", buffer_bytes)
+        self._signed = signer is not None
+        self._sender = StreamSender(
+            _NAME,
+            host,
+            port,
+            tls=self.tls,
+            timeout=self.timeout,
+            lock=self.lock,  # type: ignore[arg-type] # Handler.createLock() made it
+            buffer=self.buffer,
+            buffer_bytes=self.buffer_bytes,
+            retry_start=self.retry_start,
+            retry_max=self.retry_max,
+            seal=None if signer is None else signer.sign,
+        )
+        register(self._sender)
+
+    @property
+    def sent(self) -> int:
+        """Records sent (handed to the kernel) by this process."""
+        return self._sender.sent
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped: the buffer was full, or the record cannot be encoded."""
+        return self._sender.dropped
+
+    @property
+    def connections(self) -> int:
+        """Connections made by this process."""
+        return self._sender.connections
+
+    @property
+    def failures(self) -> int:
+        """Connection attempts and sends that failed."""
+        return self._sender.failures
 
     def emit(self, record: logging.LogRecord) -> None:
         """Send ``record`` as one frame now, or keep it until the receiver can be reached."""
@@ -195,193 +160,68 @@ class JSONSocketHandler(logging.Handler):
             # the thread that logged, so the request's context is the current one.
             stamp(record)
         try:
-            body = _wire.encode_body(record)
+            body = wire.encode_body(record)
         except Exception:  # a record the wire format cannot carry; the stdlib contract
-            self.dropped += 1
+            self._sender.dropped += 1
             self.handleError(record)
             return
-        # Handler.handle() holds self.lock; the retry thread takes it too.
-        if os.getpid() != self._pid:  # pragma: no cover - the fork hook runs first
-            self._after_fork()
-        self._keep(body if self._signer is not None else _wire.unsigned(body))
-        if self._ctxlog_batching and len(self._pending) < _FRAMES and self._pending_bytes < _BATCH:
-            return
-        self._send_pending()
+        # Handler.handle() holds self.lock; the sender's retry thread takes it too. A signed
+        # frame is signed as it leaves (the receiver checks its time and sequence).
+        self._sender.push(body if self._signed else wire.unsigned(body))
+
+    def set_batching(self, enabled: bool) -> None:
+        """
+        Hold frames until :meth:`flush` or a full batch (``enabled``), or send each at once.
+
+        :func:`ctxlog.nonblocking`'s delivery thread switches it on while it owns the handler
+        (see :class:`ctxlog.queue.target.Batching`): a burst then leaves in a few sends instead
+        of one per record. Switched off, what is held is sent.
+
+        .. versionadded:: 0.3.0
+        """
+        with self.lock:  # type: ignore[union-attr]
+            self._sender.set_batching(enabled)
 
     def stats(self) -> dict[str, int]:
         """Return the counters: sent, dropped, buffered, connections, failures."""
         with self.lock:  # type: ignore[union-attr] # Handler.createLock() made it
-            return {
-                "sent": self.sent,
-                "dropped": self.dropped,
-                "buffered": len(self._pending),
-                "connections": self.connections,
-                "failures": self.failures,
-            }
+            return self._sender.stats()
 
     def flush(self) -> None:
         """Send what is held (connecting first if no back-off is running)."""
         with self.lock:  # type: ignore[union-attr]
-            if self._pending:
-                self._send_pending()
+            self._sender.flush()
 
     def close(self) -> None:
         """Send what is buffered (one attempt, whatever the back-off), then close."""
         with self.lock:  # type: ignore[union-attr]
-            self._closed = True
-            self._wake.set()
-            if self._pending and os.getpid() == self._pid:
-                self._next_attempt = 0.0
-                self._send_pending()
-            if self._pending:
-                self.dropped += len(self._pending)
-                write_line(
-                    f"ctxlog: JSONSocketHandler closed with {len(self._pending)} records not "
-                    f"sent to {self.host}:{self.port}"
-                )
-                self._pending.clear()
-                self._pending_bytes = 0
-            self._disconnect()
-        _live.discard(self)
+            self._sender.close()
+        unregister(self._sender)
         super().close()
-
-    # -- under self.lock ------------------------------------------------------------------------
-
-    def _keep(self, frame: bytes) -> None:
-        self._pending.append(frame)
-        self._pending_bytes += len(frame)
-        over = 0
-        while len(self._pending) > self.buffer or (
-            self._pending_bytes > self.buffer_bytes and len(self._pending) > 1
-        ):
-            self._pending_bytes -= len(self._pending.popleft())
-            over += 1
-        if over:
-            if not self.dropped:
-                write_line(
-                    f"ctxlog: JSONSocketHandler buffer for {self.host}:{self.port} is full "
-                    f"({self.buffer} records); dropping the oldest, counted in .dropped"
-                )
-            self.dropped += over
-
-    def _send_pending(self) -> None:
-        if self._sock is not None and _peer_closed(self._sock, self.timeout):
-            # The receiver closed this connection (idle timeout, restart): a frame written into
-            # it now would vanish without an error. Open a new one instead.
-            self._disconnect()
-            self._next_attempt = 0.0
-        if self._sock is None:
-            if time.monotonic() < self._next_attempt:
-                self._start_retry()
-                return
-            if not self._connect():
-                self._start_retry()
-                return
-        sock = self._sock
-        pending = self._pending
-        while pending and sock is not None:
-            # Join whole frames into one send; a failure re-sends all of them.
-            batch = [pending[0]]
-            size = len(batch[0])
-            for frame in itertools.islice(pending, 1, _FRAMES):
-                if size + len(frame) > _BATCH:
-                    break
-                batch.append(frame)
-                size += len(frame)
-            if self._signer is not None:
-                # Signed now, as it leaves: the receiver checks the time and sequence.
-                batch = [self._signer.sign(body) for body in batch]
-            try:
-                sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
-            except OSError as error:
-                self._failed(error)
-                self._start_retry()
-                return
-            for _ in batch:
-                self._pending_bytes -= len(pending.popleft())
-            self.sent += len(batch)
-
-    def _connect(self) -> bool:
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except OSError as error:
-            self._failed(error)
-            return False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        except (OSError, ValueError) as error:
-            sock.close()
-            self._failed(error)
-            return False
-        self._sock = sock
-        self.connections += 1
-        self._delay = self.retry_start
-        if self._outage:
-            self._outage = False
-            write_line(f"ctxlog: JSONSocketHandler reaches {self.host}:{self.port} again")
-        return True
-
-    def _failed(self, error: OSError | ValueError) -> None:
-        self.failures += 1
-        self._disconnect()
-        self._next_attempt = time.monotonic() + self._delay
-        self._delay = min(self._delay * 2, self.retry_max)
-        if not self._outage:
-            self._outage = True
-            write_line(
-                f"ctxlog: JSONSocketHandler cannot send to {self.host}:{self.port} ({error!r}); "
-                f"keeping up to {self.buffer} records and retrying with back-off"
-            )
-
-    def _disconnect(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):  # close() may report an earlier failure
-                sock.close()
-
-    def _start_retry(self) -> None:
-        if self._retry is not None or self._closed:
-            return
-        thread = threading.Thread(
-            target=self._retry_loop, name=f"ctxlog-socket-retry-{id(self):x}", daemon=True
-        )
-        self._retry = thread
-        thread.start()
-
-    def _retry_loop(self) -> None:
-        while True:
-            with self.lock:  # type: ignore[union-attr]
-                if self._closed or not self._pending or os.getpid() != self._pid:
-                    self._retry = None
-                    return
-                wait = self._next_attempt - time.monotonic()
-                if wait <= 0:
-                    self._send_pending()
-                    if not self._pending:
-                        self._retry = None
-                        return
-                    wait = self._next_attempt - time.monotonic()
-            self._wake.wait(max(wait, 0.01))
-
-    def _after_fork(self) -> None:
-        # The parent's connection belongs to the parent: forget it without closing the
-        # shared stream, and drop the parent's backlog (the parent sends it).
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                os.close(sock.detach())
-        self._pid = os.getpid()
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._retry = None
-        self._wake = threading.Event()
-        self._delay = self.retry_start
-        self._next_attempt = 0.0
-        self._outage = False
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         tls = " tls" if self.tls is not None else ""
         return f"<JSONSocketHandler {self.host}:{self.port}{tls} ({level})>"
+
+
+def _tls_context(tls: ssl.SSLContext | bool | None) -> ssl.SSLContext | None:
+    if tls is True:
+        return ssl.create_default_context()
+    if tls is None or tls is False:
+        return None
+    if not isinstance(tls, ssl.SSLContext):
+        msg = f"{_NAME}: tls={tls!r}; use None, True or an ssl.SSLContext"
+        raise TypeError(msg)
+    return tls
+
+
+def _signer(secret: bytes | str | None) -> wire.Signer | None:
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if secret is None:
+        return None
+    if not isinstance(secret, bytes) or len(secret) < 16:
+        msg = f"{_NAME}: secret must be at least 16 bytes (use a random key)"
+        raise ValueError(msg)
+    return wire.Signer(secret)

@@ -1,53 +1,35 @@
 """
-Handlers for slow destinations. Put them behind :func:`ctxlog.nonblocking`.
+:class:`DigestSMTPHandler`: error reports by e-mail, at most one per interval.
 
-:class:`JSONSocketHandler` sends records to ``ctxlog receive`` as JSON frames (see
-:mod:`ctxlog.receiver`); :class:`SyslogHandler` sends RFC 5424 messages to a syslog daemon.
-
-:class:`DigestSMTPHandler` sends error reports by e-mail the way an operator wants them: the first
-record after a quiet spell at once, then at most one e-mail per ``interval`` with everything that
-happened in it. An error storm of thousands of records becomes a handful of e-mails, not thousands
-of SMTP connections, and a mail server that is down or slow costs the application nothing.
+It sends them the way an operator wants them: the first record after a quiet spell at once, then
+at most one e-mail per ``interval`` with everything that happened in it. An error storm of
+thousands of records becomes a handful of e-mails, not thousands of SMTP connections, and a mail
+server that is down or slow costs the application nothing. Put it behind
+:func:`ctxlog.nonblocking`: talking to the server takes time.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-import math
-import os
 import smtplib
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
+from ctxlog._lifecycle import register, unregister
 from ctxlog._stderr import write_line
+from ctxlog.handlers.options import count, seconds
 from ctxlog.record.escape import LINE_BREAK, escape_block, sanitize
 from ctxlog.record.formatter import Formatter
 
 __all__ = ["DigestSMTPHandler"]
 
+_NAME = "DigestSMTPHandler"
 _MAX_SUBJECT: Final = 200
-_live: weakref.WeakSet[DigestSMTPHandler] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for handler in list(_live):
-        handler._after_fork()  # noqa: SLF001
-
-
-_hooks: list[bool] = []
-
-
-def _install_fork_hook() -> None:
-    # On first use, not at import: importing ctxlog changes nothing in the process.
-    if not _hooks and hasattr(os, "register_at_fork"):
-        _hooks.append(True)
-        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DigestSMTPHandler(logging.Handler):
@@ -106,44 +88,18 @@ class DigestSMTPHandler(logging.Handler):
     ) -> None:
         super().__init__()
         self.setFormatter(Formatter())
-        if isinstance(mailhost, tuple | list):
-            self.mailhost, self.mailport = str(mailhost[0]), int(mailhost[1])
-        else:
-            self.mailhost, self.mailport = str(mailhost), smtplib.SMTP_PORT
+        self.mailhost, self.mailport = _mail_server(mailhost)
         self.fromaddr = fromaddr
-        self.toaddrs = [toaddrs] if isinstance(toaddrs, str) else list(toaddrs)
-        if not self.toaddrs:
-            msg = "DigestSMTPHandler: toaddrs is empty; give at least one recipient"
-            raise ValueError(msg)
-        for name, address in [("fromaddr", fromaddr)] + [("toaddrs", a) for a in self.toaddrs]:
-            if (
-                not isinstance(address, str)
-                or not address.strip()
-                or LINE_BREAK.search(address) is not None
-            ):
-                msg = f"DigestSMTPHandler: {name} has {address!r}, not an e-mail address"
-                raise ValueError(msg)
+        self.toaddrs = _recipients(fromaddr, toaddrs)
         self.subject = sanitize(str(subject), _MAX_SUBJECT)
         self.credentials = credentials
         if secure is not None and secure != () and not isinstance(secure, ssl.SSLContext):
-            msg = f"DigestSMTPHandler: secure={secure!r}; use None, () or an ssl.SSLContext"
+            msg = f"{_NAME}: secure={secure!r}; use None, () or an ssl.SSLContext"
             raise TypeError(msg)
         self.secure = secure
-        for name, value in (("timeout", timeout), ("interval", interval)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                msg = f"DigestSMTPHandler: {name}={value!r} is not a positive number of seconds"
-                raise ValueError(msg)
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            msg = f"DigestSMTPHandler: capacity={capacity!r} is not a positive integer"
-            raise ValueError(msg)
-        self.timeout = float(timeout)
-        self.interval = float(interval)
-        self.capacity = capacity
+        self.timeout = seconds(_NAME, "timeout", timeout)
+        self.interval = seconds(_NAME, "interval", interval)
+        self.capacity = count(_NAME, "capacity", capacity)
         #: E-mails sent, records they carried, records left out (over capacity), failed sends.
         self.sent = 0
         self.records_sent = 0
@@ -156,8 +112,7 @@ class DigestSMTPHandler(logging.Handler):
         self._failing = False
         self._failed_since = 0
         self._closed = False
-        _install_fork_hook()
-        _live.add(self)
+        register(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Collect ``record``; send now if no e-mail went out within the last interval."""
@@ -227,7 +182,7 @@ class DigestSMTPHandler(logging.Handler):
                         f"{self.mailhost}:{self.mailport}"
                     )
         finally:
-            _live.discard(self)
+            unregister(self)
             super().close()
 
     def _send(self) -> None:
@@ -291,11 +246,40 @@ class DigestSMTPHandler(logging.Handler):
                 smtp.login(*self.credentials)
             smtp.send_message(message, self.fromaddr, self.toaddrs)
 
-    def _after_fork(self) -> None:
-        # The parent's timer thread does not exist here; the parent sends what it collected.
+    def after_fork_in_child(self) -> None:
+        """
+        Start afresh in a forked child (ctxlog's fork hook calls it).
+
+        The parent's timer thread does not exist here, and the parent sends what it collected.
+
+        .. versionadded:: 0.3.0
+        """
         self._timer = None
         self._buffer, self._over = [], 0
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<DigestSMTPHandler {self.mailhost}:{self.mailport} ({level})>"
+
+
+def _mail_server(mailhost: str | tuple[str, int]) -> tuple[str, int]:
+    if isinstance(mailhost, tuple | list):
+        return str(mailhost[0]), int(mailhost[1])
+    return str(mailhost), smtplib.SMTP_PORT
+
+
+def _recipients(fromaddr: str, toaddrs: str | Sequence[str]) -> list[str]:
+    """Return ``toaddrs`` as a list, if it and ``fromaddr`` hold e-mail addresses."""
+    recipients = [toaddrs] if isinstance(toaddrs, str) else list(toaddrs)
+    if not recipients:
+        msg = f"{_NAME}: toaddrs is empty; give at least one recipient"
+        raise ValueError(msg)
+    for name, address in [("fromaddr", fromaddr)] + [("toaddrs", a) for a in recipients]:
+        if (
+            not isinstance(address, str)
+            or not address.strip()
+            or LINE_BREAK.search(address) is not None
+        ):
+            msg = f"{_NAME}: {name} has {address!r}, not an e-mail address"
+            raise ValueError(msg)
+    return recipients
