@@ -79,6 +79,7 @@ try:
     from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
     from django.utils.functional import LazyObject, empty  # type: ignore[import-untyped]
     from django.utils.log import log_response  # type: ignore[import-untyped]
+    from django.utils.module_loading import import_string  # type: ignore[import-untyped]
 except ImportError as error:
     msg = "ctxlog.django needs Django: pip install 'ctxlog[django]'"
     raise ImportError(msg) from error
@@ -93,7 +94,7 @@ from ctxlog.context import (
 )
 from ctxlog.record.escape import sanitize
 from ctxlog.web.access import write_access
-from ctxlog.web.request import RequestFields
+from ctxlog.web.request import RequestFields, first_id
 from ctxlog.web.settings import Settings, environ_key
 from ctxlog.web.text import MAX_PROTOCOL, latin1_text
 from ctxlog.web.user import user_name
@@ -108,6 +109,10 @@ _OPTIONS: Final = {
     "ACCESS_LOG": ("access_log", False),
     "LOG_QUERY": ("log_query", False),
     "TRACE_CONTEXT": ("trace_context", False),
+    "REQUEST_ID_GENERATOR": ("request_id_generator", None),
+    "REQUEST_ID_VALIDATOR": ("request_id_validator", None),
+    "TRUST_REQUEST_ID": ("trust_request_id", "any"),
+    "ECHO_REQUEST_ID": ("echo_request_id", True),
 }
 
 Request = Any  # django.http.HttpRequest: Django has no type information
@@ -125,12 +130,23 @@ def _read_settings() -> tuple[Settings, str]:
         msg = f"CTXLOG: unknown option(s) {unknown!r}; the options are {sorted(_OPTIONS)!r}"
         raise ImproperlyConfigured(msg)
     kwargs = {name: options.get(key, default) for key, (name, default) in _OPTIONS.items()}
+    for name in ("request_id_generator", "request_id_validator"):
+        if isinstance(kwargs[name], str):  # a dotted path, as Django settings name callables
+            kwargs[name] = _import_callable(name, kwargs[name])
     try:
         settings = Settings(user=None, **kwargs)
     except (TypeError, ValueError) as error:
         msg = f"CTXLOG: {error}"
         raise ImproperlyConfigured(msg) from error
-    return settings, str(kwargs["request_id_header"])
+    return settings, settings.response_id_header
+
+
+def _import_callable(name: str, path: str) -> Any:
+    try:
+        return import_string(path)
+    except ImportError as error:
+        msg = f"CTXLOG: {name.upper()} {path!r} cannot be imported: {error}"
+        raise ImproperlyConfigured(msg) from error
 
 
 def _loaded_user(request: Request) -> str | None:
@@ -179,7 +195,7 @@ class ContextMiddleware:
             markcoroutinefunction(self)
         self.settings, self._id_header = _read_settings()
         self.fields = RequestFields(self.settings, _loaded_user)
-        self._id_key = environ_key(self.settings.request_id_header)
+        self._id_keys = tuple(environ_key(name) for name in self.settings.request_id_headers)
         header = self.settings.client_ip.header
         self._proxy_key = None if header is None else environ_key(header)
 
@@ -250,7 +266,7 @@ class ContextMiddleware:
             request,
             meta.get("REMOTE_ADDR"),
             meta.get(self._proxy_key) if self._proxy_key else None,
-            meta.get(self._id_key),
+            first_id(meta, self._id_keys),
             request.method or "GET",
             request.path or "/",
             meta.get("HTTP_TRACEPARENT"),
@@ -260,7 +276,7 @@ class ContextMiddleware:
         self, state: RequestState, request: Request, response: Response, started: float
     ) -> Response:
         """Echo the id, log what Django would log after the chain, wrap a streaming body."""
-        if self._id_header not in response:  # one the view set itself is kept (any case)
+        if self.settings.echo_request_id and self._id_header not in response:  # the view's is kept
             response[self._id_header] = state.fields["request_id"]
         if response.status_code >= 400:
             # Django logs a 4xx/5xx response a view returned after the whole middleware chain,

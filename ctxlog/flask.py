@@ -66,7 +66,7 @@ outside ctxlog rewrites ``REMOTE_ADDR`` before ctxlog can check it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -91,10 +91,14 @@ def init_app(
     user: Callable[[], Any] | None = None,
     trusted_proxies: str | Iterable[str] = (),
     proxy_header: str = "X-Forwarded-For",
-    request_id_header: str = "X-Request-ID",
+    request_id_header: str | Sequence[str] = "X-Request-ID",
     access_log: bool = False,
     log_query: bool = False,
     trace_context: bool | Literal["request_id"] = False,
+    request_id_generator: Callable[[], str] | None = None,
+    request_id_validator: Callable[[str], bool] | None = None,
+    trust_request_id: Literal["any", "proxies", "never"] = "any",
+    echo_request_id: bool = True,
 ) -> WSGIMiddleware:
     """
     Give each request of ``app`` a context, with the user the app authenticated.
@@ -115,6 +119,10 @@ def init_app(
         log_query: As for :class:`ctxlog.WSGIMiddleware`.
         trace_context: As for :class:`ctxlog.WSGIMiddleware`: ``trace_id`` and ``span_id`` from
             a W3C ``traceparent`` header, ``"request_id"`` to make its trace-id the request id.
+        request_id_generator: As for :class:`ctxlog.WSGIMiddleware`.
+        request_id_validator: As for :class:`ctxlog.WSGIMiddleware`.
+        trust_request_id: As for :class:`ctxlog.WSGIMiddleware`.
+        echo_request_id: As for :class:`ctxlog.WSGIMiddleware`.
 
     Returns:
         The middleware now in ``app.wsgi_app``, also stored in ``app.extensions["ctxlog"]``.
@@ -141,6 +149,10 @@ def init_app(
         access_log=access_log,
         log_query=log_query,
         trace_context=trace_context,
+        request_id_generator=request_id_generator,
+        request_id_validator=request_id_validator,
+        trust_request_id=trust_request_id,
+        echo_request_id=echo_request_id,
     )
     app.after_request(_settle_after_request)
     app.teardown_request(_settle_at_teardown)

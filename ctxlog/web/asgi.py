@@ -46,7 +46,7 @@ it as the app set it: the records of the request keep the id the middleware chos
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Final, Literal
 
 from ctxlog.context import RequestState, request_var, reset_request, tag_exception
@@ -81,8 +81,9 @@ class ASGIMiddleware:
             ``"*"`` to trust every peer. Empty (the default): the peer address is the client.
         proxy_header: The header your proxies set: ``"X-Forwarded-For"`` (default) or
             ``"Forwarded"`` (RFC 7239). The other one is ignored.
-        request_id_header: Where an incoming request id is read and where the id is echoed in
-            the response (and in a websocket's accept message).
+        request_id_header: Where an incoming request id is read, and where the id is echoed in
+            the response. A sequence of names is tried in order (``["X-Request-ID",
+            "X-Correlation-ID"]``); the first is the one echoed.
         user: A callable given the scope, returning the user's name or ``None``. By default an
             authenticated ``scope["user"]`` (Starlette's ``AuthenticationMiddleware``, also
             when it sits inside this middleware). A ``ctxlog.bind(user=...)`` always wins.
@@ -92,6 +93,18 @@ class ASGIMiddleware:
             without a valid one), or from the current OpenTelemetry span when a record is
             logged. ``"request_id"``: also use the trace-id as the request id when a valid
             ``traceparent`` came in. See :doc:`/trace-context`.
+        request_id_generator: Makes the id of a request that brings none (or none that is
+            taken): a callable with no arguments returning a str. Default: 32 random hex digits.
+            What it returns is escaped and cut at 200 characters, as any captured value.
+        request_id_validator: Decides which incoming ids are taken, instead of ctxlog's rule
+            (1-200 printable ASCII characters, no space, comma, backslash or double quote): a
+            callable given the header's text, returning true to take it. A taken id is still
+            escaped and cut, for the log line and the echoed header alike.
+        trust_request_id: Whose incoming id is taken: ``"any"`` client (the default),
+            ``"proxies"``, only a request whose peer is one of ``trusted_proxies`` (behind a
+            load balancer that sets the id), or ``"never"``.
+        echo_request_id: Send the request id back in the response (the default); ``False``
+            leaves the response as the app made it.
         answer_lifespan: The app does not speak the ASGI lifespan protocol (Django's
             ``ASGIHandler``): the middleware answers the server's ``lifespan`` events itself,
             flushing the :func:`ctxlog.nonblocking` queues at the shutdown, and never passes
@@ -99,10 +112,12 @@ class ASGIMiddleware:
             reach the server as the app made them.
 
     Raises:
-        TypeError: ``user`` is not callable, or ``answer_lifespan`` is not a bool.
+        TypeError: ``user``, ``request_id_generator`` or ``request_id_validator`` is not
+            callable, or ``answer_lifespan`` or ``echo_request_id`` is not a bool.
         ValueError: An entry of ``trusted_proxies`` is not an address or network, a header
-            name is not valid, or ``trace_context`` is not ``True``, ``False`` or
-            ``"request_id"``.
+            name is not valid, ``trace_context`` is not ``True``, ``False`` or
+            ``"request_id"``, or ``trust_request_id`` is not one of its three values (or is
+            ``"proxies"`` with no ``trusted_proxies``).
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
@@ -110,6 +125,9 @@ class ASGIMiddleware:
     .. versionchanged:: 0.3.0
        ``answer_lifespan``. A request id header the app sets itself is kept, not followed
        by a second one, and the app's messages are not changed.
+    .. versionchanged:: 0.4.0
+       ``request_id_generator``, ``request_id_validator``, ``trust_request_id``,
+       ``echo_request_id``; ``request_id_header`` may name several headers.
     """
 
     def __init__(
@@ -118,11 +136,15 @@ class ASGIMiddleware:
         *,
         trusted_proxies: str | Iterable[str] = (),
         proxy_header: str = "X-Forwarded-For",
-        request_id_header: str = "X-Request-ID",
+        request_id_header: str | Sequence[str] = "X-Request-ID",
         user: Callable[[Scope], Any] | None = None,
         access_log: bool = False,
         log_query: bool = False,
         trace_context: bool | Literal["request_id"] = False,
+        request_id_generator: Callable[[], str] | None = None,
+        request_id_validator: Callable[[str], bool] | None = None,
+        trust_request_id: Literal["any", "proxies", "never"] = "any",
+        echo_request_id: bool = True,
         answer_lifespan: bool = False,
     ) -> None:
         if not callable(app):
@@ -141,9 +163,18 @@ class ASGIMiddleware:
             access_log=access_log,
             log_query=log_query,
             trace_context=trace_context,
+            request_id_generator=request_id_generator,
+            request_id_validator=request_id_validator,
+            trust_request_id=trust_request_id,
+            echo_request_id=echo_request_id,
         )
         self.fields = RequestFields(self.settings, scope_user)
-        self._id_name = self.settings.request_id_header.encode("latin-1")
+        names = tuple(name.encode("latin-1") for name in self.settings.request_id_headers)
+        #: The request id header when there is one name (the usual case, read inline), else
+        #: ``None`` and the names in the order they are tried.
+        self._id_name = names[0] if len(names) == 1 else None
+        self._id_names = names if len(names) > 1 else None
+        self._id_echo = names[0] if self.settings.echo_request_id else None
         header = self.settings.client_ip.header
         self._proxy_name = None if header is None else header.encode("latin-1")
         self._user_given = user is not None
@@ -186,9 +217,11 @@ class ASGIMiddleware:
         """Read the request id and proxy headers, and build the request's holder."""
         id_name = self._id_name
         proxy_name = self._proxy_name
+        id_names = self._id_names
         incoming: bytes | None = None
         forwarded: bytes | None = None
         lines: list[bytes] | None = None
+        ids: dict[bytes, bytes | None] | None = None
         duplicate = False
         for name, value in scope.get("headers") or ():
             if name == id_name:
@@ -201,8 +234,15 @@ class ASGIMiddleware:
                     lines = [forwarded, value]
                 else:
                     lines.append(value)  # joined once below: linear in the lines
+            elif id_names is not None and name in id_names:
+                if ids is None:
+                    ids = {}
+                ids[name] = None if name in ids else value  # sent twice: None
         if lines is not None:
             forwarded = b",".join(lines)
+        if ids is not None:
+            incoming = _first_id(ids, id_names)  # type: ignore[arg-type]
+            duplicate = False
         client = scope.get("client")
         return self.fields.state(
             scope,
@@ -217,7 +257,9 @@ class ASGIMiddleware:
 
     def _sender(self, send: Send, state: RequestState) -> Send:
         """Return ``send`` adding the request id header to the response's first message."""
-        name = self._id_name
+        name = self._id_echo
+        if name is None:  # echo_request_id=False
+            return send
         value = state.fields["request_id"].encode()  # ASCII: checked or made so
 
         async def send_with_id(message: Message) -> None:
@@ -320,3 +362,11 @@ def _traceparent(scope: Scope) -> str | None:
         if name == b"traceparent":
             found = value if found is None else found + b"," + value
     return None if found is None else found.decode("latin-1")
+
+
+def _first_id(ids: dict[bytes, bytes | None], names: tuple[bytes, ...]) -> bytes | None:
+    """Return the value of the first of ``names`` the request sent (``None`` if sent twice)."""
+    for name in names:
+        if name in ids:
+            return ids[name]
+    return None

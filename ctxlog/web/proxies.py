@@ -1,8 +1,7 @@
 """
 Work out a request's client IP from its peer and the proxy headers of trusted proxies.
 
-The peer address is used unless the peer is a trusted proxy; then the address comes from
-``X-Forwarded-For`` or RFC 7239 ``Forwarded``.
+The peer address, unless the peer is a trusted proxy: then ``X-Forwarded-For`` or ``Forwarded``.
 
 Security
 --------
@@ -13,19 +12,17 @@ address that is not a trusted proxy, and that is the client. Entries further lef
 the client or by proxies we know nothing about, and are never used. A header that cannot be
 parsed gives the peer address, never a guess.
 
-At most ``MAX_HOPS`` entries are read, from the right, so nothing a client writes in front of the
-entries of our proxies changes the result, and the work per request does not grow with the
-header. ``Forwarded`` is read from the right too, element by element, with its quoted strings
-(``for="[2001:db8::1]:4711"``, a comma inside quotes): at most ``MAX_HOPS`` elements of at most
-``MAX_ELEMENT`` characters each. The rest is not parsed, only scanned in C for quotes: a quoted
-string that opens there and does not close would put the elements read inside it for a reader
-going left to right, so a client who writes ``for="x`` in front of our proxies' elements gets the
-peer address, as with any ``Forwarded`` header that cannot be parsed (so does a backslash after
-a quote there: quoted-pairs in the part not read are not worth reading). A ``Forwarded`` header
-longer than ``MAX_FORWARDED`` characters is garbage, the peer address, without being read.
+At most ``MAX_HOPS`` entries are read, from the right: nothing a client writes in front of our
+proxies' entries changes the result, and the work does not grow with the header. ``Forwarded``
+is read from the right too, quoted strings and all: at most ``MAX_HOPS`` elements of at most
+``MAX_ELEMENT`` characters. The rest is only scanned in C for quotes: a quoted string opening
+there and not closing would hold the elements read, for a reader going left to right, so
+``for="x`` in front of our proxies' elements gives the peer address, as any ``Forwarded`` that
+cannot be parsed does (so does a backslash after a quote there). A ``Forwarded`` header over
+``MAX_FORWARDED`` characters is garbage, the peer address, without being read.
 
-Only one of the two headers is read (``proxy_header``): a proxy that sets one of them usually
-passes the other through untouched, so reading both would let a client choose its address.
+Only ``proxy_header`` is read: a proxy that sets one of the two passes the other through
+untouched, so reading both would let a client choose its address.
 """
 
 from __future__ import annotations
@@ -326,6 +323,11 @@ class ClientIP:
             return True
         ip = ipaddress.ip_address(addr)
         return any(ip in network for network in self._networks)
+
+    def trusts(self, peer: str | None) -> bool:
+        """Tell whether ``peer`` (as the server gives it) is one of the trusted proxies."""
+        ip = _parse_ip(peer) if self.header and peer and len(peer) <= _MAX_TEXT else None
+        return ip is not None and self._trusted(ip)
 
     def resolve(self, peer: str | None, header: str | None) -> str:
         """

@@ -21,18 +21,34 @@ nowhere else; values a developer binds later are trusted as given.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from ctxlog.context import MISSING, RequestState
-from ctxlog.record.escape import MAX_REQUEST_ID, REQUEST_ID_BYTES, new_request_id, sanitize
+from ctxlog._stderr import write_line
+from ctxlog.context import DEFAULT_FIELDS, FIELDS, MISSING, RequestState
+from ctxlog.record.escape import (
+    MAX_REQUEST_ID,
+    REQUEST_ID_BYTES,
+    new_request_id,
+    sanitize,
+    token,
+)
 from ctxlog.record.stamp import enable_trace
 from ctxlog.web.settings import Settings
 from ctxlog.web.text import MAX_METHOD, MAX_PATH, text
 from ctxlog.web.traceparent import parse_traceparent
 from ctxlog.web.user import UserLookup
 
-__all__ = ["METHODS", "RequestFields", "method_field", "path_field", "request_id"]
+__all__ = [
+    "METHODS",
+    "RequestFields",
+    "RequestIds",
+    "first_id",
+    "method_field",
+    "path_field",
+    "request_id",
+    "safe_id",
+]
 
 METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
@@ -40,6 +56,8 @@ METHODS: Final = frozenset(
 
 #: Proxy headers up to this length have the client address they give cached.
 _MAX_CACHED: Final = 256
+#: How many fields a request has when no other part of ctxlog added process-wide ones.
+_STANDARD: Final = len(FIELDS)
 
 
 def method_field(method: str) -> str:
@@ -78,6 +96,78 @@ def request_id(incoming: str | bytes | None) -> str:
     return new_request_id()
 
 
+def safe_id(value: str) -> str:
+    r"""
+    Return a request id a custom validator accepted, or a generator made, as safe to log.
+
+    Cut at 200 characters and escaped as every captured value is, with whitespace and ``"``
+    escaped too (it is one column of the access line), then made ASCII (``\xe9`` for ``é``),
+    so it can also be sent back as a header.
+    """
+    text = token(sanitize(value, MAX_REQUEST_ID))
+    return text if text.isascii() else text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+class RequestIds:
+    """
+    Choose each request's id by a policy other than the default one.
+
+    Args:
+        settings: The middleware's options: ``request_id_generator``, ``request_id_validator``
+            and ``trust_request_id``.
+    """
+
+    __slots__ = ("_errors", "client_ip", "generator", "trust", "validator")
+
+    def __init__(self, settings: Settings) -> None:
+        self.generator = settings.request_id_generator
+        self.validator = settings.request_id_validator
+        self.trust = settings.trust_request_id
+        self.client_ip = settings.client_ip
+        self._errors = 0
+
+    def choose(self, peer: str | None, incoming: str | bytes | None) -> str:
+        """Return the id of a request from ``peer`` that sent ``incoming`` (or no id)."""
+        if incoming is not None and (
+            self.trust == "never" or (self.trust == "proxies" and not self.client_ip.trusts(peer))
+        ):
+            incoming = None
+        if incoming is not None:
+            text = incoming.decode("latin-1") if isinstance(incoming, bytes) else incoming
+            if self.validator is None:
+                if text.isascii() and REQUEST_ID_BYTES.fullmatch(text.encode()):
+                    return text
+            elif self._call("request_id_validator", self.validator, text):
+                return safe_id(text)
+        return self.new()
+
+    def new(self) -> str:
+        """Return a new id: the generator's, made safe, or ctxlog's own if it fails."""
+        if self.generator is None:
+            return new_request_id()
+        made = self._call("request_id_generator", self.generator)
+        if isinstance(made, str) and made:
+            return safe_id(made)
+        if made is not None:
+            self._report("request_id_generator", f"returned {made!r}, not a non-empty str")
+        return new_request_id()
+
+    def _call(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as error:
+            self._report(name, f"raised {error!r}")
+            return None
+
+    def _report(self, name: str, what: str) -> None:
+        """Say on stderr, the first time, that a user's callable failed; ctxlog's own id stands."""
+        self._errors += 1
+        if self._errors == 1:
+            write_line(
+                f"ctxlog: {name} {what}; requests get ctxlog's own id instead (reported once)"
+            )
+
+
 class RequestFields:
     """
     Build the fields of each request of one middleware, from its checked options.
@@ -88,11 +178,20 @@ class RequestFields:
             request) when no ``user=`` callable is set; see :mod:`ctxlog.web.user`.
     """
 
-    __slots__ = ("_client_ip", "_walk", "resolve_user", "settings", "trace", "users")
+    __slots__ = ("_client_ip", "_walk", "ids", "resolve_user", "settings", "trace", "users")
 
     def __init__(self, settings: Settings, lookup_user: Callable[[Any], Any]) -> None:
         self.settings = settings
         self.trace = settings.trace_context
+        #: ``None`` for the default policy (any client's valid id, else a new one), settled
+        #: inline in :meth:`state`; else what chooses each request's id.
+        self.ids = (
+            None
+            if settings.request_id_generator is None
+            and settings.request_id_validator is None
+            and settings.trust_request_id == "any"
+            else RequestIds(settings)
+        )
         if self.trace:
             enable_trace()
         resolve = settings.client_ip.resolve
@@ -152,7 +251,10 @@ class RequestFields:
                 if type(incoming_id) is bytes
                 and len(incoming_id) <= MAX_REQUEST_ID
                 and incoming_id.isalnum()
+                and self.ids is None
                 else request_id(incoming_id)
+                if self.ids is None
+                else self.ids.choose(peer, incoming_id)
             ),
             "method": method if method in METHODS else sanitize(method, MAX_METHOD),
             "path": (
@@ -166,6 +268,12 @@ class RequestFields:
         }
         if self.trace:
             self._add_trace(fields, traceparent)
+        if len(DEFAULT_FIELDS) > _STANDARD:
+            # Fields other parts of ctxlog give every record (trace fields, Celery's task
+            # fields): "-" in a request that does not set them, as outside requests.
+            for name, value in DEFAULT_FIELDS.items():
+                if name not in fields:
+                    fields[name] = value
         return RequestState(fields, self.resolve_user, source)
 
     def _add_trace(self, fields: dict[str, Any], traceparent: str | None) -> None:
@@ -183,3 +291,12 @@ class RequestFields:
         fields["trace_id"], fields["span_id"] = ids
         if self.settings.trace_is_request_id:
             fields["request_id"] = ids[0]
+
+
+def first_id(environ: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """Return the request id under the first of ``keys`` the environ (or Django's META) has."""
+    for key in keys:
+        value = environ.get(key)
+        if value is not None:
+            return str(value)
+    return None

@@ -32,12 +32,12 @@ start a new log line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ctxlog.context import RequestState, local_var, request_var, reset_request, tag_exception
-from ctxlog.web.request import RequestFields
+from ctxlog.web.request import RequestFields, first_id
 from ctxlog.web.settings import Settings, environ_key
 from ctxlog.web.text import latin1_text
 from ctxlog.web.user import remote_user
@@ -61,8 +61,9 @@ class WSGIMiddleware:
             ``"*"`` to trust every peer. Empty (the default): the peer address is the client.
         proxy_header: The header your proxies set: ``"X-Forwarded-For"`` (default) or
             ``"Forwarded"`` (RFC 7239). The other one is ignored.
-        request_id_header: Where an incoming request id is read and where the id is echoed in
-            the response.
+        request_id_header: Where an incoming request id is read, and where the id is echoed in
+            the response. A sequence of names is tried in order (``["X-Request-ID",
+            "X-Correlation-ID"]``); the first is the one echoed.
         user: A callable given the environ, returning the user's name or ``None``; by default
             ``REMOTE_USER``. A ``ctxlog.bind(user=...)`` in the app always wins.
         access_log: Log one line per request on the ``ctxlog.access`` logger.
@@ -71,12 +72,26 @@ class WSGIMiddleware:
             without a valid one), or from the current OpenTelemetry span when a record is
             logged. ``"request_id"``: also use the trace-id as the request id when a valid
             ``traceparent`` came in. See :doc:`/trace-context`.
+        request_id_generator: Makes the id of a request that brings none (or none that is
+            taken): a callable with no arguments returning a str. Default: 32 random hex digits.
+            What it returns is escaped and cut at 200 characters, as any captured value.
+        request_id_validator: Decides which incoming ids are taken, instead of ctxlog's rule
+            (1-200 printable ASCII characters, no space, comma, backslash or double quote): a
+            callable given the header's text, returning true to take it. A taken id is still
+            escaped and cut, for the log line and the echoed header alike.
+        trust_request_id: Whose incoming id is taken: ``"any"`` client (the default),
+            ``"proxies"``, only a request whose peer is one of ``trusted_proxies`` (behind a
+            load balancer that sets the id), or ``"never"``.
+        echo_request_id: Send the request id back in the response (the default); ``False``
+            leaves the response as the app made it.
 
     Raises:
-        TypeError: ``user`` is not callable.
+        TypeError: ``user``, ``request_id_generator`` or ``request_id_validator`` is not
+            callable, or ``echo_request_id`` is not a bool.
         ValueError: An entry of ``trusted_proxies`` is not an address or network, a header
-            name is not valid, or ``trace_context`` is not ``True``, ``False`` or
-            ``"request_id"``.
+            name is not valid, ``trace_context`` is not ``True``, ``False`` or
+            ``"request_id"``, or ``trust_request_id`` is not one of its three values (or is
+            ``"proxies"`` with no ``trusted_proxies``).
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
@@ -85,6 +100,9 @@ class WSGIMiddleware:
        The app runs in the server's Context, not in a copy of it; only ctxlog's context is set
        and reset around the app call and each step of the body. A request id header the app
        sets itself is kept, not followed by a second one.
+    .. versionchanged:: 0.4.0
+       ``request_id_generator``, ``request_id_validator``, ``trust_request_id``,
+       ``echo_request_id``; ``request_id_header`` may name several headers.
     """
 
     def __init__(
@@ -93,11 +111,15 @@ class WSGIMiddleware:
         *,
         trusted_proxies: str | Iterable[str] = (),
         proxy_header: str = "X-Forwarded-For",
-        request_id_header: str = "X-Request-ID",
+        request_id_header: str | Sequence[str] = "X-Request-ID",
         user: Callable[[WSGIEnvironment], Any] | None = None,
         access_log: bool = False,
         log_query: bool = False,
         trace_context: bool | Literal["request_id"] = False,
+        request_id_generator: Callable[[], str] | None = None,
+        request_id_validator: Callable[[str], bool] | None = None,
+        trust_request_id: Literal["any", "proxies", "never"] = "any",
+        echo_request_id: bool = True,
     ) -> None:
         if not callable(app):
             msg = f"WSGIMiddleware: app {app!r} is not a WSGI application (not callable)"
@@ -111,10 +133,19 @@ class WSGIMiddleware:
             access_log=access_log,
             log_query=log_query,
             trace_context=trace_context,
+            request_id_generator=request_id_generator,
+            request_id_validator=request_id_validator,
+            trust_request_id=trust_request_id,
+            echo_request_id=echo_request_id,
         )
         self.fields = RequestFields(self.settings, remote_user)
-        self._id_key = environ_key(self.settings.request_id_header)
-        self._id_header = request_id_header
+        keys = tuple(environ_key(name) for name in self.settings.request_id_headers)
+        #: The environ key of the request id header, or ``None`` when several names are tried
+        #: (``_id_keys``, in order).
+        self._id_key = keys[0] if len(keys) == 1 else None
+        self._id_keys = keys
+        self._id_header = self.settings.response_id_header
+        self._echo = self.settings.echo_request_id
         header = self.settings.client_ip.header
         self._proxy_key = None if header is None else environ_key(header)
         self._user_given = user is not None
@@ -170,7 +201,7 @@ class WSGIMiddleware:
             environ.get("REMOTE_ADDR"),
             environ.get(self._proxy_key) if self._proxy_key else None,
             # A header sent twice arrives joined with a comma, which no valid id holds.
-            environ.get(self._id_key),
+            environ.get(self._id_key) if self._id_key else first_id(environ, self._id_keys),
             environ.get("REQUEST_METHOD", "GET"),
             latin1_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/",
             # A traceparent sent twice arrives joined with a comma: the parser refuses it.
@@ -181,8 +212,11 @@ class WSGIMiddleware:
         self, start_response: StartResponse, state: RequestState, response: Response | None
     ) -> StartResponse:
         """Return ``start_response`` adding the request id header (noting what access needs)."""
+        if not self._echo and response is None:
+            return start_response
         header = (self._id_header, state.fields["request_id"])
         id_lower = self.settings.request_id_header
+        echo = self._echo
 
         def start_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
@@ -190,14 +224,16 @@ class WSGIMiddleware:
             # A new list: the app may pass the same list object to every request. A header
             # the app set itself is kept, alone.
             size = len(id_lower)
-            for name, _ in headers:
-                if len(name) == size and name.lower() == id_lower:
-                    break
-            else:
-                headers = [*headers, header]
+            if echo:
+                for name, _ in headers:
+                    if len(name) == size and name.lower() == id_lower:
+                        break
+                else:
+                    headers = [*headers, header]
             if response is None:
                 return start_response(status, headers, exc_info)
             response.status = status
             return response.counting(start_response(status, headers, exc_info))
 
         return start_with_id
+
