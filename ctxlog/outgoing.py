@@ -24,7 +24,8 @@ from ctxlog.context import DEFAULT_FIELDS, MISSING, fields_for_record
 if TYPE_CHECKING:
     from requests import Session
 
-__all__ = ["REQUEST_ID_HEADER", "Session", "httpx_async_hooks", "httpx_hooks", "outgoing_headers"]
+#: outgoing_headers is public as ctxlog.outgoing_headers.
+__all__ = ["REQUEST_ID_HEADER", "Session", "httpx_async_hooks", "httpx_hooks"]
 
 #: The header that carries the request id when none is named.
 REQUEST_ID_HEADER: Final = "X-Request-ID"
@@ -113,9 +114,10 @@ def _make_session_class() -> type:
 
     class Session(requests.Session):
         """
-        A :class:`requests.Session` whose every request carries :func:`outgoing_headers`.
+        A :class:`requests.Session` whose every request carries :func:`ctxlog.outgoing_headers`.
 
-        Set ``request_id_header`` on an instance to send the id under another name.
+        A header the caller sets is kept. Set ``request_id_header`` on an instance to send the
+        id under another name. The class is made, and requests imported, on first use.
 
         .. versionadded:: 0.4.0
         """
