@@ -23,6 +23,7 @@ cut and escaped, so no message can forge a line.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from contextvars import Token
@@ -40,7 +41,14 @@ from ctxlog.context import (
 )
 from ctxlog.record.escape import new_request_id, sanitize, valid_request_id
 
-__all__ = ["HEADER_PREFIX", "TASK_FIELDS", "install", "message_headers", "task_fields", "uninstall"]
+__all__ = [
+    "HEADER_PREFIX",
+    "TASK_FIELDS",
+    "install",
+    "message_headers",
+    "task_fields",
+    "uninstall",
+]
 
 #: The prefix of the message headers that carry the context.
 HEADER_PREFIX: Final = "ctxlog_"
@@ -53,6 +61,7 @@ SENT_FIELDS: Final = ("request_id", "user", "ip")
 PARENT_HEADER: Final = HEADER_PREFIX + "parent_task_id"
 #: The longest value kept from a header, in characters (longer ones are cut and end in ...).
 MAX_VALUE: Final = 512
+_HEX: Final = re.compile("[0-9a-f]{1,32}")
 _MAX_USER: Final = 256
 _MAX_IP: Final = 64
 

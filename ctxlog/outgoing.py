@@ -19,12 +19,13 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
-from ctxlog.context import DEFAULT_FIELDS, MISSING, fields_for_record
+from ctxlog.context import DEFAULT_FIELDS, MISSING, local_var, request_var
 
 if TYPE_CHECKING:
     from requests import Session
 
-__all__ = ["REQUEST_ID_HEADER", "Session", "httpx_async_hooks", "httpx_hooks", "outgoing_headers"]
+#: outgoing_headers is public as ctxlog.outgoing_headers.
+__all__ = ["REQUEST_ID_HEADER", "Session", "httpx_async_hooks", "httpx_hooks"]
 
 #: The header that carries the request id when none is named.
 REQUEST_ID_HEADER: Final = "X-Request-ID"
@@ -44,15 +45,17 @@ def outgoing_headers(*, request_id_header: str = REQUEST_ID_HEADER) -> dict[str,
 
     .. versionadded:: 0.4.0
     """
-    base, local = fields_for_record()
-    if base is DEFAULT_FIELDS and not local:
+    request = request_var.get()
+    local = local_var.get()
+    if request is None and not local:
         return {}
-    headers: dict[str, str] = {}
-    request_id = local.get("request_id", base.get("request_id", MISSING))
-    if request_id != MISSING:
-        headers[request_id_header] = str(request_id)
-    trace_id = local.get("trace_id", base.get("trace_id", MISSING))
-    if trace_id != MISSING and _is_trace_id(str(trace_id)):
+    fields = DEFAULT_FIELDS if request is None else request.fields  # the user is not needed
+    request_id = local["request_id"] if "request_id" in local else fields.get("request_id")
+    if request_id is None or request_id == MISSING:
+        return {}
+    headers = {request_id_header: str(request_id)}
+    trace_id = local["trace_id"] if "trace_id" in local else fields.get("trace_id")
+    if trace_id is not None and trace_id != MISSING and _is_trace_id(str(trace_id)):
         headers["traceparent"] = f"00-{trace_id}-{_new_span_id()}-01"
     return headers
 
@@ -113,9 +116,10 @@ def _make_session_class() -> type:
 
     class Session(requests.Session):
         """
-        A :class:`requests.Session` whose every request carries :func:`outgoing_headers`.
+        A :class:`requests.Session` whose every request carries :func:`ctxlog.outgoing_headers`.
 
-        Set ``request_id_header`` on an instance to send the id under another name.
+        A header the caller sets is kept. Set ``request_id_header`` on an instance to send the
+        id under another name. The class is made, and requests imported, on first use.
 
         .. versionadded:: 0.4.0
         """

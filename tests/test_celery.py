@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import redis_server
 
 import ctxlog
 import ctxlog.celery
@@ -154,34 +154,8 @@ def test_a_value_of_another_type_from_another_producer_is_text() -> None:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of its own on 127.0.0.1; yields its URL."""
-    server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(server).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (./scripts/test installs it)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    work = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(work), "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, 20, "redis-server to answer")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(WAIT)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 class Worker:

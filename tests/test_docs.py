@@ -231,7 +231,10 @@ def _documented() -> set[str]:
 def test_the_api_reference_documents_every_public_name():
     """docs/api.md has an entry for each name in the public modules' __all__."""
     public = {f"ctxlog.{name}" for name in _all_of("ctxlog") if name != "handlers"}
-    for module in ("ctxlog.handlers", "ctxlog.zmq", "ctxlog.flask", "ctxlog.django"):
+    for module in (
+        "ctxlog.handlers", "ctxlog.zmq", "ctxlog.flask", "ctxlog.django", "ctxlog.celery",
+        "ctxlog.outgoing",
+    ):
         public.update(f"{module}.{name}" for name in _all_of(module))
     public.update({"ctxlog.fastapi.bind_user", "ctxlog.queue.NonBlockingHandler"})
     public.update(

@@ -669,3 +669,33 @@ def test_flask_init_app_names_the_user_on_every_route(flask_example, logged):
     assert_fields(
         [*home, logged.access("flask-home")], ip="192.0.2.31", user="alice", request_id="flask-home"
     )
+
+
+# --- follow_request.py: a request id through a Celery task into a second service ---------------
+
+
+def test_follow_request_joins_web_task_and_service_lines_by_one_id(tmp_path):
+    """The example prints four lines, from three parts, all with the request's id."""
+    from redis_server import redis_server
+
+    with redis_server(tmp_path) as url:
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "follow_request.py"), "--broker", url],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout + result.stderr
+    ids = {line.split()[0] for line in lines}
+    assert len(ids) == 1 and HEX_ID.fullmatch(ids.pop())
+    assert [line.split(None, 1)[1] for line in lines] == [
+        "alice  -          shop: order 7 received",
+        "alice  shop.price shop.tasks: pricing order 7",
+        "-      -          pricing: price asked for order 7",
+        "alice  shop.price shop.tasks: order 7 costs 12 EUR",
+    ]
+    assert "Traceback" not in result.stderr
