@@ -18,12 +18,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Contestant, measure, parse_args, report  # noqa: E402
-from celery import Celery  # noqa: E402
+from _harness import Contestant, measure, parse_args, report
+from celery import Celery
 
-import ctxlog  # noqa: E402
-import ctxlog.celery  # noqa: E402
-from ctxlog.testing import request  # noqa: E402
+import ctxlog
+import ctxlog.celery
+from ctxlog.testing import request
 
 app = Celery("bench", broker="memory://")
 app.conf.update(broker_connection_retry_on_startup=True)
