@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ctxlog.context import (
+    DEFAULT_FIELDS,
     MISSING,
     RequestState,
     check_names,
@@ -90,6 +91,8 @@ def request(
         "path": path,
         **bound,
     }
+    for name, value in DEFAULT_FIELDS.items():  # trace or task fields: "-", as a request has
+        fields.setdefault(name, value)
     token = request_var.set(RequestState(fields))
     try:
         yield dict(fields)

@@ -421,3 +421,23 @@ def test_worker_records_through_nonblocking_json_socket_into_the_receiver(
     finally:
         receiver.terminate()
         receiver.wait(WAIT)
+
+
+def test_task_fields_are_dashes_in_a_web_request_too(capture: Any) -> None:
+    """A record of a web request (not a task) has the task fields, as "-", under install()."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    ctxlog.celery.install(celery.Celery("t"))
+
+    async def view(request: Any) -> PlainTextResponse:
+        ctxlog.get_logger("web").info("in view")
+        return PlainTextResponse("ok")
+
+    app = ctxlog.ASGIMiddleware(Starlette(routes=[Route("/", view)]))
+    capture.setFormatter(ctxlog.Formatter("%(request_id)s %(task_id)s %(task_name)s %(message)s"))
+    with TestClient(app) as client:
+        client.get("/", headers={"X-Request-ID": "rid-9"})
+    assert capture.lines[-1] == "rid-9 - - in view"
