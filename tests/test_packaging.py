@@ -67,7 +67,7 @@ def test_public_names_are_exported_and_sorted():
     """__all__ lists the documented public names, sorted isort-style (constants, classes, functions)."""
     expected = {
         "ASGIMiddleware", "ContextAdapter", "ContextExecutor", "ContextFilter", "FIELDS", "Formatter", "QueueHandler", "QueueListener",
-        "WSGIMiddleware", "bind", "config_server", "flush", "get_context", "get_logger", "handlers", "nonblocking", "scope", "unbind",
+        "WSGIMiddleware", "bind", "config_server", "flush", "get_context", "get_logger", "handlers", "nonblocking", "outgoing_headers", "scope", "unbind",
         "wrap",
     }
 
