@@ -231,6 +231,15 @@ class BoundedQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return the oldest item, waiting for one if ``block`` is true."""
+        try:
+            item, size = self._items.popleft()
+        except IndexError:
+            return self._wait_for_item(block, timeout)
+        self._bytes -= size
+        return item
+
+    def _wait_for_item(self, block: bool, timeout: float | None) -> Any:
+        """Wait for an item (see :meth:`get`), polling less and less often while idle."""
         items = self._items
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = _POLL_MIN

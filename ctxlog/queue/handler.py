@@ -157,7 +157,12 @@ class NonBlockingHandler(QueueHandler):
         try:
             # prepare() measures what it copies on the way: no second look for the byte cap.
             prepared, size = self._prepare(record)
-            self._enqueue(prepared, size)
+            workers = self.workers
+            if self._queuing and len(workers) == 1:  # _enqueue()'s common case, inlined
+                if not self.respect_handler_level or prepared.levelno >= workers[0].target.level:
+                    workers[0].bounded._put(prepared, size)  # noqa: SLF001 - this room's queue
+            else:
+                self._enqueue(prepared, size)
         except Exception:
             self.handleError(record)
 

@@ -22,7 +22,7 @@ from typing import Any
 from ctxlog._stderr import write_line
 from ctxlog.context import DEFAULTS
 from ctxlog.queue.bounded import BoundedQueue, Flush
-from ctxlog.queue.stdlib import QueueListener
+from ctxlog.queue.stdlib import QueueListener, listener_threads
 from ctxlog.queue.target import Batching
 
 __all__ = ["Worker", "counting_view"]
@@ -100,6 +100,19 @@ class Worker(QueueListener):
         self.batching = isinstance(handler, Batching)
         if isinstance(handler, Batching):
             handler.set_batching(True)
+
+    def _monitor(self) -> None:
+        """Hand each record to the target until the stop sentinel (``None``) comes."""
+        # The standard library's loop, without its per-record dequeue() call and task_done()
+        # test: this is the thread's whole work.
+        ident = threading.get_ident()
+        listener_threads.add(ident)
+        get, handle = self.bounded.get, self.handle
+        try:
+            while (record := get()) is not None:
+                handle(record)
+        finally:
+            listener_threads.discard(ident)
 
     def release(self) -> None:
         """Let the target go: it sends each record on its own again, what it holds first."""
