@@ -1,0 +1,272 @@
+r"""
+What :class:`ctxlog.RedactFilter` counts as a secret, and how it masks one.
+
+Two rules, both documented in ``docs/redaction.md``:
+
+* **Keys.** A key (an ``extra=`` name, a bound field, a key of a dict inside a value, a
+  ``key=value`` or ``"key": value`` pair inside text) is cut into words: at ``_``, ``-``, ``.``,
+  ``[``, ``]``, spaces and any other character that is not a letter or digit, and where a lower
+  case letter or digit meets an upper case one (``accessToken``), after percent-decoding
+  (``user%5Bpassword%5D``) and lower-casing. It is sensitive when one of the sensitive keys,
+  cut the same way, appears among those words, in order: ``db_password``, ``X-Api-Key``,
+  ``user[password]`` and ``accessToken`` all are; ``tokens_used`` and ``dbpassword`` are not.
+* **Patterns** in text: ``Bearer``/``Basic`` credentials, the password of a URL's user
+  information (``postgres://app:pw@db``), ``key=value`` pairs (query strings, form bodies,
+  logfmt, cookies) and quoted ``"key": value`` pairs (JSON, a Python dict's repr) whose key is
+  sensitive, and the user's own patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+from urllib.parse import unquote
+
+__all__ = ["DEFAULT_KEYS", "MAX_DEPTH", "KeyRule", "Masker", "compile_patterns"]
+
+#: The keys whose values are masked unless ``keys=`` replaces them (see :class:`KeyRule` for
+#: how a key matches: ``token`` already covers ``access_token``, the longer names are listed so
+#: that the documentation shows them).
+DEFAULT_KEYS: Final = (
+    "access_token",
+    "api_key",
+    "apikey",
+    "auth_token",
+    "authorization",
+    "client_secret",
+    "cookie",
+    "credentials",
+    "csrfmiddlewaretoken",
+    "csrftoken",
+    "jwt",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "pwd",
+    "refresh_token",
+    "secret",
+    "session",
+    "sessionid",
+    "set-cookie",
+    "token",
+)
+
+#: How deep :meth:`Masker.value` looks into dicts, lists and tuples; a container deeper than
+#: this is masked whole (a dict that holds itself ends here too).
+MAX_DEPTH: Final = 8
+#: Keys whose verdict is remembered; beyond this many (keys taken from text can be anything)
+#: a key is judged afresh each time.
+_CACHE_SIZE: Final = 4096
+
+_CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_WORD: Final = re.compile(r"[^a-z0-9]+")
+
+_T68: Final = r"[A-Za-z0-9\-._~+/]"  # RFC 7235 token68, without its trailing "="s
+#: The default patterns as one expression; which group took part says which rule matched.
+#: ``cred``: 8 or more token68 characters after ``Bearer``/``Basic`` (any case), with a digit,
+#: a symbol or an upper case letter after the first (so "basic authentication" stays).
+_DEFAULT: Final = re.compile(
+    rf"""
+    \b(?i:bearer|basic)\s+
+        (?P<cred>(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z]){_T68}{{8,}}=*)
+    | (?P<url>://[^/\s:@]{{0,256}}:)(?P<userpass>[^/\s@]{{1,256}})(?=@)
+    | (?P<jq>["'])(?P<jkey>[^"'\\\s]{{1,64}})(?P=jq)\s*:\s*
+        (?P<jval>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|-?\d[\w.+-]*)
+    | (?<![\w%.\[\]-])(?P<key>[\w%.\[\]-]{{1,64}})=
+        (?P<val>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^&\s;,#"'<>)\]}}]*)
+    """,
+    re.VERBOSE,
+)
+
+
+def key_words(key: str) -> tuple[str, ...]:
+    """Return ``key`` cut into lower-case words, as :class:`KeyRule` compares keys."""
+    if "%" in key:
+        key = unquote(key)
+    return tuple(word for word in _NOT_WORD.split(_CAMEL.sub("_", key).lower()) if word)
+
+
+class KeyRule:
+    """Tell whether a key names a secret (see the module's docstring for the rule)."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.wanted: frozenset[tuple[str, ...]] = frozenset(
+            words for words in map(key_words, keys) if words
+        )
+        self._longest = max(map(len, self.wanted), default=0)
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, key: str) -> bool:
+        """Return whether ``key`` is sensitive."""
+        verdict = self._known.get(key)
+        if verdict is None:
+            verdict = self._judge(key)
+            if len(self._known) < _CACHE_SIZE:
+                self._known[key] = verdict
+        return verdict
+
+    def _judge(self, key: str) -> bool:
+        words = key_words(key)
+        wanted = self.wanted
+        for size in range(1, min(self._longest, len(words)) + 1):
+            for start in range(len(words) - size + 1):
+                if words[start : start + size] in wanted:
+                    return True
+        return False
+
+
+def compile_patterns(patterns: Iterable[str | re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
+    """
+    Compile the user's ``patterns=``, naming the one that is not a regular expression.
+
+    Raises:
+        ValueError: A pattern is not a ``str`` or compiled ``str`` pattern, or does not compile.
+    """
+    compiled = []
+    for index, pattern in enumerate(patterns):
+        if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
+            compiled.append(pattern)
+            continue
+        if not isinstance(pattern, str):
+            msg = f"RedactFilter: patterns[{index}] is {pattern!r}; give a str or re.Pattern[str]"
+            raise ValueError(msg)  # noqa: TRY004 - configuration, reported as ValueError
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as error:
+            msg = f"RedactFilter: patterns[{index}] {pattern!r} does not compile: {error}"
+            raise ValueError(msg) from error
+    return tuple(compiled)
+
+
+class Masker:
+    """Mask what :class:`KeyRule` and the patterns find, in text and in plain containers."""
+
+    def __init__(
+        self, rule: KeyRule, patterns: tuple[re.Pattern[str], ...], mask: str, *, defaults: bool
+    ) -> None:
+        self.rule = rule
+        self.mask = mask
+        self._defaults = defaults
+        self._patterns = patterns
+
+    def text(self, text: str) -> tuple[str, int]:
+        """Return ``text`` with every secret the patterns find masked, and how many."""
+        count = 0
+        if self._defaults and ("=" in text or ":" in text or " " in text):
+            text, count = self._substitute(_DEFAULT, self._default_match, text)
+        for pattern in self._patterns:
+            text, found = self._substitute(pattern, self._group_match, text)
+            count += found
+        return text, count
+
+    def value(self, value: Any, *, texts: bool = True, depth: int = 0) -> tuple[Any, int]:
+        """
+        Return ``value`` with secrets masked, and how many; ``value`` itself if none.
+
+        Dicts (their sensitive keys), lists and tuples are copied when something in them
+        changes, never changed; with ``texts``, strings go through :meth:`text`.
+        """
+        if type(value) is str:
+            return self.text(value) if texts else (value, 0)
+        if isinstance(value, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return self.mask, 1
+            if isinstance(value, dict):
+                return self._dict(value, texts, depth)
+            return self._sequence(value, texts, depth)
+        return value, 0
+
+    def _dict(self, value: dict[Any, Any], texts: bool, depth: int) -> tuple[Any, int]:
+        copy: dict[Any, Any] | None = None
+        count = 0
+        for key, item in value.items():
+            if isinstance(key, str) and self.rule(key):
+                new, found = (self.mask, 1) if _holds_something(item) else (item, 0)
+            else:
+                new, found = self.value(item, texts=texts, depth=depth + 1)
+            if found:
+                count += found
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = new
+        return (value, 0) if copy is None else (copy, count)
+
+    def _sequence(
+        self, value: list[Any] | tuple[Any, ...], texts: bool, depth: int
+    ) -> tuple[Any, int]:
+        items = [self.value(item, texts=texts, depth=depth + 1) for item in value]
+        count = sum(found for _, found in items)
+        if not count:
+            return value, 0
+        new = [item for item, _ in items]
+        return (new if isinstance(value, list) else tuple(new)), count
+
+    def _substitute(
+        self, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str | None], text: str
+    ) -> tuple[str, int]:
+        if pattern.search(text) is None:
+            return text, 0
+        count = 0
+
+        def one(match: re.Match[str]) -> str:
+            nonlocal count
+            masked = replace(match)
+            if masked is None:
+                return match.group()
+            count += 1
+            return masked
+
+        result = pattern.sub(one, text)
+        return (result, count) if count else (text, 0)
+
+    def _default_match(self, match: re.Match[str]) -> str | None:
+        """Return the masked text of one match of the default patterns, or ``None`` to keep it."""
+        mask = self.mask
+        start = match.start()
+        group = match.group
+        if group("cred") is not None:
+            part = "cred"
+        elif group("userpass") is not None:
+            part = "userpass"
+        elif group("jval") is not None:
+            if not self.rule(group("jkey")):
+                return None
+            quote = group("jq")
+            value = group("jval")
+            if value[1:-1] == mask:
+                return None
+            return group()[: match.start("jval") - start] + quote + mask + quote
+        elif self.rule(group("key")):
+            part = "val"
+        else:
+            return None
+        value = group(part)
+        if not value or value == mask:
+            return None
+        return group()[: match.start(part) - start] + mask + group()[match.end(part) - start :]
+
+    def _group_match(self, match: re.Match[str]) -> str | None:
+        """Mask a user pattern's groups, or the whole match if it has none."""
+        mask = self.mask
+        if not match.re.groups:
+            return None if match.group() in {"", mask} else mask
+        text = match.group()
+        start = match.start()
+        parts = []
+        at = 0
+        for index in range(1, match.re.groups + 1):
+            begin, end = match.span(index)
+            if begin < 0 or begin == end or begin - start < at:
+                continue  # a group that did not take part, is empty, or is inside another
+            parts += [text[at : begin - start], mask]
+            at = end - start
+        if not parts:
+            return None
+        return "".join([*parts, text[at:]])
+
+
+def _holds_something(value: Any) -> bool:
+    """Tell whether a sensitive key's value has anything to hide (not None, "" or "-")."""
+    return value is not None and not (isinstance(value, str) and value in {"", "-"})
