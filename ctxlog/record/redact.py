@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from ctxlog._stderr import write_line
-from ctxlog.context import REDACTED, RESERVED
+from ctxlog.context import FIELDS, REDACTED, RESERVED, TRACE_FIELDS
 from ctxlog.record.escape import Escaped
 from ctxlog.record.sensitive import DEFAULT_KEYS, KeyRule, Masker, compile_patterns
 from ctxlog.record.stamp import stamp
@@ -36,6 +36,10 @@ __all__ = ["RedactFilter"]
 
 _tokens: Final = itertools.count(1)
 _exception_formatter: Final = logging.Formatter()
+#: The fields the middleware takes from a request: never scanned by the patterns (their keys
+#: are still checked, for ``keys=["ip"]``).
+_REQUEST_FIELDS: Final = frozenset(FIELDS + TRACE_FIELDS)
+_CONTAINERS: Final = (dict, list, tuple)
 
 
 class RedactFilter(logging.Filter):
@@ -127,16 +131,24 @@ class RedactFilter(logging.Filter):
         attrs = record.__dict__
         masker = self._masker
         rule = masker.rule
+        known = rule.known.get  # the verdicts so far: one C call for a key judged before
         count = 0
         for key in attrs.keys() - RESERVED:
             value = attrs[key]
+            sensitive = known(key)
             try:
-                if rule(key):
+                if sensitive or (sensitive is None and rule(key)):
                     if value is None or (isinstance(value, str) and value in {"", "-"}):
                         continue
                     new, found = self.mask, 1
-                else:
+                elif type(value) is str:
+                    if key in _REQUEST_FIELDS:
+                        continue  # taken from the request, cleaned, the path without its query
+                    new, found = masker.text(value)
+                elif isinstance(value, _CONTAINERS):
                     new, found = masker.value(value)
+                else:
+                    continue
             except Exception as error:
                 self._failed(f"reading the extra {key!r}", error)
                 new, found = self.mask, 1
@@ -151,7 +163,7 @@ class RedactFilter(logging.Filter):
         args = record.args
         count = 0
         try:
-            if args:
+            if args and _holds_containers(args):
                 args, count = masker.value(args, texts=False)
             try:
                 merged = _merge(record.msg, args)
@@ -173,6 +185,8 @@ class RedactFilter(logging.Filter):
 
     def _tracebacks(self, record: logging.LogRecord) -> int:
         """Mask the traceback (cached in ``exc_text``) and the stack; return how many."""
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return 0
         count = 0
         masker = self._masker
         for name in ("exc_text", "stack_info"):
@@ -201,6 +215,16 @@ class RedactFilter(logging.Filter):
                 f"ctxlog: RedactFilter: {what} raised {error!r}; the part was masked whole and "
                 "the record logged (reported once)"
             )
+
+
+def _holds_containers(args: Any) -> bool:
+    """Tell whether a record's ``args`` is, or holds, a dict, list or tuple (rarely)."""
+    if type(args) is not tuple:
+        return True
+    for item in args:  # noqa: SIM110 - a loop: any() and its generator cost twice as much here
+        if isinstance(item, _CONTAINERS):
+            return True
+    return False
 
 
 def _merge(msg: Any, args: Any) -> str:

@@ -60,24 +60,33 @@ MAX_DEPTH: Final = 8
 #: a key is judged afresh each time.
 _CACHE_SIZE: Final = 4096
 
+#: The containers :meth:`Masker.value` looks into (a tuple: faster for isinstance than a union).
+_CONTAINERS: Final = (dict, list, tuple)
+
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD: Final = re.compile(r"[^a-z0-9]+")
 
 _T68: Final = r"[A-Za-z0-9\-._~+/]"  # RFC 7235 token68, without its trailing "="s
-#: The default patterns as one expression; which group took part says which rule matched.
-#: ``cred``: 8 or more token68 characters after ``Bearer``/``Basic`` (any case), with a digit,
-#: a symbol or an upper case letter after the first (so "basic authentication" stays).
-_DEFAULT: Final = re.compile(
-    rf"""
-    \b(?i:bearer|basic)\s+
-        (?P<cred>(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z]){_T68}{{8,}}=*)
-    | (?P<url>://[^/\s:@]{{0,256}}:)(?P<userpass>[^/\s@]{{1,256}})(?=@)
-    | (?P<jq>["'])(?P<jkey>[^"'\\\s]{{1,64}})(?P=jq)\s*:\s*
-        (?P<jval>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|-?\d[\w.+-]*)
-    | (?<![\w%.\[\]-])(?P<key>[\w%.\[\]-]{{1,64}})=
-        (?P<val>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^&\s;,#"'<>)\]}}]*)
-    """,
-    re.VERBOSE,
+# The default patterns. Each is tried only when the text holds what it cannot match without
+# (a "=", a quote and a colon, "://" and "@", "earer" or "asic"): a few substring searches in C,
+# so text with nothing of the kind (most messages) costs no regular expression at all.
+
+#: ``Bearer``/``Basic`` (any case) and 8 or more token68 characters with a digit, a symbol or an
+#: upper case letter after the first (so "basic authentication" stays as it is).
+_CREDENTIAL: Final = re.compile(
+    rf"\b(?i:bearer|basic)\s+(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z])({_T68}{{8,}}=*)"
+)
+#: The password of a URL's user information: ``scheme://user:PASSWORD@host``.
+_USERINFO: Final = re.compile(r"://[^/\s:@]{0,256}:([^/\s@]{1,256})(?=@)")
+#: A quoted key, a colon and a quoted string or a number: JSON, a Python dict's repr.
+_QUOTED: Final = re.compile(
+    r"""(["'])([^"'\\\s]{1,64})\1\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|-?\d[\w.+-]*)"""
+)
+#: ``key=value``: query strings, form bodies, logfmt, cookies; the value quoted or up to a
+#: separator, a quote or a closing bracket.
+_PAIR: Final = re.compile(
+    r"""(?<![\w%.\[\]-])([\w%.\[\]-]{1,64})="""
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^&\s;,#"'<>)\]}]*)"""
 )
 
 
@@ -96,15 +105,16 @@ class KeyRule:
             words for words in map(key_words, keys) if words
         )
         self._longest = max(map(len, self.wanted), default=0)
-        self._known: dict[str, bool] = {}
+        #: The verdicts so far, by key (read directly by the filter, the hot path).
+        self.known: dict[str, bool] = {}
 
     def __call__(self, key: str) -> bool:
         """Return whether ``key`` is sensitive."""
-        verdict = self._known.get(key)
+        verdict = self.known.get(key)
         if verdict is None:
             verdict = self._judge(key)
-            if len(self._known) < _CACHE_SIZE:
-                self._known[key] = verdict
+            if len(self.known) < _CACHE_SIZE:
+                self.known[key] = verdict
         return verdict
 
     def _judge(self, key: str) -> bool:
@@ -154,8 +164,18 @@ class Masker:
     def text(self, text: str) -> tuple[str, int]:
         """Return ``text`` with every secret the patterns find masked, and how many."""
         count = 0
-        if self._defaults and ("=" in text or ":" in text or " " in text):
-            text, count = self._substitute(_DEFAULT, self._default_match, text)
+        if self._defaults:
+            if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
+                text, count = self._substitute(_CREDENTIAL, self._group_match, text)
+            if "@" in text and "://" in text:
+                text, found = self._substitute(_USERINFO, self._group_match, text)
+                count += found
+            if "=" in text:
+                text, found = self._substitute(_PAIR, self._pair, text)
+                count += found
+            if ":" in text and ('"' in text or "'" in text):
+                text, found = self._substitute(_QUOTED, self._quoted, text)
+                count += found
         for pattern in self._patterns:
             text, found = self._substitute(pattern, self._group_match, text)
             count += found
@@ -170,7 +190,7 @@ class Masker:
         """
         if type(value) is str:
             return self.text(value) if texts else (value, 0)
-        if isinstance(value, dict | list | tuple):
+        if isinstance(value, _CONTAINERS):
             if depth >= MAX_DEPTH:
                 return self.mask, 1
             if isinstance(value, dict):
@@ -181,11 +201,24 @@ class Masker:
     def _dict(self, value: dict[Any, Any], texts: bool, depth: int) -> tuple[Any, int]:
         copy: dict[Any, Any] | None = None
         count = 0
+        rule = self.rule
+        known = rule.known.get
         for key, item in value.items():
-            if isinstance(key, str) and self.rule(key):
-                new, found = (self.mask, 1) if _holds_something(item) else (item, 0)
-            else:
+            sensitive = known(key) if type(key) is str else False
+            if sensitive is None:
+                sensitive = rule(key)
+            if sensitive:
+                if not _holds_something(item):
+                    continue
+                new, found = self.mask, 1
+            elif type(item) is str:
+                if not texts:
+                    continue
+                new, found = self.text(item)
+            elif isinstance(item, _CONTAINERS):
                 new, found = self.value(item, texts=texts, depth=depth + 1)
+            else:
+                continue  # a number, None, an object: nothing to look into
             if found:
                 count += found
                 if copy is None:
@@ -196,12 +229,20 @@ class Masker:
     def _sequence(
         self, value: list[Any] | tuple[Any, ...], texts: bool, depth: int
     ) -> tuple[Any, int]:
-        items = [self.value(item, texts=texts, depth=depth + 1) for item in value]
-        count = sum(found for _, found in items)
-        if not count:
+        copy: list[Any] | None = None
+        count = 0
+        for index, item in enumerate(value):
+            if not (isinstance(item, _CONTAINERS) or (texts and type(item) is str)):
+                continue  # a number, None, an object: nothing to look into
+            new, found = self.value(item, texts=texts, depth=depth + 1)
+            if found:
+                count += found
+                if copy is None:
+                    copy = list(value)
+                copy[index] = new
+        if copy is None:
             return value, 0
-        new = [item for item, _ in items]
-        return (new if isinstance(value, list) else tuple(new)), count
+        return (copy if isinstance(value, list) else tuple(copy)), count
 
     def _substitute(
         self, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str | None], text: str
@@ -221,31 +262,20 @@ class Masker:
         result = pattern.sub(one, text)
         return (result, count) if count else (text, 0)
 
-    def _default_match(self, match: re.Match[str]) -> str | None:
-        """Return the masked text of one match of the default patterns, or ``None`` to keep it."""
-        mask = self.mask
-        start = match.start()
-        group = match.group
-        if group("cred") is not None:
-            part = "cred"
-        elif group("userpass") is not None:
-            part = "userpass"
-        elif group("jval") is not None:
-            if not self.rule(group("jkey")):
-                return None
-            quote = group("jq")
-            value = group("jval")
-            if value[1:-1] == mask:
-                return None
-            return group()[: match.start("jval") - start] + quote + mask + quote
-        elif self.rule(group("key")):
-            part = "val"
-        else:
+    def _pair(self, match: re.Match[str]) -> str | None:
+        """Mask the value of a ``key=value`` pair whose key is sensitive."""
+        value = match.group(2)
+        if not value or value == self.mask or not self.rule(match.group(1)):
             return None
-        value = group(part)
-        if not value or value == mask:
+        return f"{match.group(1)}={self.mask}"
+
+    def _quoted(self, match: re.Match[str]) -> str | None:
+        """Mask the value of a quoted ``"key": value`` pair whose key is sensitive."""
+        value = match.group(3)
+        if value[1:-1] == self.mask or not self.rule(match.group(2)):
             return None
-        return group()[: match.start(part) - start] + mask + group()[match.end(part) - start :]
+        quote = match.group(1)
+        return match.group()[: match.start(3) - match.start()] + quote + self.mask + quote
 
     def _group_match(self, match: re.Match[str]) -> str | None:
         """Mask a user pattern's groups, or the whole match if it has none."""
@@ -258,8 +288,8 @@ class Masker:
         at = 0
         for index in range(1, match.re.groups + 1):
             begin, end = match.span(index)
-            if begin < 0 or begin == end or begin - start < at:
-                continue  # a group that did not take part, is empty, or is inside another
+            if begin < 0 or begin == end or begin - start < at or match.group(index) == mask:
+                continue  # a group that did not take part, is empty, masked, or inside another
             parts += [text[at : begin - start], mask]
             at = end - start
         if not parts:
