@@ -360,10 +360,14 @@ def test_dictconfig_with_a_factory():
 
 
 def test_the_wire_body_holds_no_secret():
-    """A redacted record encoded for the wire carries the masks only."""
+    """A redacted record encoded for the wire carries the masks only, in its traceback too."""
+    try:
+        raise ConnectionError(f"redis://:{SECRET}@cache:6379 refused")
+    except ConnectionError as error:
+        exc_info = (type(error), error, error.__traceback__)
     record = logging.makeLogRecord(
         {"name": "x", "levelno": 20, "msg": "login %s", "args": ({"password": SECRET},), "api_key": SECRET,
-         "nested": {"token": SECRET}}
+         "nested": {"token": SECRET}, "exc_info": exc_info}
     )  # fmt: skip
     ctxlog.RedactFilter().filter(record)
     body = encode_body(record)
@@ -406,3 +410,18 @@ def test_records_queued_and_sent_to_a_real_receiver_hold_no_secret(tmp_path: Pat
         receiver.communicate(timeout=20)
     assert "GET /?token=***|***|***\n" == log_file.read_text(encoding="utf-8")
     assert 3 == redact.stats()["values_masked"]
+
+
+def test_a_mark_that_is_not_ctxlogs_does_not_stop_redaction():
+    """A record carrying some other value under the mark's name is still redacted."""
+    record = logging.makeLogRecord({"msg": "token=abc", "_ctxlog_redacted": "yes"})
+    ctxlog.RedactFilter().filter(record)
+    assert "token=***" == record.getMessage()
+
+
+def test_a_message_cached_by_an_earlier_formatter_is_replaced():
+    """record.message, set by a formatter that ran before the filter, holds the masked text."""
+    record = logging.makeLogRecord({"msg": "password=%s", "args": (SECRET,)})
+    logging.Formatter().format(record)
+    ctxlog.RedactFilter().filter(record)
+    assert "password=***" == record.message

@@ -112,7 +112,9 @@ class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the secrets of ``record`` (once per filter) and let it through."""
         marks = getattr(record, REDACTED, ())
-        if type(marks) is not tuple or self._token in marks:
+        if type(marks) is not tuple:
+            marks = ()  # not ctxlog's mark: redact as if there were none
+        elif self._token in marks:
             return True
         try:
             stamp(record)
@@ -181,6 +183,8 @@ class RedactFilter(logging.Filter):
                 text = Escaped(text)  # masking ASCII into escaped text keeps it escaped
             record.msg = text
             record.args = None
+            if "message" in record.__dict__:  # a formatter ran before: its cached text too
+                record.message = text
         return count
 
     def _tracebacks(self, record: logging.LogRecord) -> int:
