@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from ctxlog._stderr import write_line
 from ctxlog.context import FIELDS, REDACTED, RESERVED, TRACE_FIELDS
-from ctxlog.record.escape import Escaped
+from ctxlog.record.escape import Escaped, escape
 from ctxlog.record.sensitive import DEFAULT_KEYS, KeyRule, Masker, compile_patterns
 from ctxlog.record.stamp import stamp
 
@@ -216,9 +216,18 @@ class RedactFilter(logging.Filter):
             first = self.errors == 1
         if first:
             write_line(
-                f"ctxlog: RedactFilter: {what} raised {error!r}; the part was masked whole and "
-                "the record logged (reported once)"
+                f"ctxlog: RedactFilter: {what} raised {type(error).__name__}: "
+                f"{self._shown(error)}; that part is masked or left out, the record logged "
+                "(reported once)"
             )
+
+    def _shown(self, error: Exception) -> str:
+        """Return the text of ``error`` masked, escaped and cut: it may quote what was logged."""
+        try:
+            text = self._masker.text(str(error)[:200])[0]
+        except Exception:
+            return "(its text cannot be read)"
+        return escape(text)
 
 
 def _holds_containers(args: Any) -> bool:
