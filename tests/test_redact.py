@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ctxlog
 from ctxlog.context import RESERVED
@@ -105,12 +107,15 @@ def test_other_keys_are_not_sensitive(key):
         ("form user%5Bpassword%5D=x1&csrfmiddlewaretoken=Zx9 sent",
          "form user%5Bpassword%5D=***&csrfmiddlewaretoken=*** sent"),
         ('api_key=sk_live_1 token=t0k secret="a b c" user=bob',
-         "api_key=*** token=*** secret=*** user=bob"),
+         'api_key=*** token=*** secret="***" user=bob'),
         ('json {"username": "bob", "password": "p\\"w", "pin": 1, "api_key": 12345}',
          'json {"username": "bob", "password": "***", "pin": 1, "api_key": "***"}'),
         ("repr {'user': 'bob', 'client_secret': 'abc'}", "repr {'user': 'bob', 'client_secret': '***'}"),
         ("connect postgresql://app:s3cret@db.internal:5432/shop",
          "connect postgresql://app:***@db.internal:5432/shop"),
+        ('level=info msg="login password=pw1 ok" redirect=/cb?token=t0k&x=1',
+         'level=info msg="login password=*** ok" redirect=/cb?token=***&x=1'),
+        ("{'note': '', 'token': 'abc'} token=YWJj==", "{'note': '', 'token': '***'} token=***=="),
         ("Cookie: sessionid=abc123; csrftoken=def; theme=dark",
          "Cookie: sessionid=***; csrftoken=***; theme=dark"),
     ],
@@ -425,3 +430,38 @@ def test_a_message_cached_by_an_earlier_formatter_is_replaced():
     logging.Formatter().format(record)
     ctxlog.RedactFilter().filter(record)
     assert "password=***" == record.message
+
+
+FRAGMENTS = ["password=", "Bearer ", "basic ", '"token": "', "'api_key': '", "://u:", "@", "&",
+             "=", '"', "'", "\\", ":", " ", "\n", "%5B", "]", "tokenX", "aB3dE5gH9"]  # fmt: skip
+hostile = st.lists(st.one_of(st.characters(), st.sampled_from(FRAGMENTS))).map("".join)
+
+
+@settings(deadline=None, max_examples=300)
+@given(hostile, hostile)
+def test_any_text_is_masked_without_raising_and_masking_again_changes_nothing(msg, value):
+    """Whatever a message or a value holds, the filter lets the record through; its output is stable."""
+    redact = ctxlog.RedactFilter()
+    record = logging.makeLogRecord({"msg": msg, "note": value})
+    assert redact.filter(record)
+    assert 0 == redact.stats()["errors"]
+    again = ctxlog.RedactFilter()
+    masked = (record.getMessage(), record.note)
+    again.filter(logging.makeLogRecord({"msg": masked[0], "note": masked[1]}))
+    assert 0 == again.stats()["values_masked"]
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.sampled_from(DEFAULT_KEYS),
+    st.sampled_from(["{k}={s}", '"{k}": "{s}"', "{{'{k}': '{s}'}}", "{k}={s}&next=1", "?{k}={s}"]),
+    st.from_regex(r"[A-Za-z0-9_.~+/-]{8,40}", fullmatch=True),
+    hostile,
+)
+def test_a_sensitive_pair_never_shows_its_value(key, shape, secret, around):
+    """A sensitive key's value in a pair, a JSON object or a dict repr, anywhere in a message, is masked."""
+    text = shape.format(k=key, s=secret)
+    record = logging.makeLogRecord({"msg": "%s " + text + " %s", "args": (around, around)})
+    ctxlog.RedactFilter().filter(record)
+    message = record.getMessage()
+    assert secret not in message or secret in around

@@ -79,14 +79,18 @@ _CREDENTIAL: Final = re.compile(
 #: The password of a URL's user information: ``scheme://user:PASSWORD@host``.
 _USERINFO: Final = re.compile(r"://[^/\s:@]{0,256}:([^/\s@]{1,256})(?=@)")
 #: A quoted key, a colon and a quoted string or a number: JSON, a Python dict's repr.
+#: A quoted value's closing quote is left to the next search (a lookahead), where it may open
+#: the next key: ``{'a': '', 'token': 'x'}`` and a stray quote before a pair both work.
 _QUOTED: Final = re.compile(
-    r"""(["'])([^"'\\\s]{1,64})\1\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|-?\d[\w.+-]*)"""
+    r"""(["'])([^"'\\\s]{1,64})\1\s*:\s*"""
+    r"""("(?:[^"\\]|\\.)*(?=")|'(?:[^'\\]|\\.)*(?=')|-?\d[\w.+-]*)"""
 )
 #: ``key=value``: query strings, form bodies, logfmt, cookies; the value quoted or up to a
-#: separator, a quote or a closing bracket.
+#: separator, a quote, a closing bracket or another "=" (base64 padding is left: it hides
+#: nothing, and a value never runs over the next pair).
 _PAIR: Final = re.compile(
     r"""(?<![\w%.\[\]-])([\w%.\[\]-]{1,64})="""
-    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^&\s;,#"'<>)\]}]*)"""
+    r"""("(?:[^"\\]|\\.)*(?=")|'(?:[^'\\]|\\.)*(?=')|[^&\s;,#"'<>)\]}=]*)"""
 )
 
 
@@ -171,10 +175,10 @@ class Masker:
                 text, found = self._substitute(_USERINFO, self._group_match, text)
                 count += found
             if "=" in text:
-                text, found = self._substitute(_PAIR, self._pair, text)
+                text, found = self._substitute(_PAIR, self._pair, text, 2)
                 count += found
             if ":" in text and ('"' in text or "'" in text):
-                text, found = self._substitute(_QUOTED, self._quoted, text)
+                text, found = self._substitute(_QUOTED, self._quoted, text, 3)
                 count += found
         for pattern in self._patterns:
             text, found = self._substitute(pattern, self._group_match, text)
@@ -245,37 +249,58 @@ class Masker:
         return (copy if isinstance(value, list) else tuple(copy)), count
 
     def _substitute(
-        self, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str | None], text: str
+        self,
+        pattern: re.Pattern[str],
+        replace: Callable[[re.Match[str]], str | None],
+        text: str,
+        value: int = 0,
     ) -> tuple[str, int]:
-        if pattern.search(text) is None:
-            return text, 0
-        count = 0
+        """
+        Replace what ``replace`` masks of each match; return the text and how many.
 
-        def one(match: re.Match[str]) -> str:
-            nonlocal count
+        A match left as it is (a key that is not sensitive) is searched again from the start
+        of its group ``value``, so a pair inside the value of another is still found
+        (``redirect=/cb?token=x``, ``msg="login password=x"``).
+        """
+        match = pattern.search(text)
+        if match is None:
+            return text, 0
+        parts: list[str] = []
+        done = 0  # text[:done] is in parts
+        while match is not None:
             masked = replace(match)
             if masked is None:
-                return match.group()
-            count += 1
-            return masked
-
-        result = pattern.sub(one, text)
-        return (result, count) if count else (text, 0)
+                resume = match.start(value) if value else match.end()
+                resume = max(resume, match.start() + 1)
+            else:
+                parts += [text[done : match.start()], masked]
+                done = resume = max(match.end(), match.start() + 1)
+            match = pattern.search(text, resume) if resume <= len(text) else None
+        if not parts:
+            return text, 0
+        parts.append(text[done:])
+        return "".join(parts), len(parts) // 2
 
     def _pair(self, match: re.Match[str]) -> str | None:
         """Mask the value of a ``key=value`` pair whose key is sensitive."""
         value = match.group(2)
-        if not value or value == self.mask or not self.rule(match.group(1)):
+        quote = value[:1] if value[:1] in {'"', "'"} else ""  # its closing quote stays
+        if value[len(quote) :] in {"", self.mask} or not self.rule(match.group(1)):
             return None
-        return f"{match.group(1)}={self.mask}"
+        return f"{match.group(1)}={quote}{self.mask}"
 
     def _quoted(self, match: re.Match[str]) -> str | None:
         """Mask the value of a quoted ``"key": value`` pair whose key is sensitive."""
         value = match.group(3)
-        if value[1:-1] == self.mask or not self.rule(match.group(2)):
-            return None
-        quote = match.group(1)
-        return match.group()[: match.start(3) - match.start()] + quote + self.mask + quote
+        if value[:1] in {'"', "'"}:  # a string: its closing quote stays
+            if value[1:] == self.mask or not self.rule(match.group(2)):
+                return None
+            masked = value[0] + self.mask
+        else:  # a number becomes a string, quoted as the key is
+            if not self.rule(match.group(2)):
+                return None
+            masked = match.group(1) + self.mask + match.group(1)
+        return match.group()[: match.start(3) - match.start()] + masked
 
     def _group_match(self, match: re.Match[str]) -> str | None:
         """Mask a user pattern's groups, or the whole match if it has none."""
