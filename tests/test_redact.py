@@ -465,3 +465,28 @@ def test_a_sensitive_pair_never_shows_its_value(key, shape, secret, around):
     ctxlog.RedactFilter().filter(record)
     message = record.getMessage()
     assert secret not in message or secret in around
+
+
+def test_dictconfig_puts_it_in_front_of_nonblocking():
+    """ "filters" on a nonblocking() handler made by dictConfig: the record is masked before the queue."""
+    stream = io.StringIO()
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "ctxlog.RedactFilter"}},
+        "formatters": {"plain": {"format": "%(message)s %(api_key)s"}},
+        "handlers": {
+            "out": {"class": "logging.StreamHandler", "stream": stream, "formatter": "plain"},
+            "queue": {"()": "ctxlog.nonblocking", "handlers": ["out"], "filters": ["redact"]},
+        },
+        "loggers": {"test.redact.q": {"handlers": ["queue"], "level": "INFO", "propagate": False}},
+    })  # fmt: skip
+    logger = logging.getLogger("test.redact.q")
+    queue = logger.handlers[0]
+    try:
+        logger.info("Authorization: Bearer %s", "eyJ0eXAi.eyJzdWIi.c2ln", extra={"api_key": SECRET})
+        assert ctxlog.flush(timeout=10)
+    finally:
+        logger.handlers[:] = []
+        queue.close()
+    assert "Authorization: Bearer *** ***\n" == stream.getvalue()
