@@ -71,8 +71,8 @@ _T68: Final = r"[A-Za-z0-9\-._~+/]"  # RFC 7235 token68, without its trailing "=
 # (a "=", a quote and a colon, "://" and "@", "earer" or "asic"): a few substring searches in C,
 # so text with nothing of the kind (most messages) costs no regular expression at all.
 
-#: ``Bearer``/``Basic`` (``bearer``, ``BEARER``...) and 8 or more token68 characters with a digit, a symbol or an
-#: upper case letter after the first (so "basic authentication" stays as it is).
+#: ``Bearer``/``Basic`` (``bearer``, ``BEARER``...) and 8 or more token68 characters with a
+#: digit, a symbol or an upper case letter after the first ("basic authentication" stays).
 _CREDENTIAL: Final = re.compile(
     rf"\b(?i:bearer|basic)\s+(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z])({_T68}{{8,}}=*)"
 )
