@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from ctxlog._stderr import write_line
-from ctxlog.context import FIELDS, REDACTED, RESERVED, TRACE_FIELDS
+from ctxlog.context import FIELDS, REDACTED, RESERVED, STAMPED, TRACE_FIELDS
 from ctxlog.record.escape import Escaped, escape
 from ctxlog.record.sensitive import DEFAULT_KEYS, KeyRule, Masker, compile_patterns
 from ctxlog.record.stamp import stamp
@@ -36,8 +36,7 @@ __all__ = ["RedactFilter"]
 
 _tokens: Final = itertools.count(1)
 _exception_formatter: Final = logging.Formatter()
-#: The fields the middleware takes from a request: never scanned by the patterns (their keys
-#: are still checked, for ``keys=["ip"]``).
+#: The fields the middleware takes from a request: not looked at, unless ``keys=`` names one.
 _REQUEST_FIELDS: Final = frozenset(FIELDS + TRACE_FIELDS)
 _CONTAINERS: Final = (dict, list, tuple)
 
@@ -95,6 +94,11 @@ class RedactFilter(logging.Filter):
             KeyRule(chosen), compile_patterns(patterns), mask, defaults=bool(default_patterns)
         )
         self._token = next(_tokens)
+        self._mark = (self._token,)
+        # Not looked at: a LogRecord's own attributes, and the request's fields (cleaned when
+        # captured, the path without its query) unless their name is itself a sensitive key.
+        rule = self._masker.rule
+        self._skipped = RESERVED | {name for name in _REQUEST_FIELDS if not rule(name)}
         self._lock = threading.Lock()
         self.records_redacted = 0
         self.values_masked = 0
@@ -116,12 +120,13 @@ class RedactFilter(logging.Filter):
             marks = ()  # not ctxlog's mark: redact as if there were none
         elif self._token in marks:
             return True
-        try:
-            stamp(record)
-        except Exception as error:
-            self._failed("putting the context on a record", error)
+        if not hasattr(record, STAMPED):
+            try:
+                stamp(record)
+            except Exception as error:
+                self._failed("putting the context on a record", error)
         count = self._extras(record) + self._message(record) + self._tracebacks(record)
-        setattr(record, REDACTED, (*marks, self._token))
+        setattr(record, REDACTED, (*marks, self._token) if marks else self._mark)
         if count:
             with self._lock:
                 self.records_redacted += 1
@@ -135,7 +140,7 @@ class RedactFilter(logging.Filter):
         rule = masker.rule
         known = rule.known.get  # the verdicts so far: one C call for a key judged before
         count = 0
-        for key in attrs.keys() - RESERVED:
+        for key in attrs.keys() - self._skipped:
             value = attrs[key]
             sensitive = known(key)
             try:
@@ -144,8 +149,6 @@ class RedactFilter(logging.Filter):
                         continue
                     new, found = self.mask, 1
                 elif type(value) is str:
-                    if key in _REQUEST_FIELDS:
-                        continue  # taken from the request, cleaned, the path without its query
                     new, found = masker.text(value)
                 elif isinstance(value, _CONTAINERS):
                     new, found = masker.value(value)
