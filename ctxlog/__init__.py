@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ctxlog.outgoing import outgoing_headers
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
     from ctxlog.record.formatter import Formatter
+    from ctxlog.record.redact import RedactFilter
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
     from ctxlog.web.wsgi import WSGIMiddleware
@@ -35,6 +36,7 @@ __all__ = [
     "Formatter",
     "QueueHandler",
     "QueueListener",
+    "RedactFilter",
     "WSGIMiddleware",
     "bind",
     "config_server",
@@ -58,6 +60,7 @@ _LAZY = {
     "Formatter": "ctxlog.record.formatter",
     "QueueHandler": "ctxlog.queue",
     "QueueListener": "ctxlog.queue",
+    "RedactFilter": "ctxlog.record.redact",
     "WSGIMiddleware": "ctxlog.web.wsgi",
     "config_server": "ctxlog.liveconfig",
     "flush": "ctxlog.queue",

@@ -56,17 +56,18 @@ TRACE_FIELDS: Final = ("trace_id", "span_id")
 DEFAULT_FIELDS: Final[dict[str, Any]] = dict.fromkeys(FIELDS, MISSING)
 DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(DEFAULT_FIELDS)
 
-#: The mark of a record stamped once (:mod:`ctxlog.record.stamp`); a leading underscore, which
-#: JSON formatters that dump a record's extras leave out.
+#: The marks of a record stamped once (:mod:`ctxlog.record.stamp`) and of one redacted
+#: (:mod:`ctxlog.record.redact`); a leading underscore, which JSON formatters leave out.
 STAMPED: Final = "_ctxlog_stamped"
+REDACTED: Final = "_ctxlog_redacted"
 
 #: Attribute names a LogRecord has of its own, the two the Formatter adds, ``peer``, which the
-#: receiver sets to the sender's address (a frame may not carry it), and ctxlog's stamp mark. A
-#: bound field with one of these names could never reach a record intact, so bind() refuses them,
-#: and no encoder sends them as extras.
+#: receiver sets to the sender's address (a frame may not carry it), and ctxlog's marks. A bound
+#: field with one of these names could never reach a record intact, so bind() refuses them, and
+#: no encoder sends them as extras.
 RESERVED: Final = frozenset(
-    [*logging.makeLogRecord({}).__dict__, "message", "asctime", "taskName", "peer", STAMPED]
-)
+    [*logging.makeLogRecord({}).__dict__, "message", "asctime", "taskName", "peer"]
+).union([STAMPED, REDACTED])
 
 
 #: Taken by the rare writes to a request's fields (bind, unbind, the user found), never by
@@ -143,6 +144,7 @@ local_var: ContextVar[Mapping[str, Any]] = ContextVar("ctxlog_local", default=_E
 _RESERVED_WHY: Final = {
     "peer": "the sender's address, which the receiver sets",
     STAMPED: "the mark of a record ctxlog has stamped",
+    REDACTED: "the mark of a record ctxlog has redacted",
 }
 
 
@@ -319,11 +321,7 @@ def tag_exception(error: BaseException, state: RequestState) -> None:
     escape must name its own request, which the server logs before the next one can escape.
     """
     current = getattr(error, _EXC_ATTR, None)
-    if (
-        isinstance(current, _Tag)
-        and current.state is not None
-        and _inside(current.state, state)
-    ):
+    if isinstance(current, _Tag) and current.state is not None and _inside(current.state, state):
         return
     # An exception type with __slots__ and no __dict__ cannot carry it; nothing to do.
     with contextlib.suppress(AttributeError, TypeError):

@@ -45,13 +45,16 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ctxlog.ContextFilter"}},
+    "filters": {
+        "redact": {"()": "ctxlog.RedactFilter"},  # passwords, tokens, cookies masked first
+        "context": {"()": "ctxlog.ContextFilter"},
+    },
     "formatters": {"plain": {"class": "ctxlog.Formatter", "format": LOG_FORMAT}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
-            "filters": ["context"],
+            "filters": ["redact", "context"],
             "formatter": "plain",
         },
     },

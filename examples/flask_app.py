@@ -55,6 +55,7 @@ def configure_logging(stream=None):
     """Log to ``stream`` (default stderr) with the request fields; return the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     # On the handler, not on a logger: it then sees the records of every logger.
+    handler.addFilter(ctxlog.RedactFilter())  # passwords, tokens, cookies masked first
     handler.addFilter(ctxlog.ContextFilter())
     handler.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     root = logging.getLogger()

@@ -105,6 +105,7 @@ def main(argv=None):
     celery.conf.broker_url = args.broker
 
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(ctxlog.RedactFilter())  # passwords, tokens, cookies masked first
     handler.addFilter(ctxlog.ContextFilter())
     handler.setFormatter(ctxlog.Formatter(FORMAT))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])

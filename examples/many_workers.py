@@ -33,10 +33,9 @@ import ctxlog
 from ctxlog.handlers import JSONSocketHandler
 
 host, _, port = os.environ.get("RECEIVER", "127.0.0.1:9020").rpartition(":")
-logging.basicConfig(
-    level=logging.INFO,
-    handlers=[ctxlog.nonblocking([JSONSocketHandler(host, int(port))])],
-)
+queue = ctxlog.nonblocking([JSONSocketHandler(host, int(port))])
+queue.addFilter(ctxlog.RedactFilter())  # secrets masked before a record is queued and sent
+logging.basicConfig(level=logging.INFO, handlers=[queue])
 log = logging.getLogger("shop")
 
 

@@ -87,6 +87,7 @@ def configure_logging(
     # No ContextFilter needed: the handler nonblocking() returns stamps the fields itself, in
     # the thread that logs. Records for the mail queue are only those at ERROR or above.
     handler = ctxlog.nonblocking([mail, console], maxsize=10_000, overflow="drop_newest")
+    handler.addFilter(ctxlog.RedactFilter())  # secrets masked before a record is queued
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

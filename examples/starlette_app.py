@@ -47,7 +47,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(ip)s %(user)s %(request_id)s %(name)s:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ctxlog.ContextFilter"}},
+    "filters": {
+        "redact": {"()": "ctxlog.RedactFilter"},  # passwords, tokens, cookies masked first
+        "context": {"()": "ctxlog.ContextFilter"},
+    },
     "formatters": {"plain": {"class": "ctxlog.Formatter", "format": LOG_FORMAT}},
     "handlers": {
         "console": {
@@ -55,7 +58,7 @@ LOGGING = {
             "stream": "ext://sys.stdout",
             "formatter": "plain",
             # On the handler, so records of every logger (uvicorn's too) get the fields.
-            "filters": ["context"],
+            "filters": ["redact", "context"],
         },
     },
     "root": {"level": "INFO", "handlers": ["console"]},

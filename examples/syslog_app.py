@@ -36,6 +36,7 @@ def configure_logging(address: str, transport: str, *, stream=None):
     console = logging.StreamHandler(stream or sys.stderr)
     console.setFormatter(ctxlog.Formatter(LOG_FORMAT))
     handler = ctxlog.nonblocking([syslog, console])
+    handler.addFilter(ctxlog.RedactFilter())  # secrets masked before a record is queued
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -1,0 +1,262 @@
+"""
+:class:`RedactFilter`: mask secrets on a record before it is formatted, queued or sent.
+
+Put it on the handler, or on the ``ctxlog.nonblocking()`` handler so that nothing secret enters
+the queue::
+
+    handler.addFilter(ctxlog.RedactFilter())
+
+It changes the record itself (a filter cannot hand a copy to the handlers on Python 3.11), so the
+handlers that see the record after it see the masked one too; the objects the caller logged are
+never changed (a dict with a secret in it is copied, and the copy masked).
+
+**Security.** Redaction is a net under mistakes, not a guarantee: it finds the keys and patterns
+it is told about (``docs/redaction.md`` lists them), not a password logged as a bare word. A value
+it cannot read (an object of the application's own type) is left for the formatter. A failure
+inside the filter never stops the record: the part that failed is masked whole instead, and the
+failure is reported once on stderr.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any, Final
+
+from ctxlog._stderr import write_line
+from ctxlog.context import FIELDS, REDACTED, RESERVED, STAMPED, TRACE_FIELDS
+from ctxlog.record.escape import Escaped, escape
+from ctxlog.record.sensitive import DEFAULT_KEYS, KeyRule, Masker, compile_patterns
+from ctxlog.record.stamp import stamp
+
+__all__ = ["RedactFilter"]
+
+_tokens: Final = itertools.count(1)
+_exception_formatter: Final = logging.Formatter()
+#: The fields the middleware takes from a request: not looked at, unless ``keys=`` names one.
+_REQUEST_FIELDS: Final = frozenset(FIELDS + TRACE_FIELDS)
+_CONTAINERS: Final = (dict, list, tuple)
+
+
+class RedactFilter(logging.Filter):
+    """
+    Mask secrets in a record's extras, bound fields, message, traceback and stack.
+
+    Masked: the value of every extra attribute and bound field whose key is sensitive, and of
+    every sensitive key of a dict inside any of them (or inside the message's arguments); what
+    the patterns find in the message merged with its arguments, in string values and in the
+    traceback and stack text. A record in which something was masked carries its merged,
+    masked message in ``msg`` with ``args`` set to ``None``; any other record is left as it
+    was logged. The filter puts the context on the record first (as ``ContextFilter`` does), so
+    the bound fields are checked wherever it is attached. It lets every record through and
+    never raises.
+
+    Args:
+        keys: The sensitive keys, replacing :data:`DEFAULT_KEYS` (matched case-insensitively,
+            word by word: ``token`` matches ``access_token`` and ``X-Auth-Token``).
+        extra_keys: Keys added to ``keys``.
+        patterns: Regular expressions added to the default ones; a match's groups are masked,
+            or the whole match if the pattern has no group.
+        mask: What a secret is replaced by.
+        default_patterns: ``False`` turns the default patterns off (keys are still masked).
+
+    Raises:
+        ValueError: A key is empty, a pattern does not compile, or ``mask`` is not a
+            non-empty printable string.
+
+    .. versionadded:: 0.4.0
+    """
+
+    #: The default sensitive keys (see ``docs/redaction.md``).
+    DEFAULT_KEYS: Final = DEFAULT_KEYS
+
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] | None = None,
+        extra_keys: Iterable[str] = (),
+        patterns: Iterable[str | re.Pattern[str]] = (),
+        mask: str = "***",
+        default_patterns: bool = True,
+    ) -> None:
+        super().__init__()
+        chosen = [*(DEFAULT_KEYS if keys is None else _keys("keys", keys))]
+        chosen += _keys("extra_keys", extra_keys)
+        if not isinstance(mask, str) or not mask or not mask.isprintable():
+            msg = f"RedactFilter: mask={mask!r}; give a non-empty string without control characters"
+            raise ValueError(msg)
+        self.keys: tuple[str, ...] = tuple(chosen)
+        self.mask = mask
+        self._masker = Masker(
+            KeyRule(chosen), compile_patterns(patterns), mask, defaults=bool(default_patterns)
+        )
+        self._token = next(_tokens)
+        self._mark = (self._token,)
+        # Not looked at: a LogRecord's own attributes, and the request's fields (cleaned when
+        # captured, the path without its query) unless their name is itself a sensitive key.
+        rule = self._masker.rule
+        self._skipped = RESERVED | {name for name in _REQUEST_FIELDS if not rule(name)}
+        self._lock = threading.Lock()
+        self.records_redacted = 0
+        self.values_masked = 0
+        self.errors = 0
+
+    def stats(self) -> dict[str, int]:
+        """Return how many records had something masked, how many values, and failures."""
+        with self._lock:
+            return {
+                "records_redacted": self.records_redacted,
+                "values_masked": self.values_masked,
+                "errors": self.errors,
+            }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the secrets of ``record`` (once per filter) and let it through."""
+        marks = getattr(record, REDACTED, ())
+        if type(marks) is not tuple:
+            marks = ()  # not ctxlog's mark: redact as if there were none
+        elif self._token in marks:
+            return True
+        if not hasattr(record, STAMPED):
+            try:
+                stamp(record)
+            except Exception as error:
+                self._failed("putting the context on a record", error)
+        count = self._extras(record) + self._message(record) + self._tracebacks(record)
+        setattr(record, REDACTED, (*marks, self._token) if marks else self._mark)
+        if count:
+            with self._lock:
+                self.records_redacted += 1
+                self.values_masked += count
+        return True
+
+    def _extras(self, record: logging.LogRecord) -> int:
+        """Mask the extra attributes and bound fields; return how many were masked."""
+        attrs = record.__dict__
+        masker = self._masker
+        rule = masker.rule
+        known = rule.known.get  # the verdicts so far: one C call for a key judged before
+        count = 0
+        for key in attrs.keys() - self._skipped:
+            value = attrs[key]
+            sensitive = known(key)
+            try:
+                if sensitive or (sensitive is None and rule(key)):
+                    if value is None or (isinstance(value, str) and value in {"", "-"}):
+                        continue
+                    new, found = self.mask, 1
+                elif type(value) is str:
+                    new, found = masker.text(value)
+                elif isinstance(value, _CONTAINERS):
+                    new, found = masker.value(value)
+                else:
+                    continue
+            except Exception as error:
+                self._failed(f"reading the extra {key!r}", error)
+                new, found = self.mask, 1
+            if found:
+                attrs[key] = new
+                count += found
+        return count
+
+    def _message(self, record: logging.LogRecord) -> int:
+        """Mask the merged message; return how many secrets it held."""
+        masker = self._masker
+        args = record.args
+        count = 0
+        try:
+            if args and _holds_containers(args):
+                args, count = masker.value(args, texts=False)
+            try:
+                merged = _merge(record.msg, args)
+            except Exception as error:
+                self._failed("merging a message with its arguments", error)
+                merged = f"{record.msg!s} (arguments not shown: {type(error).__name__})"
+                count += 1
+            text, found = masker.text(merged)
+        except Exception as error:
+            self._failed("masking a message", error)
+            text, found = f"(message not shown: redacting it raised {type(error).__name__})", 1
+        count += found
+        if count:
+            if isinstance(record.msg, Escaped) and not record.args and text != record.msg:
+                text = Escaped(text)  # masking ASCII into escaped text keeps it escaped
+            record.msg = text
+            record.args = None
+            if "message" in record.__dict__:  # a formatter ran before: its cached text too
+                record.message = text
+        return count
+
+    def _tracebacks(self, record: logging.LogRecord) -> int:
+        """Mask the traceback (cached in ``exc_text``) and the stack; return how many."""
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return 0
+        count = 0
+        masker = self._masker
+        for name in ("exc_text", "stack_info"):
+            try:
+                text = getattr(record, name, None)
+                if name == "exc_text" and not text and record.exc_info:
+                    text = _exception_formatter.formatException(record.exc_info)
+                if not text or not isinstance(text, str):
+                    continue
+                text, found = masker.text(text)
+            except Exception as error:
+                self._failed(f"masking {name}", error)
+                text, found = f"({name} not shown: redacting it raised {type(error).__name__})", 1
+            if found:
+                setattr(record, name, text)
+                count += found
+        return count
+
+    def _failed(self, what: str, error: Exception) -> None:
+        """Count a failure; report the first one on stderr."""
+        with self._lock:
+            self.errors += 1
+            first = self.errors == 1
+        if first:
+            write_line(
+                f"ctxlog: RedactFilter: {what} raised {type(error).__name__}: "
+                f"{self._shown(error)}; that part is masked or left out, the record logged "
+                "(reported once)"
+            )
+
+    def _shown(self, error: Exception) -> str:
+        """Return the text of ``error`` masked, escaped and cut: it may quote what was logged."""
+        try:
+            text = self._masker.text(str(error)[:200])[0]
+        except Exception:
+            return "(its text cannot be read)"
+        return escape(text)
+
+
+def _holds_containers(args: Any) -> bool:
+    """Tell whether a record's ``args`` is, or holds, a dict, list or tuple (rarely)."""
+    if type(args) is not tuple:
+        return True
+    for item in args:  # noqa: SIM110 - a loop: any() and its generator cost twice as much here
+        if isinstance(item, _CONTAINERS):
+            return True
+    return False
+
+
+def _merge(msg: Any, args: Any) -> str:
+    """Return ``msg`` merged with ``args`` as :meth:`logging.LogRecord.getMessage` does."""
+    text = str(msg)
+    return text % args if args else text
+
+
+def _keys(option: str, keys: Iterable[str]) -> list[str]:
+    """Return ``keys`` as a list, refusing anything that is not a non-empty string."""
+    if isinstance(keys, str):
+        msg = f"RedactFilter: {option}={keys!r} is one string; give a list of keys"
+        raise ValueError(msg)  # noqa: TRY004 - configuration, reported as ValueError
+    chosen = list(keys)
+    for key in chosen:
+        if not isinstance(key, str) or not any(char.isalnum() for char in key):
+            msg = f"RedactFilter: {option} holds {key!r}; every key must be a string with a letter"
+            raise ValueError(msg)
+    return chosen

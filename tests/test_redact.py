@@ -1,0 +1,492 @@
+"""ctxlog.RedactFilter: secrets masked in extras, bound fields, messages, tracebacks; never raises."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import logging.config
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ctxlog
+from ctxlog.context import RESERVED
+from ctxlog.handlers import JSONSocketHandler
+from ctxlog.record.sensitive import DEFAULT_KEYS, MAX_DEPTH, KeyRule
+from ctxlog.wire import encode_body
+
+SECRET = "hunter2-Zq9"
+
+
+class Keep(logging.Handler):
+    """Keep every record and its formatted line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def kept() -> Iterator[tuple[logging.Logger, Keep, ctxlog.RedactFilter]]:
+    """A logger whose one handler carries a default RedactFilter."""
+    handler = Keep()
+    redact = ctxlog.RedactFilter()
+    handler.addFilter(redact)
+    logger = logging.getLogger("test.redact")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger, handler, redact
+    logger.handlers[:] = []
+
+
+def wait_for(predicate, timeout=15.0):
+    """Poll ``predicate`` until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.mark.parametrize("key", DEFAULT_KEYS)
+def test_each_default_key_is_masked_in_extra(kept, key):
+    """The value of every key of the default list, as an extra, becomes the mask."""
+    logger, handler, _ = kept
+    name = key.replace("-", "_")  # extra= names are attribute names
+    logger.info("login", extra={name: SECRET})
+    assert "***" == getattr(handler.records[0], name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["DB_PASSWORD", "db_password", "X-Api-Key", "accessToken", "clientSecret", "user[password]",
+     "user%5Bpassword%5D", "Set-Cookie", "stripe.api_key", "session_id", "refreshToken"],
+)  # fmt: skip
+def test_keys_match_word_by_word_in_any_case(key):
+    """A key holding a sensitive key among its words, in any case or separator, is sensitive."""
+    assert KeyRule(DEFAULT_KEYS)(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["tokens_used", "dbpassword", "cache_key", "path", "user", "request_id", "passport"]
+)
+def test_other_keys_are_not_sensitive(key):
+    """Words that merely contain a sensitive key, or other keys, are left alone."""
+    assert not KeyRule(DEFAULT_KEYS)(key)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("auth Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOjF9.c2ln",
+         "auth Authorization: Bearer ***"),
+        ("header authorization: bearer 0123456789abcdef", "header authorization: bearer ***"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic ***"),
+        ("GET /cb?code=42&access_token=abc.DEF-123&state=s HTTP/1.1",
+         "GET /cb?code=42&access_token=***&state=s HTTP/1.1"),
+        ("POST body username=bob&password=p%40ss%26w0rd&remember=1",
+         "POST body username=bob&password=***&remember=1"),
+        ("form user%5Bpassword%5D=x1&csrfmiddlewaretoken=Zx9 sent",
+         "form user%5Bpassword%5D=***&csrfmiddlewaretoken=*** sent"),
+        ('api_key=sk_live_1 token=t0k secret="a b c" user=bob',
+         'api_key=*** token=*** secret="***" user=bob'),
+        ('json {"username": "bob", "password": "p\\"w", "pin": 1, "api_key": 12345}',
+         'json {"username": "bob", "password": "***", "pin": 1, "api_key": "***"}'),
+        ("repr {'user': 'bob', 'client_secret': 'abc'}", "repr {'user': 'bob', 'client_secret': '***'}"),
+        ("connect postgresql://app:s3cret@db.internal:5432/shop",
+         "connect postgresql://app:***@db.internal:5432/shop"),
+        ('level=info msg="login password=pw1 ok" redirect=/cb?token=t0k&x=1',
+         'level=info msg="login password=*** ok" redirect=/cb?token=***&x=1'),
+        ("{'note': '', 'token': 'abc'} token=YWJj==", "{'note': '', 'token': '***'} token=***=="),
+        ("Cookie: sessionid=abc123; csrftoken=def; theme=dark",
+         "Cookie: sessionid=***; csrftoken=***; theme=dark"),
+    ],
+)  # fmt: skip
+def test_default_patterns_mask_the_secret_and_keep_the_rest(kept, message, expected):
+    """Each default pattern masks the credential only; the text around it stays."""
+    logger, handler, _ = kept
+    logger.info("%s", message)
+    assert [expected] == handler.lines
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["basic authentication failed", "the Bearer of bad news", "paid amount=42 currency=EUR",
+     "tokens_used=1200", "https://example.com/path", "ratio 3:4 at 12:00"],
+)  # fmt: skip
+def test_text_without_secrets_is_left_as_logged(kept, message):
+    """A message the patterns find nothing in keeps its msg and args."""
+    logger, handler, redact = kept
+    args = (message,)
+    logger.info("%s", *args)
+    record = handler.records[0]
+    assert ("%s", args) == (record.msg, record.args)
+    assert 0 == redact.stats()["values_masked"]
+
+
+def test_nested_values_are_masked_in_a_copy_and_the_caller_keeps_its_own(kept):
+    """Dicts, lists and tuples are copied where something changes; the caller's objects never."""
+    logger, handler, _ = kept
+    payload = {"user": "bob", "creds": {"password": SECRET, "ids": [1, {"token": SECRET}]},
+               "pair": ("x", {"api_key": SECRET}), "plain": {"a": 1}}  # fmt: skip
+    before = copy.deepcopy(payload)
+    logger.info("payload", extra={"payload": payload})
+    assert before == payload
+    got = handler.records[0].payload
+    assert {"user": "bob", "creds": {"password": "***", "ids": [1, {"token": "***"}]},
+            "pair": ("x", {"api_key": "***"}), "plain": {"a": 1}} == got  # fmt: skip
+    assert got["plain"] is payload["plain"]  # nothing changed in it: not copied
+
+
+def test_a_structure_deeper_than_the_limit_is_masked_whole(kept):
+    """A dict that holds itself, or anything nested past MAX_DEPTH, ends in the mask."""
+    logger, handler, _ = kept
+    loop: dict[str, object] = {"name": "x"}
+    loop["self"] = loop
+    logger.info("loop", extra={"loop": loop})
+    value = handler.records[0].loop
+    for _ in range(MAX_DEPTH - 1):
+        value = value["self"]
+    assert "***" == value["self"]
+    assert loop["self"] is loop
+
+
+def test_bound_fields_are_masked_wherever_the_filter_sits():
+    """A bound sensitive field is masked even by a filter on a logger, with no ContextFilter."""
+    handler = Keep()
+    logger = logging.getLogger("test.redact.bound")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.addFilter(ctxlog.RedactFilter())
+    try:
+        ctxlog.bind(api_token=SECRET, tenant="acme")
+        logger.info("hello")
+    finally:
+        logger.handlers[:] = []
+        logger.filters[:] = []
+    record = handler.records[0]
+    assert ("***", "acme") == (record.api_token, record.tenant)
+    assert SECRET == ctxlog.get_context()["api_token"]  # the context itself is unchanged
+
+
+def test_message_arguments_are_masked_before_they_are_merged(kept):
+    """A dict argument's sensitive keys are masked, then the merged message; the caller's dict is kept."""
+    logger, handler, _ = kept
+    form = {"username": "bob", "password": SECRET}
+    logger.info("%(username)s logs in with %(password)s", form)
+    logger.info("form %s and %s", {"password": SECRET}, ["token=abc"])
+    assert ["bob logs in with ***", "form {'password': '***'} and ['token=***']"] == handler.lines
+    assert SECRET == form["password"]
+    assert handler.records[0].args is None
+
+
+def test_the_traceback_and_stack_are_masked(kept):
+    """An exception message and a stack are masked in the text every formatter uses."""
+    logger, handler, _ = kept
+    try:
+        raise ValueError(f"could not connect to redis://:{SECRET}@cache:6379 password={SECRET}")
+    except ValueError:
+        logger.exception("failed", stack_info=True)
+    record = handler.records[0]
+    assert SECRET not in handler.lines[0]
+    assert "redis://:***@cache:6379 password=***" in record.exc_text
+    assert isinstance(record.exc_info[1], ValueError)  # kept for handlers that want the object
+
+
+def test_non_string_values_and_odd_inputs(kept):
+    """Numbers and objects under sensitive keys become the mask; None and '-' stay; others untouched."""
+    logger, handler, _ = kept
+
+    class Opaque:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    opaque = Opaque()
+    logger.info(
+        "odd", extra={"pin_password": 1234, "token": None, "session": "-", "obj": opaque, "n": 3}
+    )
+    record = handler.records[0]
+    assert ("***", None, "-", opaque, 3) == (
+        record.pin_password, record.token, record.session, record.obj, record.n
+    )  # fmt: skip
+
+
+def test_a_huge_message_is_masked_whole(kept):
+    """A message of megabytes is scanned to its end."""
+    logger, handler, _ = kept
+    logger.info("%s password=%s", "x " * 1_000_000, SECRET)
+    assert handler.lines[0].endswith(" password=***")
+    assert SECRET not in handler.lines[0]
+
+
+def test_arguments_that_fail_to_format_are_not_shown_and_the_record_is_logged(kept, capsys):
+    """Arguments the message cannot take: the record is logged without them, reported once on stderr."""
+    logger, handler, redact = kept
+    logger.info("password %s %s", SECRET)  # noqa: PLE1206 - the point of the test
+    logger.info("again %d", SECRET)
+    assert ["password %s %s (arguments not shown: TypeError)",
+            "again %d (arguments not shown: TypeError)"] == handler.lines  # fmt: skip
+    err = capsys.readouterr().err
+    assert 1 == err.count("ctxlog: RedactFilter")
+    assert "reported once" in err
+    assert 2 == redact.stats()["errors"]
+
+
+def test_a_value_that_fails_while_masked_is_masked_whole(kept, capsys):
+    """A dict whose items() raises: the value becomes the mask, the record is still logged."""
+    logger, handler, redact = kept
+
+    class Broken(dict):
+        def items(self):
+            raise RuntimeError("broken mapping")
+
+    logger.info("still logged", extra={"data": Broken(a=1)})
+    assert ["still logged"] == handler.lines
+    assert "***" == handler.records[0].data
+    assert "broken mapping" in capsys.readouterr().err
+    assert 1 == redact.stats()["errors"]
+
+
+def test_a_message_whose_str_raises_is_replaced(kept, capsys):
+    """A msg object that cannot become text: the record says so instead of failing."""
+    logger, handler, _ = kept
+
+    class Bad:
+        def __str__(self) -> str:
+            raise ValueError("nope")
+
+    logger.info(Bad())
+    assert ["(message not shown: redacting it raised ValueError)"] == handler.lines
+    assert "nope" in capsys.readouterr().err
+
+
+def test_options_mask_keys_extra_keys_patterns():
+    """mask=, keys= (replacing), extra_keys= (adding), patterns= (groups or whole match)."""
+    redact = ctxlog.RedactFilter(
+        keys=["pin"], extra_keys=["ssn"], mask="[hidden]",
+        patterns=[r"card (\d{12})\d{4}", re.compile(r"sk_live_\w+")],
+    )  # fmt: skip
+    record = logging.makeLogRecord(
+        {
+            "msg": "card 4111111111111111 key sk_live_abc password=x",
+            "pin": 1,
+            "ssn": "0",
+            "token": "t",
+        }
+    )
+    redact.filter(record)
+    assert "card [hidden]1111 key [hidden] password=x" == record.getMessage()
+    assert ("[hidden]", "[hidden]", "t") == (record.pin, record.ssn, record.token)
+    plain = ctxlog.RedactFilter(default_patterns=False)
+    record = logging.makeLogRecord({"msg": "password=x", "password": "y"})
+    plain.filter(record)
+    assert ("password=x", "***") == (record.getMessage(), record.password)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mask": ""}, "mask=''"),
+        ({"mask": "a\nb"}, "without control characters"),
+        ({"patterns": ["("]}, "patterns[0] '(' does not compile"),
+        ({"patterns": [b"x"]}, "patterns[0] is b'x'"),
+        ({"keys": "password"}, "keys='password' is one string"),
+        ({"extra_keys": ["", "x"]}, "extra_keys holds ''"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(kwargs, message):
+    """Each bad option raises ValueError naming the value."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ctxlog.RedactFilter(**kwargs)
+
+
+def test_counts(kept):
+    """records_redacted counts records with a secret, values_masked each secret."""
+    logger, _, redact = kept
+    logger.info("nothing here")
+    logger.info("token=a password=b", extra={"api_key": "c"})
+    logger.info("Bearer abcdefgh1")
+    assert {"records_redacted": 2, "values_masked": 4, "errors": 0} == redact.stats()
+    assert (2, 4) == (redact.records_redacted, redact.values_masked)
+
+
+def test_a_record_is_redacted_once_by_each_filter(kept):
+    """The same filter on the logger and the handler masks once; another filter still applies its own keys."""
+    logger, handler, redact = kept
+    other = ctxlog.RedactFilter(extra_keys=["ssn"])
+    logger.addFilter(redact)
+    handler.addFilter(other)
+    try:
+        logger.info("password=%s", SECRET, extra={"ssn": "123"})
+    finally:
+        logger.removeFilter(redact)
+    record = handler.records[0]
+    assert ("password=***", "***") == (handler.lines[0], record.ssn)
+    assert 1 == redact.stats()["values_masked"]
+    assert 1 == other.stats()["values_masked"]  # ssn only: the message was masked already
+    assert all(name in RESERVED for name in ("_ctxlog_redacted", "_ctxlog_stamped"))
+
+
+def test_dictconfig_with_a_factory():
+    """dictConfig builds the filter with "()" and its options."""
+    stream = io.StringIO()
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "ctxlog.RedactFilter", "extra_keys": ["ssn"], "mask": "<x>"}},
+        "handlers": {"out": {"class": "logging.StreamHandler", "stream": stream,
+                             "filters": ["redact"], "formatter": "plain"}},
+        "formatters": {"plain": {"format": "%(message)s %(ssn)s"}},
+        "loggers": {"test.redact.dict": {"handlers": ["out"], "level": "INFO", "propagate": False}},
+    })  # fmt: skip
+    try:
+        logging.getLogger("test.redact.dict").info("token=%s", SECRET, extra={"ssn": "1"})
+    finally:
+        logging.getLogger("test.redact.dict").handlers[:] = []
+    assert "token=<x> <x>\n" == stream.getvalue()
+
+
+def test_the_wire_body_holds_no_secret():
+    """A redacted record encoded for the wire carries the masks only, in its traceback too."""
+    try:
+        raise ConnectionError(f"redis://:{SECRET}@cache:6379 refused")
+    except ConnectionError as error:
+        exc_info = (type(error), error, error.__traceback__)
+    record = logging.makeLogRecord(
+        {"name": "x", "levelno": 20, "msg": "login %s", "args": ({"password": SECRET},), "api_key": SECRET,
+         "nested": {"token": SECRET}, "exc_info": exc_info}
+    )  # fmt: skip
+    ctxlog.RedactFilter().filter(record)
+    body = encode_body(record)
+    assert SECRET.encode() not in body
+    assert {"api_key": "***", "nested": "{'token': '***'}"} == {  # a dict goes as its str()
+        k: v for k, v in json.loads(body)["extra"].items() if k in {"api_key", "nested"}
+    }
+
+
+def test_records_queued_and_sent_to_a_real_receiver_hold_no_secret(tmp_path: Path):
+    """In front of nonblocking(): the record that crosses the queue and the socket is the masked one."""
+    log_file = tmp_path / "all.log"
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "ctxlog", "receive", "--listen", "127.0.0.1:0", "--file",
+         str(log_file), "--format", "%(message)s|%(api_key)s|%(session)s"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    logger = logging.getLogger("test.redact.queued")
+    closing: list[logging.Handler] = []
+    try:
+        line = receiver.stderr.readline()
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
+        sender = JSONSocketHandler("127.0.0.1", port)
+        queue = ctxlog.nonblocking([sender])
+        closing += [queue, sender]
+        redact = ctxlog.RedactFilter()
+        queue.addFilter(redact)
+        logger.handlers[:] = [queue]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        with ctxlog.scope(session=SECRET):
+            logger.info("GET /?token=%s", SECRET, extra={"api_key": SECRET})
+        queue.flush()
+        assert wait_for(lambda: log_file.exists() and log_file.read_text(encoding="utf-8"))
+    finally:
+        logger.handlers[:] = []
+        for handler in closing:
+            handler.close()
+        receiver.send_signal(signal.SIGTERM)
+        receiver.communicate(timeout=20)
+    assert "GET /?token=***|***|***\n" == log_file.read_text(encoding="utf-8")
+    assert 3 == redact.stats()["values_masked"]
+
+
+def test_a_mark_that_is_not_ctxlogs_does_not_stop_redaction():
+    """A record carrying some other value under the mark's name is still redacted."""
+    record = logging.makeLogRecord({"msg": "token=abc", "_ctxlog_redacted": "yes"})
+    ctxlog.RedactFilter().filter(record)
+    assert "token=***" == record.getMessage()
+
+
+def test_a_message_cached_by_an_earlier_formatter_is_replaced():
+    """record.message, set by a formatter that ran before the filter, holds the masked text."""
+    record = logging.makeLogRecord({"msg": "password=%s", "args": (SECRET,)})
+    logging.Formatter().format(record)
+    ctxlog.RedactFilter().filter(record)
+    assert "password=***" == record.message
+
+
+FRAGMENTS = ["password=", "Bearer ", "basic ", '"token": "', "'api_key': '", "://u:", "@", "&",
+             "=", '"', "'", "\\", ":", " ", "\n", "%5B", "]", "tokenX", "aB3dE5gH9"]  # fmt: skip
+hostile = st.lists(st.one_of(st.characters(), st.sampled_from(FRAGMENTS))).map("".join)
+
+
+@settings(deadline=None, max_examples=300)
+@given(hostile, hostile)
+def test_any_text_is_masked_without_raising_and_masking_again_changes_nothing(msg, value):
+    """Whatever a message or a value holds, the filter lets the record through; its output is stable."""
+    redact = ctxlog.RedactFilter()
+    record = logging.makeLogRecord({"msg": msg, "note": value})
+    assert redact.filter(record)
+    assert 0 == redact.stats()["errors"]
+    again = ctxlog.RedactFilter()
+    masked = (record.getMessage(), record.note)
+    again.filter(logging.makeLogRecord({"msg": masked[0], "note": masked[1]}))
+    assert 0 == again.stats()["values_masked"]
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.sampled_from(DEFAULT_KEYS),
+    st.sampled_from(["{k}={s}", '"{k}": "{s}"', "{{'{k}': '{s}'}}", "{k}={s}&next=1", "?{k}={s}"]),
+    st.from_regex(r"[A-Za-z0-9_.~+/-]{8,40}", fullmatch=True),
+    hostile,
+)
+def test_a_sensitive_pair_never_shows_its_value(key, shape, secret, around):
+    """A sensitive key's value in a pair, a JSON object or a dict repr, anywhere in a message, is masked."""
+    text = shape.format(k=key, s=secret)
+    record = logging.makeLogRecord({"msg": "%s " + text + " %s", "args": (around, around)})
+    ctxlog.RedactFilter().filter(record)
+    message = record.getMessage()
+    assert secret not in message or secret in around
+
+
+def test_dictconfig_puts_it_in_front_of_nonblocking():
+    """ "filters" on a nonblocking() handler made by dictConfig: the record is masked before the queue."""
+    stream = io.StringIO()
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "ctxlog.RedactFilter"}},
+        "formatters": {"plain": {"format": "%(message)s %(api_key)s"}},
+        "handlers": {
+            "out": {"class": "logging.StreamHandler", "stream": stream, "formatter": "plain"},
+            "queue": {"()": "ctxlog.nonblocking", "handlers": ["out"], "filters": ["redact"]},
+        },
+        "loggers": {"test.redact.q": {"handlers": ["queue"], "level": "INFO", "propagate": False}},
+    })  # fmt: skip
+    logger = logging.getLogger("test.redact.q")
+    queue = logger.handlers[0]
+    try:
+        logger.info("Authorization: Bearer %s", "eyJ0eXAi.eyJzdWIi.c2ln", extra={"api_key": SECRET})
+        assert ctxlog.flush(timeout=10)
+    finally:
+        logger.handlers[:] = []
+        queue.close()
+    assert "Authorization: Bearer *** ***\n" == stream.getvalue()
