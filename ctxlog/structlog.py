@@ -1,0 +1,69 @@
+"""
+structlog glue: :func:`merge_context` puts ctxlog's fields into structlog's event dict.
+
+structlog is not imported by this module nor by ``import ctxlog``; use it where structlog is
+installed (``pip install structlog``). Add the processor to structlog's chain, before the
+renderer::
+
+    import structlog
+    import ctxlog.structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            ctxlog.structlog.merge_context,
+            structlog.processors.add_log_level,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+Records of the standard library's loggers get the same fields when they are rendered by
+structlog's ``ProcessorFormatter`` with the processor in its ``foreign_pre_chain``.
+
+The processor reads the context of the thread or task that runs it, as
+:class:`ctxlog.ContextFilter` does: inside a request, the request's fields (``ip``, ``user``,
+``request_id``, ``method``, ``path`` and what was bound to it), outside one the same names as
+``"-"``, and what :func:`ctxlog.bind` or :func:`ctxlog.scope` added. A key the event already has
+is never replaced: an event's own ``user=`` wins over the request's.
+
+.. versionadded:: 0.4.0
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from ctxlog.context import fields_for_record
+
+__all__ = ["merge_context"]
+
+
+def merge_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """
+    Add ctxlog's current fields to ``event_dict``, keeping every key it already has.
+
+    A structlog processor. For a standard library record rendered by structlog's
+    ``ProcessorFormatter`` (``event_dict["_record"]``), an exception that escaped a request
+    brings that request's fields, as it does for :class:`ctxlog.ContextFilter`.
+
+    Args:
+        logger: The wrapped logger (unused).
+        method_name: The name of the log method called (unused).
+        event_dict: The event; changed in place.
+
+    Returns:
+        ``event_dict``.
+
+    .. versionadded:: 0.4.0
+    """
+    record = event_dict.get("_record")
+    base, local = fields_for_record(record if isinstance(record, logging.LogRecord) else None)
+    for fields in (local, base):  # a scope() or bind() wins over the request
+        for name, value in fields.items():
+            if name not in event_dict:
+                event_dict[name] = value
+    return event_dict
