@@ -157,8 +157,7 @@ def test_escaping_is_kept_and_json_holds_one_line_per_event(events):
         await PlainTextResponse("ok")(scope, receive, send)
 
     app = ctxlog.ASGIMiddleware(view)
-    with TestClient(app) as client:
-        assert 200 == client.get("/pay%0AFORGED").status_code
+    assert 200 == TestClient(app).get("/pay%0AFORGED").status_code
     text = events.getvalue()
     assert 1 == len(text.splitlines())
     [line] = _lines(events)
