@@ -1,4 +1,4 @@
-"""
+r"""
 loguru glue: :func:`patch` puts ctxlog's fields into each loguru record's ``extra``.
 
 loguru is not imported by this module nor by ``import ctxlog``; use it where loguru is
@@ -21,7 +21,7 @@ already has (from loguru's ``bind()`` or ``contextualize()``) is never replaced.
 **Security.** The fields taken from a request are escaped by the middleware, so they cannot
 break a line, but loguru writes the *message* as it is: a text sink writes a message holding a
 line break as two lines, and the second one can pass for a record of its own. Use
-``serialize=True`` (one JSON object per line, where a line break is ``\\n``), or escape what
+``serialize=True`` (one JSON object per line, where a line break is ``\n``), or escape what
 the application logs from a request.
 
 .. versionadded:: 0.4.0

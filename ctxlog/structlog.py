@@ -41,7 +41,9 @@ __all__ = ["merge_context"]
 
 
 def merge_context(
-    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    logger: Any,  # noqa: ARG001 - structlog's processor signature
+    method_name: str,  # noqa: ARG001 - same
+    event_dict: MutableMapping[str, Any],
 ) -> MutableMapping[str, Any]:
     """
     Add ctxlog's current fields to ``event_dict``, keeping every key it already has.

@@ -20,10 +20,16 @@ import ctxlog.testing
 if os.environ.get("CI") != "true":
     pytest.importorskip("pythonjsonlogger")
 
-from pythonjsonlogger.json import JsonFormatter  # noqa: E402 - v3+; pythonjsonlogger.jsonlogger before
+from pythonjsonlogger.json import JsonFormatter
 
 NAME = "test.json_logger"
-REQUEST = {"ip": "203.0.113.7", "user": "alice", "request_id": "r-1", "method": "GET", "path": "/pay"}
+REQUEST = {
+    "ip": "203.0.113.7",
+    "user": "alice",
+    "request_id": "r-1",
+    "method": "GET",
+    "path": "/pay",
+}
 
 
 def _handler(with_filter: bool) -> Iterator[io.StringIO]:
@@ -104,6 +110,10 @@ def test_real_starlette_app_values_stay_escaped(filtered):
     client = TestClient(app, client=("203.0.113.9", 5000))
     assert 200 == client.get("/pay", headers={"X-Request-ID": "req\x01abc"}).status_code
     [line] = _lines(filtered)
-    assert ("203.0.113.9", "/pay", "seen\nINFO forged") == (line["ip"], line["path"], line["message"])
+    assert ("203.0.113.9", "/pay", "seen\nINFO forged") == (
+        line["ip"],
+        line["path"],
+        line["message"],
+    )
     assert "\x01" not in line["request_id"]
     assert 1 == len(filtered.getvalue().splitlines())

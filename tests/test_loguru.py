@@ -45,7 +45,9 @@ def logger() -> Iterator[tuple[object, list[io.StringIO]]]:
 def test_import_ctxlog_does_not_load_the_glue():
     """The loguru glue is loaded only when imported."""
     code = "import ctxlog, sys; print('ctxlog.loguru' in sys.modules, 'loguru' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert "False False" == result.stdout.strip()
 
 

@@ -20,13 +20,13 @@ if os.environ.get("CI") != "true":
     pytest.importorskip("opentelemetry.sdk")
     pytest.importorskip("opentelemetry.exporter.otlp.proto.common")
 
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs  # noqa: E402
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler  # noqa: E402
-from opentelemetry.sdk._logs.export import (  # noqa: E402
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
     SimpleLogRecordProcessor,
 )
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
 
 NAME = "test.otel.logs"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -77,7 +77,13 @@ def bare_otel() -> Iterator[OTel]:
     yield from _otel(handler_filter=False)
 
 
-REQUEST = {"ip": "203.0.113.7", "user": "alice", "request_id": "r-1", "method": "GET", "path": "/pay"}
+REQUEST = {
+    "ip": "203.0.113.7",
+    "user": "alice",
+    "request_id": "r-1",
+    "method": "GET",
+    "path": "/pay",
+}
 
 
 def test_fields_are_attributes_next_to_the_span_ids(otel):

@@ -18,7 +18,9 @@ from starlette.testclient import TestClient
 import ctxlog
 import ctxlog.testing
 
-structlog = pytest.importorskip("structlog") if os.environ.get("CI") != "true" else __import__("structlog")
+structlog = (
+    pytest.importorskip("structlog") if os.environ.get("CI") != "true" else __import__("structlog")
+)
 
 import ctxlog.structlog  # noqa: E402 - after the importorskip, as the test needs structlog
 
@@ -52,8 +54,12 @@ def test_import_ctxlog_does_not_load_the_glue():
     """The structlog glue is loaded only when imported."""
     import subprocess
 
-    code = "import ctxlog, sys; print('ctxlog.structlog' in sys.modules, 'structlog' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import ctxlog, sys; print('ctxlog.structlog' in sys.modules, 'structlog' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert "False False" == result.stdout.strip()
 
 
