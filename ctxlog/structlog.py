@@ -18,7 +18,10 @@ renderer::
     )
 
 Records of the standard library's loggers get the same fields when they are rendered by
-structlog's ``ProcessorFormatter`` with the processor in its ``foreign_pre_chain``.
+structlog's ``ProcessorFormatter`` with the processor in its ``foreign_pre_chain``; a record
+ctxlog has stamped (:class:`ctxlog.ContextFilter`, :func:`ctxlog.get_logger`,
+:func:`ctxlog.nonblocking`) brings the fields it was stamped with, so it may be formatted in
+another thread.
 
 The processor reads the context of the thread or task that runs it, as
 :class:`ctxlog.ContextFilter` does: inside a request, the request's fields (``ip``, ``user``,
@@ -32,10 +35,10 @@ is never replaced: an event's own ``user=`` wins over the request's.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from ctxlog.context import fields_for_record
+from ctxlog.context import RESERVED, STAMPED, fields_for_record
 
 __all__ = ["merge_context"]
 
@@ -49,8 +52,12 @@ def merge_context(
     Add ctxlog's current fields to ``event_dict``, keeping every key it already has.
 
     A structlog processor. For a standard library record rendered by structlog's
-    ``ProcessorFormatter`` (``event_dict["_record"]``), an exception that escaped a request
-    brings that request's fields, as it does for :class:`ctxlog.ContextFilter`.
+    ``ProcessorFormatter`` (``event_dict["_record"]``) that ctxlog has stamped already (a
+    :class:`ctxlog.ContextFilter` on the handler, :func:`ctxlog.get_logger`, or
+    :func:`ctxlog.nonblocking`'s queue), the fields come from the record: those of the context it
+    was made in, whichever thread formats it, and its ``extra=`` values. Any other record takes
+    the current context, and an exception that escaped a request brings that request's fields,
+    as it does for :class:`ctxlog.ContextFilter`.
 
     Args:
         logger: The wrapped logger (unused).
@@ -63,9 +70,28 @@ def merge_context(
     .. versionadded:: 0.4.0
     """
     record = event_dict.get("_record")
-    base, local = fields_for_record(record if isinstance(record, logging.LogRecord) else None)
-    for fields in (local, base):  # a scope() or bind() wins over the request
-        for name, value in fields.items():
-            if name not in event_dict:
-                event_dict[name] = value
+    if not isinstance(record, logging.LogRecord):
+        record = None
+    elif hasattr(record, STAMPED):
+        _merge(event_dict, _fields_on(record))
+        return event_dict
+    base, local = fields_for_record(record)
+    _merge(event_dict, local)  # a scope() or bind() wins over the request
+    _merge(event_dict, base)
     return event_dict
+
+
+def _fields_on(record: logging.LogRecord) -> dict[str, Any]:
+    """Return what a stamped record carries beyond a LogRecord's own attributes."""
+    return {
+        name: value
+        for name, value in vars(record).items()
+        if name not in RESERVED and not name.startswith("_")
+    }
+
+
+def _merge(event_dict: MutableMapping[str, Any], fields: Mapping[str, Any]) -> None:
+    """Add each of ``fields`` that ``event_dict`` does not have."""
+    for name, value in fields.items():
+        if name not in event_dict:
+            event_dict[name] = value

@@ -194,3 +194,57 @@ def test_real_starlette_app_through_the_middleware(events, stdlib_through_struct
     }
     assert expected == {name: event[name] for name in expected}
     assert expected == {name: record[name] for name in expected}
+
+
+def _processor_formatter():
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[ctxlog.structlog.merge_context],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+    )
+
+
+def test_stamped_record_formatted_in_another_thread_keeps_its_request():
+    """Behind ctxlog.nonblocking(), ProcessorFormatter runs in a worker: the record's fields win."""
+    out = io.StringIO()
+    target = logging.StreamHandler(out)
+    target.setFormatter(_processor_formatter())
+    handler = ctxlog.nonblocking([target])
+    logger = logging.getLogger("test.structlog.queued")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with ctxlog.testing.request(user="alice", request_id="r-q", tenant="acme"):
+            logger.info("queued", extra={"amount": 3})
+        assert ctxlog.flush(timeout=30)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()
+    [line] = _lines(out)
+    assert {
+        "event": "queued",
+        "ip": "-",
+        "user": "alice",
+        "request_id": "r-q",
+        "method": "GET",
+        "path": "/",
+        "tenant": "acme",
+        "amount": 3,
+    } == line
+
+
+def test_stamped_record_keeps_the_event_keys_and_hides_private_attributes():
+    """A stamped record's fields never replace the event's keys; '_' attributes stay out."""
+    record = logging.makeLogRecord({"msg": "x", "user": "alice", "_private": 1})
+    ctxlog.ContextFilter().filter(record)
+    event = ctxlog.structlog.merge_context(
+        None, "info", {"event": "x", "user": "bob", "_record": record}
+    )
+    assert "bob" == event["user"]
+    assert "-" == event["request_id"]
+    assert "_private" not in event
+    assert "_ctxlog_stamped" not in event
