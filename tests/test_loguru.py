@@ -132,3 +132,15 @@ def test_request_values_stay_escaped_in_a_real_starlette_app(logger):
     assert 200 == TestClient(ctxlog.ASGIMiddleware(any_path)).get("/a%0AFORGED").status_code
     [line] = out.getvalue().splitlines()
     assert line.endswith(" /a\\nFORGED seen"), line
+
+
+def test_contextualize_wins_and_enqueued_sinks_get_the_logging_threads_fields(logger):
+    """contextualize() keys are kept; with enqueue=True the fields are those of the log call."""
+    out = io.StringIO()
+    logger.add(out, format="{extra[user]} {extra[request_id]} {message}", enqueue=True)
+    with ctxlog.testing.request(user="alice", request_id="r-e"):
+        logger.info("queued")
+        with logger.contextualize(user="job"):
+            logger.info("contextualized")
+    logger.complete()
+    assert ["alice r-e queued", "job r-e contextualized"] == out.getvalue().splitlines()
