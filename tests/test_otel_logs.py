@@ -155,3 +155,15 @@ def test_real_starlette_app_with_trace_context(otel):
         after.log_record.attributes["trace_id"],
         after.log_record.attributes["span_id"],
     )
+
+
+def test_what_the_docs_say_of_other_values_and_the_stamp_mark(otel):
+    """A UUID bound value arrives as its string; ctxlog's stamp mark is exported too."""
+    import uuid
+
+    order = uuid.uuid4()
+    with ctxlog.testing.request(**REQUEST):
+        ctxlog.bind(order=order)
+        logging.getLogger(NAME).info("paid")
+    [attributes] = otel.attributes()
+    assert (str(order), True) == (attributes["order"], attributes["_ctxlog_stamped"])
