@@ -233,7 +233,7 @@ def test_the_api_reference_documents_every_public_name():
     public = {f"ctxlog.{name}" for name in _all_of("ctxlog") if name != "handlers"}
     for module in (
         "ctxlog.handlers", "ctxlog.zmq", "ctxlog.flask", "ctxlog.django", "ctxlog.celery",
-        "ctxlog.outgoing",
+        "ctxlog.outgoing", "ctxlog.structlog", "ctxlog.loguru",
     ):
         public.update(f"{module}.{name}" for name in _all_of(module))
     public.update({"ctxlog.fastapi.bind_user", "ctxlog.queue.NonBlockingHandler"})
