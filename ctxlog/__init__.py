@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ctxlog.outgoing import outgoing_headers
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
     from ctxlog.record.formatter import Formatter
+    from ctxlog.record.jsonformat import JSONFormatter
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
     from ctxlog.web.wsgi import WSGIMiddleware
@@ -33,6 +34,7 @@ __all__ = [
     "ContextExecutor",
     "ContextFilter",
     "Formatter",
+    "JSONFormatter",
     "QueueHandler",
     "QueueListener",
     "WSGIMiddleware",
@@ -56,6 +58,7 @@ _LAZY = {
     "ASGIMiddleware": "ctxlog.web.asgi",
     "ContextExecutor": "ctxlog.threads",
     "Formatter": "ctxlog.record.formatter",
+    "JSONFormatter": "ctxlog.record.jsonformat",
     "QueueHandler": "ctxlog.queue",
     "QueueListener": "ctxlog.queue",
     "WSGIMiddleware": "ctxlog.web.wsgi",
