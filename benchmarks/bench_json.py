@@ -57,7 +57,7 @@ def make_record(extra: dict[str, Any] | None = None, exc_info: Any = None) -> lo
     record = logging.LogRecord("shop.views", level, __file__, 42, msg, args, exc_info)
     record.__dict__.update(FIELDS)
     record.__dict__.update(extra or {})
-    record._ctxlog_stamped = True  # noqa: SLF001 - as ctxlog's filter leaves a record
+    record._ctxlog_stamped = True  # as ctxlog's filter leaves a record
     return record
 
 

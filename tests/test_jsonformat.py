@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import decimal
 import enum
 import io
@@ -97,7 +97,7 @@ def test_a_request_record_has_time_level_message_logger_fields_and_extras():
         k: data[k] for k in ("level", "message", "tenant", "order_id", "amount")
     }
     assert ISO.match(data["time"])
-    stamp = datetime.datetime.strptime(data["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
+    stamp = dt.datetime.strptime(data["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
     assert before - 0.002 <= stamp <= time.time()
     assert STAMPED not in stream.getvalue()
 
@@ -142,7 +142,7 @@ def test_values_json_cannot_hold_are_their_str_and_never_raise():
     """NaN, infinities, bytes, sets, dates, Decimals, big ints, enums, cycles, a raising __str__: one valid line."""
     cycle: list[Any] = []
     cycle.append(cycle)
-    when = datetime.datetime(2026, 12, 8, 1, 2, 3, tzinfo=datetime.UTC)
+    when = dt.datetime(2026, 12, 8, 1, 2, 3, tzinfo=dt.UTC)
     values = {
         "nan": math.nan, "inf": -math.inf, "raw": b"\x00\xff", "tags": {"a"}, "when": when, "price": decimal.Decimal("1.10"),
         "big": 2**70, "color": Color.RED, "cycle": cycle, "angry": Angry(), "nested": {1: (1, 2), "k": [Angry()]},

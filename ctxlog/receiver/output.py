@@ -3,9 +3,10 @@ What ``ctxlog receive`` writes: one escaped line per record, to standard output 
 
 :class:`LineFormatter` is the receiver's line, safe against forged lines; use it in your own
 configuration too. With ``--format json`` the line is :class:`ctxlog.JSONFormatter`'s instead
-(:func:`json_formatter`), in the schema ``--schema`` names, for a log shipper to read. :class:`LineStream` and :class:`LineFile` are the handlers the command line
-sets up without ``--config``: they write each record once and leave flushing to the receiver,
-which flushes once per read from a connection (:meth:`Receiver.end_batch`), not per record.
+(:func:`json_formatter`), in the schema ``--schema`` names, for a log shipper to read.
+:class:`LineStream` and :class:`LineFile` are the handlers the command line sets up without
+``--config``: they write each record once and leave flushing to the receiver, which flushes once
+per read from a connection (:meth:`Receiver.end_batch`), not per record.
 """
 
 from __future__ import annotations

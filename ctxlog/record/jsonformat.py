@@ -20,6 +20,7 @@ with the same bytes either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,30 @@ def _put(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+def _add_fields(
+    plan: tuple[tuple[str, Key, bool, Any], ...],
+    attributes: dict[str, Any],
+    out: dict[str, Any],
+    tiny: list[bool],
+) -> None:
+    """Add ctxlog's fields, the record attributes and the named extras a record holds."""
+    for name, key, known, change in plan:
+        value = attributes[name]
+        if type(value) is str:
+            if known and value == MISSING:
+                continue  # ctxlog's "unknown": left out of a line meant for a query
+        elif value is None and known:
+            continue
+        else:
+            value = plain(value, tiny)
+        if change is not None:
+            value = change(value)
+        if isinstance(key, str):
+            out[key] = value
+        else:
+            _put(out, key, value)
+
+
 def _error_type(error: BaseException) -> str:
     cls = type(error)
     module = cls.__module__
@@ -78,7 +103,7 @@ def _error_type(error: BaseException) -> str:
 
 def _check_fields(fields: Sequence[str]) -> tuple[str, ...]:
     if isinstance(fields, str) or not all(isinstance(name, str) for name in fields):
-        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['time', 'message']"
+        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message']"
         raise ValueError(msg)
     for name in fields:
         if name not in _KNOWN and (name in RESERVED or name.startswith("_ctxlog") or not name):
@@ -248,21 +273,7 @@ class JSONFormatter(logging.Formatter):
                 plan = self._learn(shape)
             tiny: list[bool] = []
             out = self._head(record, tiny)
-            for name, key, known, change in plan[0]:
-                value = attributes[name]
-                if type(value) is str:
-                    if known and value == MISSING:
-                        continue
-                elif value is None and known:
-                    continue
-                else:
-                    value = plain(value, tiny)
-                if change is not None:
-                    value = change(value)
-                if type(key) is str:
-                    out[key] = value
-                else:
-                    _put(out, key, value)
+            _add_fields(plan[0], attributes, out, tiny)
             if self._exc_keys is not None or self._stack_key is not None:
                 self._error(record, out)
             for name, key in plan[1]:
@@ -366,7 +377,7 @@ class JSONFormatter(logging.Formatter):
 
     @staticmethod
     def _set(out: dict[str, Any], key: Key, value: Any) -> None:
-        if type(key) is str:
+        if isinstance(key, str):
             out[key] = value
         else:
             _put(out, key, value)
@@ -374,10 +385,8 @@ class JSONFormatter(logging.Formatter):
     def _unformatted(self, record: logging.LogRecord, error: Exception) -> str:
         """Return a line saying the record could not be formatted, and why (no record value)."""
         out: dict[str, Any] = {}
-        try:
+        with contextlib.suppress(Exception):  # a record without a usable time: the rest
             out["time"] = self.formatTime(record)
-        except Exception:  # noqa: S110 - the record has no usable time; the line says the rest
-            pass
         out["level"] = plain(getattr(record, "levelname", "ERROR"), [])
         out["logger"] = plain(getattr(record, "name", "?"), [])
         out["message"] = (

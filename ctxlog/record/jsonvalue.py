@@ -2,11 +2,11 @@ r"""
 Values as JSON: what :class:`ctxlog.JSONFormatter` turns a record's values into, and the line.
 
 :func:`plain` makes any value one of the types JSON holds, the same way whichever encoder
-writes it: ``str``, ``int`` (64-bit or not), ``float`` (finite), ``bool``, ``None``, ``dict``
-with ``str`` keys, ``list``. Anything else (bytes, sets, dates, objects; ``NaN`` and the
-infinities; containers nested deeper than :data:`MAX_DEPTH`) becomes its ``str()``, as do integers past 64 bits (which most JSON readers would
-round), and an object whose ``__str__`` raises becomes ``"<unprintable TYPE object>"``: a log call never
-fails on a value.
+writes it: ``str``, ``int`` (64-bit), ``float`` (finite), ``bool``, ``None``, ``dict`` with
+``str`` keys, ``list``. Anything else (bytes, sets, dates, objects; ``NaN`` and the infinities;
+integers past 64 bits, which most JSON readers would round; containers nested deeper than
+:data:`MAX_DEPTH`) becomes its ``str()``, and an object whose ``__str__`` raises becomes
+``"<unprintable TYPE object>"``: a log call never fails on a value.
 
 :class:`Encoder` writes the line with orjson when it is installed and with the standard
 library's C encoder otherwise, byte for byte the same: compact separators, UTF-8 text, the
@@ -33,7 +33,9 @@ MAX_DEPTH: Final = 16
 _INT_MAX: Final = 2**63
 #: Characters JSON encoders write raw that ctxlog never writes raw (ASCII controls but DEL are
 #: escaped by JSON itself).
-_RAW_UNSAFE: Final = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_RAW_UNSAFE: Final = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def _u_escape(match: re.Match[str]) -> str:
