@@ -61,6 +61,14 @@ _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
 
 def _put(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     """Set ``value`` at ``path`` in nested objects (a dotted key if a value is in the way)."""
+    if len(path) == 2:  # most nested names: client.ip, user.name, url.path
+        child = out.get(path[0])
+        if child is None:
+            out[path[0]] = {path[1]: value}
+            return
+        if type(child) is dict:
+            child[path[1]] = value
+            return
     node = out
     for part in path[:-1]:
         child = node.setdefault(part, {})
@@ -335,18 +343,24 @@ class JSONFormatter(logging.Formatter):
                 out[self._logger_key] = name if type(name) is str else plain(name, tiny)  # type: ignore[index]
             out.update(self._static)  # type: ignore[arg-type]
             return out
-        out = {}
-        items: list[tuple[Key | None, Any]] = [
-            (self._time_key, self._time_key and self.formatTime(record)),
-            (self._level_key, self._level_key and self._level(record)),
-            (self._severity_key, self._severity_key and severity_number(record.levelno)),
-            (self._message_key, self._message_key and self._message(record, tiny)),
-            (self._logger_key, self._logger_key and plain(record.name, tiny)),
-            *self._static,
-        ]
-        for key, value in items:
-            if key is not None:
-                self._set(out, key, value)
+        return self._head_nested(record, tiny)
+
+    def _head_nested(self, record: logging.LogRecord, tiny: list[bool]) -> dict[str, Any]:
+        """Return the first keys, some of them nested objects (``schema="ecs"``, ``"gcp"``)."""
+        out: dict[str, Any] = {}
+        put = self._set
+        if self._time_key is not None:
+            put(out, self._time_key, self.formatTime(record))
+        if self._level_key is not None:
+            put(out, self._level_key, self._level(record))
+            if self._severity_key is not None:
+                put(out, self._severity_key, severity_number(record.levelno))
+        if self._message_key is not None:
+            put(out, self._message_key, self._message(record, tiny))
+        if self._logger_key is not None:
+            put(out, self._logger_key, plain(record.name, tiny))
+        for key, value in self._static:
+            put(out, key, value)
         return out
 
     @staticmethod
