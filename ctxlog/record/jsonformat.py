@@ -26,15 +26,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from ctxlog.context import MISSING, RESERVED
+from ctxlog.context import RESERVED
 from ctxlog.record.formatter import _unmerged
-from ctxlog.record.jsonvalue import Encoder, plain, shown
+from ctxlog.record.jsonvalue import Encoder, Key, add_fields, plain, put_path, shown
 from ctxlog.record.schemas import (
     CTXLOG_FIELDS,
     DEFAULT_FIELDS,
     ECS_VERSION,
-    RECORD_ATTRIBUTES,
+    KNOWN,
     SCHEMAS,
+    SPECIAL,
+    check_fields,
     ecs_path,
     gcp_severity,
     paths,
@@ -43,14 +45,11 @@ from ctxlog.record.schemas import (
 
 __all__ = ["JSONFormatter"]
 
-Key = str | tuple[str, ...]
 #: The fields a record of one shape holds (name, key, known, change), and its extras (name, key).
 _Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...]]
 #: Record shapes remembered (then forgotten all at once): far more than an application's.
 _SHAPES: Final = 256
 _MILLISECONDS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
-_SPECIAL: Final = frozenset({"time", "level", "logger", "message", "exception", "stack", "extras"})
-_KNOWN: Final = frozenset({*_SPECIAL, *CTXLOG_FIELDS, *RECORD_ATTRIBUTES})
 _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
     None: lambda record: record.levelname,
     "ecs": lambda record: record.levelname.lower(),
@@ -59,71 +58,10 @@ _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
 }
 
 
-def _put(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    """Set ``value`` at ``path`` in nested objects (a dotted key if a value is in the way)."""
-    if len(path) == 2:  # most nested names: client.ip, user.name, url.path
-        child = out.get(path[0])
-        if child is None:
-            out[path[0]] = {path[1]: value}
-            return
-        if type(child) is dict:
-            child[path[1]] = value
-            return
-    node = out
-    for part in path[:-1]:
-        child = node.setdefault(part, {})
-        if type(child) is not dict:
-            out[".".join(path)] = value
-            return
-        node = child
-    node[path[-1]] = value
-
-
-def _add_fields(
-    plan: tuple[tuple[str, Key, bool, Any], ...],
-    attributes: dict[str, Any],
-    out: dict[str, Any],
-    tiny: list[bool],
-) -> None:
-    """Add ctxlog's fields, the record attributes and the named extras a record holds."""
-    for name, key, known, change in plan:
-        value = attributes[name]
-        if type(value) is str:
-            if known and value == MISSING:
-                continue  # ctxlog's "unknown": left out of a line meant for a query
-        elif value is None and known:
-            continue
-        else:
-            value = plain(value, tiny)
-        if change is not None:
-            value = change(value)
-        if isinstance(key, str):
-            out[key] = value
-        else:
-            _put(out, key, value)
-
-
 def _error_type(error: BaseException) -> str:
     cls = type(error)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def _check_fields(fields: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(fields, str) or not all(isinstance(name, str) for name in fields):
-        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message']"
-        raise ValueError(msg)
-    for name in fields:
-        if name not in _KNOWN and (name in RESERVED or name.startswith("_ctxlog") or not name):
-            msg = (
-                f"JSONFormatter: fields= names {name!r}, which it does not write; choose from "
-                f"{sorted(_KNOWN)} or the name of an extra field"
-            )
-            raise ValueError(msg)
-    if len(set(fields)) != len(fields):
-        msg = f"JSONFormatter: fields={list(fields)!r} names a field twice"
-        raise ValueError(msg)
-    return tuple(fields)
 
 
 class JSONFormatter(logging.Formatter):
@@ -169,7 +107,7 @@ class JSONFormatter(logging.Formatter):
         if gcp_project is not None and schema != "gcp":
             msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
             raise ValueError(msg)
-        names = _check_fields(DEFAULT_FIELDS if fields is None else fields)
+        names = check_fields(DEFAULT_FIELDS if fields is None else fields)
         self._schema = schema
         self._encoder = Encoder(use_orjson=use_orjson)
         self._table = paths(schema)
@@ -186,9 +124,9 @@ class JSONFormatter(logging.Formatter):
         self._static = self._check_static(static or {})
         trace = self._gcp_trace(gcp_project) if schema == "gcp" else None
         self._plan = tuple(
-            (name, self._key(name), name in _KNOWN, trace if name == "trace_id" else None)
+            (name, self._key(name), name in KNOWN, trace if name == "trace_id" else None)
             for name in names
-            if name not in _SPECIAL
+            if name not in SPECIAL
         )
         self._exc_keys = self._exception_keys() if "exception" in names else None
         self._stack_key = self._key("stack") if "stack" in names else None
@@ -281,7 +219,7 @@ class JSONFormatter(logging.Formatter):
                 plan = self._learn(shape)
             tiny: list[bool] = []
             out = self._head(record, tiny)
-            _add_fields(plan[0], attributes, out, tiny)
+            add_fields(plan[0], attributes, out, tiny)
             if self._exc_keys is not None or self._stack_key is not None:
                 self._error(record, out)
             for name, key in plan[1]:
@@ -394,7 +332,7 @@ class JSONFormatter(logging.Formatter):
         if isinstance(key, str):
             out[key] = value
         else:
-            _put(out, key, value)
+            put_path(out, key, value)
 
     def _unformatted(self, record: logging.LogRecord, error: Exception) -> str:
         """Return a line saying the record could not be formatted, and why (no record value)."""

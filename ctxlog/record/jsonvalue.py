@@ -26,8 +26,12 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "Encoder", "plain", "shown"]
+from ctxlog.context import MISSING
 
+__all__ = ["MAX_DEPTH", "Encoder", "Key", "add_fields", "plain", "put_path", "shown"]
+
+#: Where a value goes in a line: a key, or the keys of nested objects.
+Key = str | tuple[str, ...]
 #: Containers nested deeper than this are written as their ``str()``.
 MAX_DEPTH: Final = 16
 _INT_MAX: Final = 2**63
@@ -161,3 +165,47 @@ class Encoder:
         if line.isascii() and "\x7f" not in line:
             return line
         return _RAW_UNSAFE.sub(_u_escape, line)
+
+
+def put_path(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``value`` at ``path`` in nested objects (a dotted key if a value is in the way)."""
+    if len(path) == 2:  # most nested names: client.ip, user.name, url.path
+        child = out.get(path[0])
+        if child is None:
+            out[path[0]] = {path[1]: value}
+            return
+        if type(child) is dict:
+            child[path[1]] = value
+            return
+    node = out
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if type(child) is not dict:
+            out[".".join(path)] = value
+            return
+        node = child
+    node[path[-1]] = value
+
+
+def add_fields(
+    plan: tuple[tuple[str, Key, bool, Any], ...],
+    attributes: dict[str, Any],
+    out: dict[str, Any],
+    tiny: list[bool],
+) -> None:
+    """Add ctxlog's fields, the record attributes and the named extras a record holds."""
+    for name, key, known, change in plan:
+        value = attributes[name]
+        if type(value) is str:
+            if known and value == MISSING:
+                continue  # ctxlog's "unknown": left out of a line meant for a query
+        elif value is None and known:
+            continue
+        else:
+            value = plain(value, tiny)
+        if change is not None:
+            value = change(value)
+        if isinstance(key, str):
+            out[key] = value
+        else:
+            put_path(out, key, value)

@@ -21,14 +21,20 @@ of nested objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
+
+from ctxlog.context import RESERVED
 
 __all__ = [
     "CTXLOG_FIELDS",
     "DEFAULT_FIELDS",
     "ECS_VERSION",
+    "KNOWN",
     "RECORD_ATTRIBUTES",
     "SCHEMAS",
+    "SPECIAL",
+    "check_fields",
     "gcp_severity",
     "paths",
     "severity_number",
@@ -73,6 +79,10 @@ DEFAULT_FIELDS: Final = (
     "stack",
     "extras",
 )
+#: The fields that are not record attributes.
+SPECIAL: Final = frozenset({"time", "level", "logger", "message", "exception", "stack", "extras"})
+#: Every field name that is not the name of one extra field.
+KNOWN: Final = frozenset({*SPECIAL, *CTXLOG_FIELDS, *RECORD_ATTRIBUTES})
 #: The version of ECS the ``"ecs"`` names follow (``ecs.version`` on every line).
 ECS_VERSION: Final = "8.11.0"
 #: The schemas ``schema=`` accepts.
@@ -186,3 +196,21 @@ def gcp_severity(levelno: object) -> str:
     if levelno >= 20:
         return "INFO"
     return "DEBUG" if levelno >= 10 else "DEFAULT"
+
+
+def check_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    """Return ``fields`` as a tuple, or raise :class:`ValueError` saying what is wrong with it."""
+    if isinstance(fields, str) or not all(isinstance(name, str) for name in fields):
+        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message']"
+        raise ValueError(msg)
+    for name in fields:
+        if name not in KNOWN and (name in RESERVED or name.startswith("_ctxlog") or not name):
+            msg = (
+                f"JSONFormatter: fields= names {name!r}, which it does not write; choose from "
+                f"{sorted(KNOWN)} or the name of an extra field"
+            )
+            raise ValueError(msg)
+    if len(set(fields)) != len(fields):
+        msg = f"JSONFormatter: fields={list(fields)!r} names a field twice"
+        raise ValueError(msg)
+    return tuple(fields)
