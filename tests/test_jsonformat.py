@@ -181,6 +181,13 @@ def test_fields_choose_and_order_rename_and_static_add():
     assert ["message", "service", "env", "client_ip", "order_id", "process", "lineno", "funcName"] == list(data)
 
 
+def test_rename_applies_to_extras():
+    """An extra field is written under its rename= key."""
+    data = line(JSONFormatter(rename={"order_id": "order.id"}), record(order_id=3))
+    assert 3 == data["order.id"]
+    assert "order_id" not in data
+
+
 def test_an_extra_never_overwrites_a_key_of_the_line():
     """extra={'time': ...} or a static key's name leaves the formatter's value in place."""
     data = line(JSONFormatter(static={"service": "shop"}), record(time="forged", service="forged", logger="forged"))
@@ -198,6 +205,7 @@ def test_an_extra_never_overwrites_a_key_of_the_line():
         ({"fields": ["ip", "ip"]}, "names a field twice"),
         ({"rename": {"ip": "user"}}, "'user' and 'ip' would both be written as 'user'"),
         ({"rename": {"ip": ""}}, "both must be non-empty text"),
+        ({"fields": ["message"], "rename": {"ip": "client"}}, "rename= names 'ip', which fields= does not write"),
         ({"static": {"message": "x"}}, "static= key 'message' is already the key of a field"),
         ({"gcp_project": "p"}, "needs schema='gcp'"),
     ],

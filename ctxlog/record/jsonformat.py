@@ -111,14 +111,16 @@ class JSONFormatter(logging.Formatter):
         self._schema = schema
         self._encoder = Encoder(use_orjson=use_orjson)
         self._table = paths(schema)
-        self._rename = self._check_rename(rename or {})
+        self._rename = self._check_rename(rename or {}, names)
         self._used: dict[Key, str] = {}
         self._time_key = self._key("time") if "time" in names else None
         self._level_key = self._key("level") if "level" in names else None
         self._level = _LEVELS[schema]
-        self._severity_key = self._key("level.number") if "level.number" in self._table else None
-        if self._level_key is None:
-            self._severity_key = None
+        self._severity_key = (
+            self._key("level.number")
+            if self._level_key is not None and "level.number" in self._table
+            else None
+        )
         self._message_key = self._key("message") if "message" in names else None
         self._logger_key = self._key("logger") if "logger" in names else None
         self._static = self._check_static(static or {})
@@ -150,10 +152,16 @@ class JSONFormatter(logging.Formatter):
 
     # -- construction ------------------------------------------------------------------------
 
-    def _check_rename(self, rename: Mapping[str, str]) -> dict[str, str]:
+    def _check_rename(self, rename: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
         for field, key in rename.items():
             if not (isinstance(field, str) and isinstance(key, str) and key):
                 msg = f"JSONFormatter: rename={{{field!r}: {key!r}}}: both must be non-empty text"
+                raise ValueError(msg)
+            written = field in names or field in self._table or (
+                "extras" in names and field not in KNOWN
+            )
+            if not written:
+                msg = f"JSONFormatter: rename= names {field!r}, which fields= does not write"
                 raise ValueError(msg)
         return dict(rename)
 
@@ -240,7 +248,7 @@ class JSONFormatter(logging.Formatter):
                 # A LogRecord attribute, a field, ctxlog's marks, or a key the line already has.
                 if name in self._skip or (type(name) is str and name.startswith("_ctxlog")):
                     continue
-                key = name if type(name) is str else shown(name)
+                key = self._rename.get(name, name) if type(name) is str else shown(name)
                 if key not in taken:
                     taken.add(key)
                     extras.append((name, key))
