@@ -371,3 +371,4 @@ def test_floats_orjson_writes_otherwise_are_written_the_json_way():
     """Floats below 1e-4 (1.5e-05, 1e-07), huge ints and lone surrogates: same bytes through either encoder."""
     text = both(record(tiny=1.5e-05, small=-1e-07, big=2**64, sur="\ud83d", huge=1e300))
     assert '"tiny":1.5e-05,"small":-1e-07,"big":"18446744073709551616","sur":"\\ud83d","huge":1e+300' in text
+    assert '"rate":2e-05' in both(record(), static={"rate": 2e-05})

@@ -123,6 +123,8 @@ class JSONFormatter(logging.Formatter):
         )
         self._message_key = self._key("message") if "message" in names else None
         self._logger_key = self._key("logger") if "logger" in names else None
+        #: Whether a static value is a float orjson writes otherwise: every line the stdlib way.
+        self._static_tiny: list[bool] = []
         self._static = self._check_static(static or {})
         trace = self._gcp_trace(gcp_project) if schema == "gcp" else None
         self._plan = tuple(
@@ -197,7 +199,7 @@ class JSONFormatter(logging.Formatter):
                 msg = f"JSONFormatter: static= key {key!r} is already the key of a field"
                 raise ValueError(msg)
             self._used[where] = key
-            made.append((where, plain(value, [])))
+            made.append((where, plain(value, self._static_tiny)))
         return tuple(made)
 
     def _exception_keys(self) -> tuple[Key, Key | None, Key | None]:
@@ -233,7 +235,7 @@ class JSONFormatter(logging.Formatter):
             for name, key in plan[1]:
                 value = attributes[name]
                 out[key] = value if type(value) is str else plain(value, tiny)
-            return self._encoder.encode(out, tiny=bool(tiny))
+            return self._encoder.encode(out, tiny=bool(tiny or self._static_tiny))
         except Exception as error:  # a record no line can be made of: say so, in a line
             return self._unformatted(record, error)
 
