@@ -230,7 +230,7 @@ class JSONFormatter(logging.Formatter):
             tiny: list[bool] = []
             out = self._head(record, tiny)
             add_fields(plan[0], attributes, out, tiny)
-            if self._exc_keys is not None or self._stack_key is not None:
+            if record.exc_info or record.exc_text or record.stack_info:
                 self._error(record, out)
             for name, key in plan[1]:
                 value = attributes[name]
@@ -285,7 +285,13 @@ class JSONFormatter(logging.Formatter):
                 if self._severity_key is not None:
                     out[self._severity_key] = severity_number(record.levelno)  # type: ignore[index]
             if self._message_key is not None:
-                out[self._message_key] = self._message(record, tiny)  # type: ignore[index]
+                try:
+                    message = record.getMessage()
+                except Exception:  # arguments that do not fit: _message() tells what they were
+                    message = self._message(record, tiny)
+                out[self._message_key] = (  # type: ignore[index]
+                    message if type(message) is str else plain(message, tiny)
+                )
             if self._logger_key is not None:
                 name = record.name
                 out[self._logger_key] = name if type(name) is str else plain(name, tiny)  # type: ignore[index]
