@@ -372,3 +372,30 @@ def test_floats_orjson_writes_otherwise_are_written_the_json_way():
     text = both(record(tiny=1.5e-05, small=-1e-07, big=2**64, sur="\ud83d", huge=1e300))
     assert '"tiny":1.5e-05,"small":-1e-07,"big":"18446744073709551616","sur":"\\ud83d","huge":1e+300' in text
     assert '"rate":2e-05' in both(record(), static={"rate": 2e-05})
+
+
+def test_behind_nonblocking_a_line_keeps_its_fields_typed_extras_and_traceback(tmp_path):
+    """Through ctxlog.nonblocking() (records copied to cross the queue): the same keys and values."""
+    path = tmp_path / "queued.jsonl"
+    target = logging.FileHandler(path, encoding="utf-8")
+    target.setFormatter(JSONFormatter())
+    handler = ctxlog.nonblocking([target])
+    logger = logging.getLogger("test_jsonformat.queued")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        with ctxlog.scope(ip="192.0.2.1", user="bob"):
+            logger.info("paid %s", 5, extra={"n": 3, "tags": {"a"}, "ratio": 0.5})
+            try:
+                raise ValueError("declined\n")
+            except ValueError:
+                logger.exception("failed")
+    finally:
+        handler.close()
+        target.close()
+        logger.removeHandler(handler)
+    first, second = (json.loads(raw) for raw in path.read_text(encoding="utf-8").splitlines())
+    assert {"message": "paid 5", "ip": "192.0.2.1", "user": "bob", "n": 3, "tags": "{'a'}", "ratio": 0.5}.items() <= first.items()
+    assert ("failed", "bob") == (second["message"], second["user"])
+    assert second["exception"].endswith("ValueError: declined\n")
