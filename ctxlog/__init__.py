@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
     from ctxlog.record.formatter import Formatter
     from ctxlog.record.redact import RedactFilter
+    from ctxlog.record.jsonformat import JSONFormatter
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
     from ctxlog.web.wsgi import WSGIMiddleware
@@ -34,6 +35,7 @@ __all__ = [
     "ContextExecutor",
     "ContextFilter",
     "Formatter",
+    "JSONFormatter",
     "QueueHandler",
     "QueueListener",
     "RedactFilter",
@@ -58,6 +60,7 @@ _LAZY = {
     "ASGIMiddleware": "ctxlog.web.asgi",
     "ContextExecutor": "ctxlog.threads",
     "Formatter": "ctxlog.record.formatter",
+    "JSONFormatter": "ctxlog.record.jsonformat",
     "QueueHandler": "ctxlog.queue",
     "QueueListener": "ctxlog.queue",
     "RedactFilter": "ctxlog.record.redact",

@@ -66,7 +66,7 @@ def test_no_thread_locals_no_pickle_no_basehttpmiddleware():
 def test_public_names_are_exported_and_sorted():
     """__all__ lists the documented public names, sorted isort-style (constants, classes, functions)."""
     expected = {
-        "ASGIMiddleware", "ContextAdapter", "ContextExecutor", "ContextFilter", "FIELDS", "Formatter", "QueueHandler", "QueueListener", "RedactFilter",
+        "ASGIMiddleware", "ContextAdapter", "ContextExecutor", "ContextFilter", "FIELDS", "Formatter", "JSONFormatter", "QueueHandler", "QueueListener", "RedactFilter",
         "WSGIMiddleware", "bind", "config_server", "flush", "get_context", "get_logger", "handlers", "nonblocking", "outgoing_headers", "scope", "unbind",
         "wrap",
     }

@@ -23,7 +23,13 @@ import tomllib
 from pathlib import Path
 from typing import Final
 
-from ctxlog.receiver.output import DEFAULT_FORMAT, LineFile, LineFormatter, LineStream
+from ctxlog.receiver.output import (
+    DEFAULT_FORMAT,
+    LineFile,
+    LineFormatter,
+    LineStream,
+    json_formatter,
+)
 from ctxlog.receiver.report import log
 from ctxlog.receiver.server import Receiver
 from ctxlog.wire import MAX_BODY
@@ -101,7 +107,16 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="with --file and --max-bytes: rotated files to keep (default 5)",
     )
     parser.add_argument(
-        "--format", default=DEFAULT_FORMAT, help="a %%-style line format (default shows the fields)"
+        "--format",
+        default=DEFAULT_FORMAT,
+        help="a %%-style line format (default shows the fields), or json: one JSON object a line",
+    )
+    parser.add_argument(
+        "--schema",
+        choices=("ecs", "otel", "gcp"),
+        default=None,
+        help="with --format json: the field names of Elastic (ecs), OpenTelemetry (otel) or "
+        "Google Cloud Logging (gcp); default ctxlog's own",
     )
 
 
@@ -217,11 +232,15 @@ def _configure(args: argparse.Namespace) -> list[logging.Handler]:
     if args.max_bytes and not args.file:
         msg = "--max-bytes needs --file"
         raise ValueError(msg)
+    if args.schema and args.format != "json":
+        msg = "--schema needs --format json"
+        raise ValueError(msg)
     if args.config:
         _apply_config(args.config)
         return []
+    formatter = json_formatter(args.schema) if args.format == "json" else LineFormatter(args.format)
     handler = _open_file(args) if args.file else LineStream(sys.stdout)
-    handler.setFormatter(LineFormatter(args.format))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.addHandler(handler)
     # Received records skip logger levels (Logger.handle); this level only keeps the

@@ -2,9 +2,11 @@ r"""
 What ``ctxlog receive`` writes: one escaped line per record, to standard output or a file.
 
 :class:`LineFormatter` is the receiver's line, safe against forged lines; use it in your own
-configuration too. :class:`LineStream` and :class:`LineFile` are the handlers the command line
-sets up without ``--config``: they write each record once and leave flushing to the receiver,
-which flushes once per read from a connection (:meth:`Receiver.end_batch`), not per record.
+configuration too. With ``--format json`` the line is :class:`ctxlog.JSONFormatter`'s instead
+(:func:`json_formatter`), in the schema ``--schema`` names, for a log shipper to read.
+:class:`LineStream` and :class:`LineFile` are the handlers the command line sets up without
+``--config``: they write each record once and leave flushing to the receiver, which flushes once
+per read from a connection (:meth:`Receiver.end_batch`), not per record.
 """
 
 from __future__ import annotations
@@ -18,9 +20,19 @@ from typing import Any, Final
 from ctxlog.context import MISSING
 from ctxlog.record import escape as _sanitize
 from ctxlog.record.formatter import Formatter
+from ctxlog.record.jsonformat import JSONFormatter
+from ctxlog.record.schemas import DEFAULT_FIELDS
 from ctxlog.wire import MAX_BODY
 
-__all__ = ["CONTINUATION", "DEFAULT_FORMAT", "LineFile", "LineFormatter", "LineStream"]
+__all__ = [
+    "CONTINUATION",
+    "DEFAULT_FORMAT",
+    "JSON_FIELDS",
+    "LineFile",
+    "LineFormatter",
+    "LineStream",
+    "json_formatter",
+]
 
 #: The default line: the sender's time, level, the request's fields, logger, message, then
 #: where the record came from.
@@ -31,6 +43,9 @@ DEFAULT_FORMAT: Final = (
 #: What starts each line of a traceback or stack that follows a record's line.
 CONTINUATION: Final = _sanitize.CONTINUATION
 _FIELD_CAP: Final = 1024
+#: What ``--format json`` writes: JSONFormatter's fields (the sender's ``peer`` among them),
+#: and the sending process's id, as the default line shows it.
+JSON_FIELDS: Final = (*DEFAULT_FIELDS[:-1], "process", DEFAULT_FIELDS[-1])
 
 
 class LineFormatter(Formatter):
@@ -62,6 +77,15 @@ class LineFormatter(Formatter):
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
         super().__init__(fmt or DEFAULT_FORMAT, datefmt, defaults={"peer": MISSING})
+
+
+def json_formatter(schema: str | None = None) -> JSONFormatter:
+    """
+    Return the formatter of ``ctxlog receive --format json [--schema SCHEMA]``.
+
+    .. versionadded:: 0.4.0
+    """
+    return JSONFormatter(JSON_FIELDS, schema=schema)  # type: ignore[arg-type]
 
 
 class LineStream(logging.StreamHandler):  # type: ignore[type-arg]

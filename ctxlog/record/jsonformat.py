@@ -1,0 +1,364 @@
+r"""
+:class:`JSONFormatter`: each record as one JSON object on one line, for a log store.
+
+A line holds the time (ISO 8601, UTC, milliseconds: ``2026-12-08T01:02:03.456Z``), the level,
+the message with its arguments merged, the logger, ctxlog's fields (those it knows: a field
+that holds ``"-"`` is left out), every ``extra=`` value and bound field, and the traceback and
+stack as text. ``schema=`` names the fields for Elasticsearch (``"ecs"``), an OpenTelemetry
+collector (``"otel"``) or Google Cloud Logging (``"gcp"``): see :mod:`ctxlog.record.schemas`.
+
+Whatever a record holds, the line is one line of valid JSON: values JSON cannot hold are
+written as their ``str()`` (:mod:`ctxlog.record.jsonvalue`), control characters are escaped by
+JSON and the other characters ctxlog never writes raw (U+2028, bidi controls, lone surrogates)
+as ``\uNNNN``, and a record that cannot be formatted at all gives a line that says so. A log call
+never raises because of a value.
+
+Cost: the line is built from the record's ``__dict__`` in one pass and written by orjson when it
+is installed (``pip install ctxlog[orjson]``), by the standard library's C encoder otherwise,
+with the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+from ctxlog.context import RESERVED
+from ctxlog.record.formatter import _unmerged
+from ctxlog.record.jsonvalue import Encoder, Key, add_fields, plain, put_path, shown
+from ctxlog.record.schemas import (
+    CTXLOG_FIELDS,
+    DEFAULT_FIELDS,
+    ECS_VERSION,
+    KNOWN,
+    SCHEMAS,
+    SPECIAL,
+    check_fields,
+    ecs_path,
+    gcp_severity,
+    paths,
+    severity_number,
+)
+
+__all__ = ["JSONFormatter"]
+
+#: The fields a record of one shape holds (name, key, known, change), and its extras (name, key).
+_Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...]]
+#: Record shapes remembered (then forgotten all at once): far more than an application's.
+_SHAPES: Final = 256
+_MILLISECONDS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+_LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
+    None: lambda record: record.levelname,
+    "ecs": lambda record: record.levelname.lower(),
+    "otel": lambda record: record.levelname,
+    "gcp": lambda record: gcp_severity(record.levelno),
+}
+
+
+def _error_type(error: BaseException) -> str:
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class JSONFormatter(logging.Formatter):
+    """
+    Format each record as one JSON object on one line.
+
+    Args:
+        fields: The fields a line holds, in order (the default: ``time``, ``level``,
+            ``logger``, ``message``, ctxlog's fields, ``exception``, ``stack``, ``extras``).
+            ``extras`` stands for every ``extra=`` value and bound field; any other name is one
+            such field; ``process``, ``thread``, ``threadName``, ``lineno``, ``funcName``,
+            ``filename``, ``pathname``, ``module``, ``processName``, ``taskName``, ``levelno``
+            add those record attributes.
+        rename: The key to write a field under, by field name: ``{"ip": "client_ip"}``. With
+            ``schema="ecs"`` a dotted key becomes nested objects.
+        static: Keys and values written on every line (``{"service": "shop"}``).
+        schema: ``None`` (ctxlog's names), ``"ecs"``, ``"otel"`` or ``"gcp"``.
+        gcp_project: With ``schema="gcp"``: the project id, so that the trace is written as
+            ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
+        use_orjson: Write with orjson when it is installed (the same bytes, faster).
+
+    Raises:
+        ValueError: A field name it cannot write, a field named twice, two fields under one key,
+            an unknown schema, ``gcp_project`` without ``schema="gcp"``.
+
+    .. versionadded:: 0.4.0
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[str] | None = None,
+        *,
+        rename: Mapping[str, str] | None = None,
+        static: Mapping[str, Any] | None = None,
+        schema: Literal["ecs", "otel", "gcp"] | None = None,
+        gcp_project: str | None = None,
+        use_orjson: bool = True,
+    ) -> None:
+        super().__init__()
+        if schema not in SCHEMAS:
+            msg = f"JSONFormatter: schema={schema!r} is not one of {list(SCHEMAS)}"
+            raise ValueError(msg)
+        if gcp_project is not None and schema != "gcp":
+            msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
+            raise ValueError(msg)
+        names = check_fields(DEFAULT_FIELDS if fields is None else fields)
+        self._schema = schema
+        self._encoder = Encoder(use_orjson=use_orjson)
+        self._table = paths(schema)
+        self._rename = self._check_rename(rename or {}, names)
+        self._used: dict[Key, str] = {}
+        self._time_key = self._key("time") if "time" in names else None
+        self._level_key = self._key("level") if "level" in names else None
+        self._level = _LEVELS[schema]
+        self._severity_key = (
+            self._key("level.number")
+            if self._level_key is not None and "level.number" in self._table
+            else None
+        )
+        self._message_key = self._key("message") if "message" in names else None
+        self._logger_key = self._key("logger") if "logger" in names else None
+        #: Whether a static value is a float orjson writes otherwise: every line the stdlib way.
+        self._static_tiny: list[bool] = []
+        self._static = self._check_static(static or {})
+        trace = self._gcp_trace(gcp_project) if schema == "gcp" else None
+        self._plan = tuple(
+            (name, self._key(name), name in KNOWN, trace if name == "trace_id" else None)
+            for name in names
+            if name not in SPECIAL
+        )
+        self._exc_keys = self._exception_keys() if "exception" in names else None
+        self._stack_key = self._key("stack") if "stack" in names else None
+        self._extras = "extras" in names
+        self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *names})
+        #: The line's own top-level keys: an extra field of one of these names is left out.
+        self._taken = frozenset(key if type(key) is str else key[0] for key in self._used)
+        head = (self._time_key, self._level_key, self._message_key, self._logger_key)
+        self._flat_head = all(type(key) is not tuple for key in head) and all(
+            type(key) is str for key, _ in self._static
+        )
+        if self._flat_head:
+            self._static = dict(self._static)  # type: ignore[assignment]
+        self._shapes: dict[tuple[str, ...], _Plan] = {}
+        self._second: tuple[int, str] = (-1, "")
+
+    @property
+    def uses_orjson(self) -> bool:
+        """Whether orjson writes the lines (installed, and not turned off)."""
+        return self._encoder.uses_orjson
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _check_rename(self, rename: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+        for field, key in rename.items():
+            if not (isinstance(field, str) and isinstance(key, str) and key):
+                msg = f"JSONFormatter: rename={{{field!r}: {key!r}}}: both must be non-empty text"
+                raise ValueError(msg)
+            written = field in names or field in self._table or (
+                "extras" in names and field not in KNOWN
+            )
+            if not written:
+                msg = f"JSONFormatter: rename= names {field!r}, which fields= does not write"
+                raise ValueError(msg)
+        return dict(rename)
+
+    def _key(self, field: str) -> Key:
+        """Return where ``field`` is written: a key, or a path of nested objects."""
+        if field in self._rename:
+            key = self._rename[field]
+            path = ecs_path(key) if self._schema == "ecs" else (key,)
+        else:
+            path = self._table.get(field, (field,))
+        where: Key = path[0] if len(path) == 1 else path
+        if where in self._used:
+            msg = (
+                f"JSONFormatter: {field!r} and {self._used[where]!r} would both be written as "
+                f"{'.'.join(path)!r}; rename= one of them"
+            )
+            raise ValueError(msg)
+        self._used[where] = field
+        return where
+
+    def _check_static(self, static: Mapping[str, Any]) -> tuple[tuple[Key, Any], ...]:
+        values = dict(static)
+        if self._schema == "ecs":
+            values = {"ecs.version": ECS_VERSION, **values}
+        made = []
+        for key, value in values.items():
+            if not isinstance(key, str) or not key:
+                msg = f"JSONFormatter: static= key {key!r} must be non-empty text"
+                raise ValueError(msg)
+            path = ecs_path(key) if self._schema == "ecs" else (key,)
+            where = path[0] if len(path) == 1 else path
+            if where in self._used:
+                msg = f"JSONFormatter: static= key {key!r} is already the key of a field"
+                raise ValueError(msg)
+            self._used[where] = key
+            made.append((where, plain(value, self._static_tiny)))
+        return tuple(made)
+
+    def _exception_keys(self) -> tuple[Key, Key | None, Key | None]:
+        text = self._key("exception")
+        kind = self._key("exception.type") if "exception.type" in self._table else None
+        message = self._key("exception.message") if "exception.message" in self._table else None
+        return text, kind, message
+
+    @staticmethod
+    def _gcp_trace(project: str | None) -> Callable[[Any], Any] | None:
+        if project is None:
+            return None
+        prefix = f"projects/{project}/traces/"
+        return lambda trace_id: prefix + trace_id if type(trace_id) is str else trace_id
+
+    # -- a record ----------------------------------------------------------------------------
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``record`` as one line of JSON (never raising because of what it holds)."""
+        try:
+            attributes = record.__dict__
+            # Records made by one call site have the same attributes in the same order: which
+            # fields and extras a record holds is worked out once per such shape.
+            shape = tuple(attributes)
+            plan = self._shapes.get(shape)
+            if plan is None:
+                plan = self._learn(shape)
+            tiny: list[bool] = []
+            out = self._head(record, tiny)
+            add_fields(plan[0], attributes, out, tiny)
+            if record.exc_info or record.exc_text or record.stack_info:
+                self._error(record, out)
+            for name, key in plan[1]:
+                value = attributes[name]
+                out[key] = value if type(value) is str else plain(value, tiny)
+            return self._encoder.encode(out, tiny=bool(tiny or self._static_tiny))
+        except Exception as error:  # a record no line can be made of: say so, in a line
+            return self._unformatted(record, error)
+
+    def _learn(self, shape: tuple[str, ...]) -> _Plan:
+        """Return which planned fields and which extras a record of this shape holds."""
+        present = set(shape)
+        fields = tuple(item for item in self._plan if item[0] in present)
+        extras: list[tuple[str, str]] = []
+        if self._extras:
+            taken = set(self._taken)
+            for name in shape:
+                # A LogRecord attribute, a field, ctxlog's marks, or a key the line already has.
+                if name in self._skip or (type(name) is str and name.startswith("_ctxlog")):
+                    continue
+                key = self._rename.get(name, name) if type(name) is str else shown(name)
+                if key not in taken:
+                    taken.add(key)
+                    extras.append((name, key))
+        plan = (fields, tuple(extras))
+        if len(self._shapes) >= _SHAPES:
+            self._shapes.clear()
+        self._shapes[shape] = plan
+        return plan
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        """Return the record's time as ISO 8601 in UTC with milliseconds (``datefmt`` unused)."""
+        del datefmt
+        created = record.created
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            cached = self._second = (second, text)
+        try:
+            return cached[1] + _MILLISECONDS[int(record.msecs)]
+        except (IndexError, TypeError):  # a record made by hand with its own msecs
+            return cached[1] + _MILLISECONDS[int((created - second) * 1000) % 1000]
+
+    def _head(self, record: logging.LogRecord, tiny: list[bool]) -> dict[str, Any]:
+        """Return the line's first keys: time, level, message, logger, the static keys."""
+        if self._flat_head:
+            out: dict[str, Any] = {}
+            if self._time_key is not None:
+                out[self._time_key] = self.formatTime(record)  # type: ignore[index]
+            if self._level_key is not None:
+                out[self._level_key] = self._level(record)  # type: ignore[index]
+                if self._severity_key is not None:
+                    out[self._severity_key] = severity_number(record.levelno)  # type: ignore[index]
+            if self._message_key is not None:
+                try:
+                    message = record.getMessage()
+                except Exception:  # arguments that do not fit: _message() tells what they were
+                    message = self._message(record, tiny)
+                out[self._message_key] = (  # type: ignore[index]
+                    message if type(message) is str else plain(message, tiny)
+                )
+            if self._logger_key is not None:
+                name = record.name
+                out[self._logger_key] = name if type(name) is str else plain(name, tiny)  # type: ignore[index]
+            out.update(self._static)  # type: ignore[arg-type]
+            return out
+        return self._head_nested(record, tiny)
+
+    def _head_nested(self, record: logging.LogRecord, tiny: list[bool]) -> dict[str, Any]:
+        """Return the first keys, some of them nested objects (``schema="ecs"``, ``"gcp"``)."""
+        out: dict[str, Any] = {}
+        put = self._set
+        if self._time_key is not None:
+            put(out, self._time_key, self.formatTime(record))
+        if self._level_key is not None:
+            put(out, self._level_key, self._level(record))
+            if self._severity_key is not None:
+                put(out, self._severity_key, severity_number(record.levelno))
+        if self._message_key is not None:
+            put(out, self._message_key, self._message(record, tiny))
+        if self._logger_key is not None:
+            put(out, self._logger_key, plain(record.name, tiny))
+        for key, value in self._static:
+            put(out, key, value)
+        return out
+
+    @staticmethod
+    def _message(record: logging.LogRecord, tiny: list[bool]) -> Any:
+        try:
+            message = record.getMessage()
+        except Exception as error:  # arguments that do not fit: keep what there is
+            message = _unmerged(record, error)
+        return message if type(message) is str else plain(message, tiny)
+
+    def _error(self, record: logging.LogRecord, out: dict[str, Any]) -> None:
+        """Add the traceback (and the exception's type and message) and the stack."""
+        keys = self._exc_keys
+        if keys is not None:
+            if record.exc_info and not record.exc_text:
+                # Cached as logging.Formatter caches it, for every formatter of the record.
+                record.exc_text = self.formatException(record.exc_info)
+            if record.exc_text:
+                self._set(out, keys[0], plain(record.exc_text, []))
+                error = record.exc_info[1] if record.exc_info else None
+                if error is not None:
+                    if keys[1] is not None:
+                        self._set(out, keys[1], _error_type(error))
+                    if keys[2] is not None:
+                        self._set(out, keys[2], plain(error, []))
+        if self._stack_key is not None and record.stack_info:
+            self._set(out, self._stack_key, self.formatStack(plain(record.stack_info, [])))
+
+    @staticmethod
+    def _set(out: dict[str, Any], key: Key, value: Any) -> None:
+        if isinstance(key, str):
+            out[key] = value
+        else:
+            put_path(out, key, value)
+
+    def _unformatted(self, record: logging.LogRecord, error: Exception) -> str:
+        """Return a line saying the record could not be formatted, and why (no record value)."""
+        out: dict[str, Any] = {}
+        with contextlib.suppress(Exception):  # a record without a usable time: the rest
+            out["time"] = self.formatTime(record)
+        out["level"] = plain(getattr(record, "levelname", "ERROR"), [])
+        out["logger"] = plain(getattr(record, "name", "?"), [])
+        out["message"] = (
+            f"ctxlog.JSONFormatter could not format a record: {type(error).__name__}"
+        )
+        return self._encoder.encode(out)
+
