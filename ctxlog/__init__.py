@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from ctxlog.outgoing import outgoing_headers
     from ctxlog.queue import QueueHandler, QueueListener, flush, nonblocking
     from ctxlog.record.formatter import Formatter
-    from ctxlog.record.redact import RedactFilter
     from ctxlog.record.jsonformat import JSONFormatter
+    from ctxlog.record.redact import RedactFilter
     from ctxlog.threads import ContextExecutor, wrap
     from ctxlog.web.asgi import ASGIMiddleware
     from ctxlog.web.wsgi import WSGIMiddleware
