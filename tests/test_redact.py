@@ -490,3 +490,29 @@ def test_dictconfig_puts_it_in_front_of_nonblocking():
         logger.handlers[:] = []
         queue.close()
     assert "Authorization: Bearer *** ***\n" == stream.getvalue()
+
+
+def test_json_formatter_keeps_a_masked_exception_message_masked():
+    """JSONFormatter's error message comes from the masked traceback, not from the exception."""
+    import io
+    import json
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ctxlog.RedactFilter())
+    handler.setFormatter(ctxlog.JSONFormatter(schema="ecs"))
+    log = logging.getLogger("test_redact.json_error")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise ValueError("login failed for password=hunter2")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    line = stream.getvalue()
+    assert "hunter2" not in line
+    error = json.loads(line)["error"]
+    assert error["message"] == "login failed for password=***"
+    assert error["type"] == "ValueError"

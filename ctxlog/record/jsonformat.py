@@ -64,6 +64,20 @@ def _error_type(error: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+def _error_message(error: BaseException, exc_text: str) -> Any:
+    """
+    Return the exception's message as the traceback text ends with it.
+
+    Taken from ``exc_text`` rather than from the exception, so that what a filter such as
+    :class:`ctxlog.RedactFilter` masked in the traceback stays masked here too.
+    """
+    marker = _error_type(error) + ": "
+    at = exc_text.rfind("\n" + marker)
+    if at >= 0:
+        return exc_text[at + 1 + len(marker) :]
+    return exc_text[len(marker) :] if exc_text.startswith(marker) else plain(error, [])
+
+
 class JSONFormatter(logging.Formatter):
     """
     Format each record as one JSON object on one line.
@@ -339,7 +353,7 @@ class JSONFormatter(logging.Formatter):
                     if keys[1] is not None:
                         self._set(out, keys[1], _error_type(error))
                     if keys[2] is not None:
-                        self._set(out, keys[2], plain(error, []))
+                        self._set(out, keys[2], _error_message(error, record.exc_text))
         if self._stack_key is not None and record.stack_info:
             self._set(out, self._stack_key, self.formatStack(plain(record.stack_info, [])))
 
