@@ -42,7 +42,8 @@ import logging
 import ssl
 
 from ctxlog import wire
-from ctxlog._lifecycle import register, unregister
+from ctxlog._lifecycle import register
+from ctxlog.handlers.linked import LinkedHandler
 from ctxlog.handlers.options import count, seconds, tcp_port
 from ctxlog.handlers.sender import StreamSender
 from ctxlog.record.stamp import stamp
@@ -52,7 +53,7 @@ __all__ = ["JSONSocketHandler"]
 _NAME = "JSONSocketHandler"
 
 
-class JSONSocketHandler(logging.Handler):
+class JSONSocketHandler(LinkedHandler):
     """
     Send each record to a ``ctxlog receive`` over TCP (optionally TLS) as one JSON frame.
 
@@ -168,36 +169,6 @@ class JSONSocketHandler(logging.Handler):
         # Handler.handle() holds self.lock; the sender's retry thread takes it too. A signed
         # frame is signed as it leaves (the receiver checks its time and sequence).
         self._sender.push(body if self._signed else wire.unsigned(body))
-
-    def set_batching(self, enabled: bool) -> None:
-        """
-        Hold frames until :meth:`flush` or a full batch (``enabled``), or send each at once.
-
-        :func:`ctxlog.nonblocking`'s delivery thread switches it on while it owns the handler
-        (see :class:`ctxlog.queue.target.Batching`): a burst then leaves in a few sends instead
-        of one per record. Switched off, what is held is sent.
-
-        .. versionadded:: 0.3.0
-        """
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.set_batching(enabled)
-
-    def stats(self) -> dict[str, int]:
-        """Return the counters: sent, dropped, buffered, connections, failures."""
-        with self.lock:  # type: ignore[union-attr] # Handler.createLock() made it
-            return self._sender.stats()
-
-    def flush(self) -> None:
-        """Send what is held (connecting first if no back-off is running)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.flush()
-
-    def close(self) -> None:
-        """Send what is buffered (one attempt, whatever the back-off), then close."""
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.close()
-        unregister(self._sender)
-        super().close()
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)

@@ -49,10 +49,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from ctxlog._lifecycle import register, unregister
+from ctxlog._lifecycle import register
 from ctxlog.context import FIELDS, MISSING
 from ctxlog.handlers import structured_data as sd
 from ctxlog.handlers.datagram import DatagramSender
+from ctxlog.handlers.linked import LinkedHandler
 from ctxlog.handlers.options import count, seconds, tcp_port
 from ctxlog.handlers.rfc5424 import (
     BOM,
@@ -85,7 +86,7 @@ _RETRY_START: Final = 0.25
 _RETRY_MAX: Final = 30.0
 
 
-class SyslogHandler(logging.Handler):
+class SyslogHandler(LinkedHandler):
     r"""
     Send records to a syslog server as RFC 5424 messages, the context as structured data.
 
@@ -314,36 +315,6 @@ class SyslogHandler(logging.Handler):
             data = b"%d %s" % (len(data), data)
         # Handler.handle() holds self.lock around emit(); the sender's retry thread takes it.
         self._sender.push(data)
-
-    def set_batching(self, enabled: bool) -> None:
-        """
-        Over TCP and TLS, hold records until :meth:`flush` or a full batch (``enabled``).
-
-        :func:`ctxlog.nonblocking`'s delivery thread switches it on while it owns the handler
-        (see :class:`ctxlog.queue.target.Batching`): a burst then leaves in a few sends instead
-        of one per record. Switched off, what is held is sent. Over UDP it changes nothing.
-
-        .. versionadded:: 0.3.0
-        """
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.set_batching(enabled)
-
-    def stats(self) -> dict[str, int]:
-        """Return the counters: sent, dropped, buffered, connections, failures."""
-        with self.lock:  # type: ignore[union-attr] # Handler.createLock() made it
-            return self._sender.stats()
-
-    def flush(self) -> None:
-        """Send the records kept during an outage, if a connection attempt is due."""
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.flush()
-
-    def close(self) -> None:
-        """Send what is kept (one attempt, whatever the back-off), then close the socket."""
-        with self.lock:  # type: ignore[union-attr]
-            self._sender.close()
-        unregister(self._sender)
-        super().close()
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
