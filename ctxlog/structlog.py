@@ -72,13 +72,28 @@ def merge_context(
     record = event_dict.get("_record")
     if not isinstance(record, logging.LogRecord):
         record = None
-    elif hasattr(record, STAMPED):
-        _merge(event_dict, _fields_on(record))
-        return event_dict
+    else:
+        _add_traceback_text(event_dict, record)
+        if hasattr(record, STAMPED):
+            _merge(event_dict, _fields_on(record))
+            return event_dict
     base, local = fields_for_record(record)
     _merge(event_dict, local)  # a scope() or bind() wins over the request
     _merge(event_dict, base)
     return event_dict
+
+
+def _add_traceback_text(event_dict: MutableMapping[str, Any], record: logging.LogRecord) -> None:
+    """
+    Give the event the traceback text of a record that has no exception object.
+
+    structlog renders a standard library record's traceback from ``exc_info`` only; a record
+    from another process, or one whose traceback :class:`ctxlog.RedactFilter` masked (it then
+    keeps the masked text in ``exc_text`` and drops the object), would show none.
+    """
+    text = record.exc_text
+    if text and not record.exc_info and "exception" not in event_dict:
+        event_dict["exception"] = text
 
 
 def _fields_on(record: logging.LogRecord) -> dict[str, Any]:

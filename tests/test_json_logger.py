@@ -117,3 +117,24 @@ def test_real_starlette_app_values_stay_escaped(filtered):
     )
     assert "\x01" not in line["request_id"]
     assert 1 == len(filtered.getvalue().splitlines())
+
+
+def test_a_masked_traceback_stays_masked():
+    """python-json-logger renders exc_info before exc_text: RedactFilter leaves it the text only."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter("{levelname}{message}", style="{"))
+    handler.addFilter(ctxlog.RedactFilter())
+    logger = logging.getLogger(f"{NAME}.redacted")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ConnectionError("redis://:hunter2@cache:6379 refused")
+        except ConnectionError:
+            logger.exception("cache down")
+    finally:
+        logger.removeHandler(handler)
+    [line] = _lines(out)
+    assert "hunter2" not in json.dumps(line)
+    assert line["exc_info"].endswith("ConnectionError: redis://:***@cache:6379 refused")

@@ -243,6 +243,42 @@ def test_import_ctxlog_does_not_load_the_json_formatter():
     assert "False True" == out.strip()
 
 
+def multi_line_error() -> str:
+    """A traceback text with a chained exception and a message of two lines."""
+    try:
+        try:
+            {}["sku"]
+        except KeyError as error:
+            raise shop_errors.PaymentError("card declined\n  second line") from error
+    except shop_errors.PaymentError:
+        return logging.Formatter().formatException(sys.exc_info())
+
+
+class shop_errors:  # noqa: N801 - stands for a module, so the type is written with a dot
+    class PaymentError(Exception):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (lambda: 'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\nValueError: bad\nvalue', ("ValueError", "bad\nvalue")),
+        (lambda: "KeyError: 'sku'", ("KeyError", "'sku'")),
+        (lambda: 'Traceback (most recent call last):\n  File "a.py", line 1, in f\nStopIteration', ("StopIteration", "")),
+        (multi_line_error, ("test_jsonformat.shop_errors.PaymentError", "card declined\n  second line")),
+        (lambda: 'no exception line here\n  File "a.py", line 1', None),
+        (lambda: "", None),
+    ],
+)
+def test_type_and_message_are_read_from_a_traceback_text(text, expected):
+    """A record with exc_text only (another process's, or masked by RedactFilter) still has them."""
+    rec = record("failed", (), logging.ERROR, exc_text=text())
+    data = line(JSONFormatter(["message", "exception"]), rec)
+    found = (data["exception_type"], data["exception_message"]) if "exception_type" in data else None
+    assert expected == found
+    assert (text() or None) == data.get("exception")
+
+
 # -- schemas ---------------------------------------------------------------------------------------
 
 

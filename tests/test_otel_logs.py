@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -167,3 +168,19 @@ def test_what_the_docs_say_of_other_values_and_the_stamp_mark(otel):
         logging.getLogger(NAME).info("paid")
     [attributes] = otel.attributes()
     assert (str(order), True) == (attributes["order"], attributes["_ctxlog_stamped"])
+
+
+def test_a_masked_traceback_is_not_exported_from_the_exception(otel):
+    """The SDK reads the exception object; after RedactFilter masked its text, there is none."""
+    redact = ctxlog.RedactFilter()
+    otel.handler.addFilter(redact)
+    try:
+        raise ConnectionError("redis://:hunter2@cache:6379 refused")
+    except ConnectionError:
+        logging.getLogger(NAME).exception("cache down, password=%s", "hunter2")
+    finally:
+        otel.handler.removeFilter(redact)
+    [data] = otel.exporter.get_finished_logs()
+    exported = json.dumps({"body": data.log_record.body, **dict(data.log_record.attributes)})
+    assert "hunter2" not in exported
+    assert "cache down, password=***" == data.log_record.body

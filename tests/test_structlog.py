@@ -155,6 +155,24 @@ def test_stdlib_record_through_processor_formatter(stdlib_through_structlog):
     } == line
 
 
+def test_a_masked_traceback_is_rendered_from_its_text(stdlib_through_structlog):
+    """structlog renders exc_info; a record RedactFilter masked has the masked text instead."""
+    logger = logging.getLogger("test.structlog.stdlib")
+    [handler] = [h for h in logger.handlers if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)]
+    redact = ctxlog.RedactFilter()
+    handler.addFilter(redact)
+    try:
+        raise ConnectionError("redis://:hunter2@cache:6379 refused")
+    except ConnectionError:
+        logger.exception("cache down")
+    finally:
+        handler.removeFilter(redact)
+    [line] = _lines(stdlib_through_structlog)
+    assert "hunter2" not in json.dumps(line)
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert line["exception"].endswith("ConnectionError: redis://:***@cache:6379 refused")
+
+
 def test_escaping_is_kept_and_json_holds_one_line_per_event(events):
     """A request's path is escaped as captured; a line break in a message stays inside the JSON."""
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from ctxlog.context import RESERVED
+from ctxlog.record.errortext import error_in_text, error_message, error_type
 from ctxlog.record.formatter import _unmerged
 from ctxlog.record.jsonvalue import Encoder, Key, add_fields, plain, put_path, shown
 from ctxlog.record.schemas import (
@@ -56,26 +57,6 @@ _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
     "otel": lambda record: record.levelname,
     "gcp": lambda record: gcp_severity(record.levelno),
 }
-
-
-def _error_type(error: BaseException) -> str:
-    cls = type(error)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def _error_message(error: BaseException, exc_text: str) -> Any:
-    """
-    Return the exception's message as the traceback text ends with it.
-
-    Taken from ``exc_text`` rather than from the exception, so that what a filter such as
-    :class:`ctxlog.RedactFilter` masked in the traceback stays masked here too.
-    """
-    marker = _error_type(error) + ": "
-    at = exc_text.rfind("\n" + marker)
-    if at >= 0:
-        return exc_text[at + 1 + len(marker) :]
-    return exc_text[len(marker) :] if exc_text.startswith(marker) else plain(error, [])
 
 
 class JSONFormatter(logging.Formatter):
@@ -173,8 +154,8 @@ class JSONFormatter(logging.Formatter):
             if not (isinstance(field, str) and isinstance(key, str) and key):
                 msg = f"JSONFormatter: rename={{{field!r}: {key!r}}}: both must be non-empty text"
                 raise ValueError(msg)
-            written = field in names or field in self._table or (
-                "extras" in names and field not in KNOWN
+            written = (
+                field in names or field in self._table or ("extras" in names and field not in KNOWN)
             )
             if not written:
                 msg = f"JSONFormatter: rename= names {field!r}, which fields= does not write"
@@ -347,13 +328,17 @@ class JSONFormatter(logging.Formatter):
                 # Cached as logging.Formatter caches it, for every formatter of the record.
                 record.exc_text = self.formatException(record.exc_info)
             if record.exc_text:
-                self._set(out, keys[0], plain(record.exc_text, []))
+                text = plain(record.exc_text, [])
+                self._set(out, keys[0], text)
                 error = record.exc_info[1] if record.exc_info else None
+                found: tuple[str, Any] | None
                 if error is not None:
-                    if keys[1] is not None:
-                        self._set(out, keys[1], _error_type(error))
-                    if keys[2] is not None:
-                        self._set(out, keys[2], _error_message(error, record.exc_text))
+                    found = (error_type(error), error_message(error, text))
+                else:
+                    found = error_in_text(text) if isinstance(text, str) else None
+                for key, value in zip(keys[1:], found or (), strict=False):
+                    if key is not None:
+                        self._set(out, key, value)
         if self._stack_key is not None and record.stack_info:
             self._set(out, self._stack_key, self.formatStack(plain(record.stack_info, [])))
 
@@ -371,8 +356,5 @@ class JSONFormatter(logging.Formatter):
             out["time"] = self.formatTime(record)
         out["level"] = plain(getattr(record, "levelname", "ERROR"), [])
         out["logger"] = plain(getattr(record, "name", "?"), [])
-        out["message"] = (
-            f"ctxlog.JSONFormatter could not format a record: {type(error).__name__}"
-        )
+        out["message"] = f"ctxlog.JSONFormatter could not format a record: {type(error).__name__}"
         return self._encoder.encode(out)
-

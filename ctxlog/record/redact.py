@@ -191,7 +191,14 @@ class RedactFilter(logging.Filter):
         return count
 
     def _tracebacks(self, record: logging.LogRecord) -> int:
-        """Mask the traceback (cached in ``exc_text``) and the stack; return how many."""
+        """
+        Mask the traceback (cached in ``exc_text``) and the stack; return how many.
+
+        A traceback that held a secret leaves ``exc_info`` empty: the masked text stays in
+        ``exc_text``, which the standard ``Formatter``, ctxlog's formatters and python-json-logger
+        show, and nothing downstream can render the exception again from the object, secret and
+        all (python-json-logger, structlog and OpenTelemetry's handler read ``exc_info`` first).
+        """
         if not (record.exc_info or record.exc_text or record.stack_info):
             return 0
         count = 0
@@ -209,6 +216,8 @@ class RedactFilter(logging.Filter):
                 text, found = f"({name} not shown: redacting it raised {type(error).__name__})", 1
             if found:
                 setattr(record, name, text)
+                if name == "exc_text":
+                    record.exc_info = None
                 count += found
         return count
 

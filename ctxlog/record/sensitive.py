@@ -72,9 +72,12 @@ _T68: Final = r"[A-Za-z0-9\-._~+/]"  # RFC 7235 token68, without its trailing "=
 # so text with nothing of the kind (most messages) costs no regular expression at all.
 
 #: ``Bearer``/``Basic`` (``bearer``, ``BEARER``...) and 8 or more token68 characters with a
-#: digit, a symbol or an upper case letter after the first ("basic authentication" stays).
+#: digit, a symbol or an upper case letter after the first ("basic authentication" stays); the
+#: credential runs on to the next space, quote or separator, so that ``Bearer key=SECRET``
+#: cannot hide its value behind a "=" that token68 allows.
 _CREDENTIAL: Final = re.compile(
-    rf"\b(?i:bearer|basic)\s+(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z])({_T68}{{8,}}=*)"
+    rf"\b(?i:bearer|basic)\s+(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z])"
+    rf"""({_T68}{{8,}}[^\s"'<>,;)\]}}]*)"""
 )
 #: The password of a URL's user information: ``scheme://user:PASSWORD@host``.
 _USERINFO: Final = re.compile(r"://[^/\s:@]{0,256}:([^/\s@]{1,256})(?=@)")
