@@ -573,7 +573,7 @@ def test_secret_accepts_signed_and_rejects_unsigned_and_wrong_key(receive, tmp_p
         (lambda d: ["--secret-file", str(d / "missing")], 2, "cannot read the secret file"),
         (lambda d: ["--secret-file", str(d / "short")], 2, "use at least 16"),
         (lambda d: ["--max-bytes", "1MB"], 2, "--max-bytes needs --file"),
-        (lambda d: ["--config", str(d / "conf.json"), "--max-bytes", "1MB"], 2, "--max-bytes needs --file"),
+        (lambda d: ["--config", str(d / "conf.json"), "--max-bytes", "1MB"], 2, "--max-bytes has no effect with --config"),
         (lambda d: ["--listen", "127.0.0.1:99999"], 2, "is not HOST:PORT"),
         (lambda d: ["--listen", "localhost"], 2, "is not HOST:PORT"),
         (lambda d: ["--config", str(d / "missing.json")], 2, "cannot read --config"),

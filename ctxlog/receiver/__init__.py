@@ -39,7 +39,8 @@ caps), :mod:`~ctxlog.receiver.connection` (one sender: framing, verification, de
 :mod:`~ctxlog.receiver.routing` (which logger a record goes to), :mod:`~ctxlog.receiver.output`
 (the line and the handlers that write it) and :mod:`~ctxlog.receiver.report` (rejections counted
 and reported); :mod:`~ctxlog.receiver.thread` runs a receiver in a thread and
-:mod:`~ctxlog.receiver.command` is ``ctxlog receive``. Import the names below from
+:mod:`~ctxlog.receiver.command` is ``ctxlog receive`` (its output set up by
+:mod:`~ctxlog.receiver.configure`). Import the names below from
 ``ctxlog.receiver`` itself.
 
 .. versionadded:: 0.2.0
@@ -51,8 +52,15 @@ from ctxlog.receiver.command import parse_size as parse_size
 from ctxlog.receiver.command import read_secret as read_secret
 from ctxlog.receiver.output import CONTINUATION as CONTINUATION
 from ctxlog.receiver.output import DEFAULT_FORMAT as DEFAULT_FORMAT
-from ctxlog.receiver.output import LineFormatter
+from ctxlog.receiver.output import LineFormatter, json_formatter
 from ctxlog.receiver.server import Receiver
 from ctxlog.receiver.thread import ReceiverThread
 
-__all__ = ["LineFormatter", "Receiver", "ReceiverThread", "add_arguments", "main"]
+__all__ = [
+    "LineFormatter",
+    "Receiver",
+    "ReceiverThread",
+    "add_arguments",
+    "json_formatter",
+    "main",
+]

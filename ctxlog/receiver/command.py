@@ -3,38 +3,36 @@ The ``ctxlog receive`` command: its options, the logging it sets up, and the run
 
 :func:`add_arguments` adds the options to the ``receive`` sub-command of ``ctxlog``
 (:mod:`ctxlog.cli`), and :func:`main` runs it: it reads the key and the TLS files, sets up the
-output (a rotating file or standard output with :class:`~ctxlog.receiver.LineFormatter`, or the
-user's own dictConfig), serves until SIGTERM or SIGINT, then stops in order and says what it
-received and what it refused.
+output (:mod:`~ctxlog.receiver.configure`: a rotating file or standard output with
+:class:`~ctxlog.receiver.LineFormatter` or JSON lines, or the user's own dictConfig), serves
+until SIGTERM or SIGINT, then stops in order and says what it received and what it refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import logging.config
 import re
 import signal
 import ssl
 import sys
-import tomllib
 from pathlib import Path
 from typing import Final
 
-from ctxlog.receiver.output import (
-    DEFAULT_FORMAT,
-    LineFile,
-    LineFormatter,
-    LineStream,
-    json_formatter,
-)
+from ctxlog.receiver.configure import configure
 from ctxlog.receiver.report import log
 from ctxlog.receiver.server import Receiver
 from ctxlog.wire import MAX_BODY
 
-__all__ = ["add_arguments", "main", "parse_listen", "parse_size", "read_secret"]
+__all__ = [
+    "add_arguments",
+    "main",
+    "parse_gcp_project",
+    "parse_listen",
+    "parse_size",
+    "read_secret",
+]
 
 _SIZE: Final = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
 _UNITS: Final = dict(
@@ -44,6 +42,9 @@ _UNITS: Final = dict(
         strict=True,
     )
 )
+
+#: A project id (6 to 30 characters), after an optional domain for the older domain-scoped ids.
+_GCP_PROJECT: Final = re.compile(r"(?:[a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 
 
 def parse_size(text: str) -> int:
@@ -68,6 +69,17 @@ def parse_listen(text: str) -> tuple[str, int]:
         msg = f"{text!r} is not HOST:PORT (example: 127.0.0.1:9020)"
         raise argparse.ArgumentTypeError(msg)
     return host, int(port)
+
+
+def parse_gcp_project(text: str) -> str:
+    """Return ``text`` if it is a Google Cloud project id (``my-shop``, ``example.com:shop``)."""
+    if _GCP_PROJECT.fullmatch(text) is None:
+        msg = (
+            f"{text!r} is not a Google Cloud project id (lower-case letters, digits and "
+            "hyphens, e.g. my-shop-prod)"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,13 +114,13 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backup-count",
         type=int,
-        default=5,
+        default=None,
         metavar="N",
         help="with --file and --max-bytes: rotated files to keep (default 5)",
     )
     parser.add_argument(
         "--format",
-        default=DEFAULT_FORMAT,
+        default=None,
         help="a %%-style line format (default shows the fields), or json: one JSON object a line",
     )
     parser.add_argument(
@@ -117,6 +129,14 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --format json: the field names of Elastic (ecs), OpenTelemetry (otel) or "
         "Google Cloud Logging (gcp); default ctxlog's own",
+    )
+    parser.add_argument(
+        "--gcp-project",
+        type=parse_gcp_project,
+        default=None,
+        metavar="ID",
+        help="with --format json --schema gcp: the Cloud project, so that traces are written "
+        "as projects/ID/traces/TRACE_ID, which Cloud Logging links to Cloud Trace",
     )
 
 
@@ -210,7 +230,7 @@ def main(args: argparse.Namespace) -> int:
             max_buffered=args.max_buffered,
             replay_window=args.replay_window,
         )
-        receiver.flush_after_batch = _configure(args)
+        receiver.flush_after_batch = configure(args)
     except ValueError as error:
         sys.stderr.write(f"ctxlog receive: {error}\n")
         return 2
@@ -219,74 +239,6 @@ def main(args: argparse.Namespace) -> int:
         return asyncio.run(_serve(receiver))
     finally:
         logging.shutdown()
-
-
-def _configure(args: argparse.Namespace) -> list[logging.Handler]:
-    """Set up the receiver's logging; return the handlers to flush after each read."""
-    own = logging.getLogger("ctxlog.receiver")
-    own.propagate = False
-    own.setLevel(logging.INFO)
-    report = logging.StreamHandler(sys.stderr)
-    report.setFormatter(logging.Formatter("ctxlog receive: %(message)s"))
-    own.addHandler(report)
-    if args.max_bytes and not args.file:
-        msg = "--max-bytes needs --file"
-        raise ValueError(msg)
-    if args.schema and args.format != "json":
-        msg = "--schema needs --format json"
-        raise ValueError(msg)
-    if args.config:
-        _apply_config(args.config)
-        return []
-    formatter = json_formatter(args.schema) if args.format == "json" else LineFormatter(args.format)
-    handler = _open_file(args) if args.file else LineStream(sys.stdout)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    # Received records skip logger levels (Logger.handle); this level only keeps the
-    # receiver's own libraries (asyncio's debug lines) out of the file.
-    root.setLevel(logging.WARNING)
-    return [handler]
-
-
-def _apply_config(name: str) -> None:
-    """Apply the dictConfig in the file ``name`` (``--config``), JSON or TOML."""
-    path = Path(name)
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as error:
-        msg = f"cannot read --config {name!r}: {error}"
-        raise ValueError(msg) from None
-    if not isinstance(config, dict):
-        msg = f"--config {name!r} does not hold a dictConfig object"
-        raise ValueError(msg)  # noqa: TRY004 - main() turns a ValueError into exit status 2
-    config.setdefault("version", 1)
-    config.setdefault("disable_existing_loggers", False)
-    try:
-        logging.config.dictConfig(config)
-    except (ValueError, TypeError, AttributeError, ImportError) as error:
-        msg = f"--config {name!r} is not a valid logging configuration: {error}"
-        raise ValueError(msg) from None
-
-
-def _open_file(args: argparse.Namespace) -> LineFile:
-    """Open ``--file``, rotating at ``--max-bytes`` with ``--backup-count`` files kept."""
-    if args.max_bytes < 0 or args.backup_count < 0:
-        msg = "--max-bytes and --backup-count must not be negative"
-        raise ValueError(msg)
-    if args.max_bytes and not args.backup_count:
-        # RotatingFileHandler's own rule: without a backup it never rotates, and the file
-        # grows past the limit, reopened for every record.
-        msg = "--max-bytes needs --backup-count of 1 or more (rotated files to keep)"
-        raise ValueError(msg)
-    try:
-        return LineFile(
-            args.file, maxBytes=args.max_bytes, backupCount=args.backup_count, encoding="utf-8"
-        )
-    except OSError as error:
-        msg = f"cannot open --file {args.file!r}: {error.strerror or error}"
-        raise ValueError(msg) from None
 
 
 def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:

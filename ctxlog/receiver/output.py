@@ -3,7 +3,8 @@ What ``ctxlog receive`` writes: one escaped line per record, to standard output 
 
 :class:`LineFormatter` is the receiver's line, safe against forged lines; use it in your own
 configuration too. With ``--format json`` the line is :class:`ctxlog.JSONFormatter`'s instead
-(:func:`json_formatter`), in the schema ``--schema`` names, for a log shipper to read.
+(:func:`json_formatter`), in the schema ``--schema`` names (with ``--gcp-project`` for
+``gcp``), for a log shipper to read.
 :class:`LineStream` and :class:`LineFile` are the handlers the command line sets up without
 ``--config``: they write each record once and leave flushing to the receiver, which flushes once
 per read from a connection (:meth:`Receiver.end_batch`), not per record.
@@ -79,13 +80,23 @@ class LineFormatter(Formatter):
         super().__init__(fmt or DEFAULT_FORMAT, datefmt, defaults={"peer": MISSING})
 
 
-def json_formatter(schema: str | None = None) -> JSONFormatter:
+def json_formatter(schema: str | None = None, *, gcp_project: str | None = None) -> JSONFormatter:
     """
-    Return the formatter of ``ctxlog receive --format json [--schema SCHEMA]``.
+    Return the formatter of ``ctxlog receive --format json [--schema S] [--gcp-project ID]``.
+
+    In a ``--config`` file, ``"()": "ctxlog.receiver.json_formatter"`` with the keys
+    ``schema`` and ``gcp_project`` writes the same lines.
+
+    Args:
+        schema: As for :class:`ctxlog.JSONFormatter`: ``None``, ``"ecs"``, ``"otel"``, ``"gcp"``.
+        gcp_project: With ``schema="gcp"``, the Cloud project the traces belong to.
+
+    Raises:
+        ValueError: As :class:`ctxlog.JSONFormatter` does for the same values.
 
     .. versionadded:: 0.4.0
     """
-    return JSONFormatter(JSON_FIELDS, schema=schema)  # type: ignore[arg-type]
+    return JSONFormatter(JSON_FIELDS, schema=schema, gcp_project=gcp_project)  # type: ignore[arg-type]
 
 
 class LineStream(logging.StreamHandler):  # type: ignore[type-arg]
