@@ -99,6 +99,8 @@ def test_other_formatters_shows_the_fields_through_each_tool():
     }.items() <= json_logger.items()
     assert {**REQUEST, "event": "cart viewed", "items": 3}.items() <= structlog_event.items()
     assert {**fields, "event": "paid", "card_token": "***"}.items() <= structlog_record.items()
+    # docs/other-formatters.md: python-json-logger leaves ctxlog's marks out, structlog too.
+    assert [] == [key for key in {**json_logger, **structlog_record} if key.startswith("_")]
     assert fields == loguru["record"]["extra"]
     assert "paid 12 EUR" == loguru["record"]["message"]
     assert "paid" == otel["body"]

@@ -158,16 +158,35 @@ def test_real_starlette_app_with_trace_context(otel):
     )
 
 
-def test_what_the_docs_say_of_other_values_and_the_stamp_mark(otel):
-    """A UUID bound value arrives as its string; ctxlog's stamp mark is exported too."""
+def test_what_the_docs_say_of_other_values_and_the_marks(otel):
+    """A UUID bound value arrives as its string; ctxlog's stamp and redaction marks are exported too."""
     import uuid
 
     order = uuid.uuid4()
-    with ctxlog.testing.request(**REQUEST):
-        ctxlog.bind(order=order)
-        logging.getLogger(NAME).info("paid")
-    [attributes] = otel.attributes()
-    assert (str(order), True) == (attributes["order"], attributes["_ctxlog_stamped"])
+    redact = ctxlog.RedactFilter()
+    otel.handler.addFilter(redact)
+    try:
+        with ctxlog.testing.request(**REQUEST):
+            ctxlog.bind(order=order)
+            logging.getLogger(NAME).info("paid")  # nothing to mask: marked all the same
+            logging.getLogger(NAME).info("login password=%s", "hunter2")
+    finally:
+        otel.handler.removeFilter(redact)
+    logging.getLogger(NAME).info("after")  # without RedactFilter: no redaction mark
+    paid, login, after = otel.attributes()
+    assert (str(order), True) == (paid["order"], paid["_ctxlog_stamped"])
+    # docs/other-formatters.md: a tuple of small integers, an array of integers in OTLP.
+    mark = paid["_ctxlog_redacted"]
+    assert isinstance(mark, tuple)
+    assert mark
+    assert all(type(token) is int for token in mark)
+    assert mark == login["_ctxlog_redacted"]
+    assert "_ctxlog_redacted" not in after
+    assert after["_ctxlog_stamped"] is True
+    request = encode_logs(otel.exporter.get_finished_logs())
+    encoded = request.resource_logs[0].scope_logs[0].log_records[1].attributes
+    [value] = [kv.value for kv in encoded if kv.key == "_ctxlog_redacted"]
+    assert list(mark) == [item.int_value for item in value.array_value.values]
 
 
 def test_a_masked_traceback_is_not_exported_from_the_exception(otel):
