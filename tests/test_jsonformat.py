@@ -155,6 +155,89 @@ def test_values_json_cannot_hold_are_their_str_and_never_raise():
     assert isinstance(data["cycle"], list)
 
 
+class ItemsRaise(dict):
+    def items(self):
+        raise RuntimeError("items")
+
+
+class IterRaise(list):
+    def __iter__(self):
+        raise RuntimeError("iter")
+
+
+class LenLies(list):
+    def __len__(self):
+        return 10**15
+
+
+class LenRaises(tuple):  # noqa: SLOT001 - a test double
+    def __len__(self):
+        raise RuntimeError("len")
+
+
+class ItemsNotPairs(dict):
+    def items(self):
+        return [1, 2]
+
+
+class OddStr(str):
+    __slots__ = ()
+
+    def __str__(self):
+        return 5  # noqa: PLE0307 - the point of the test
+
+
+class SizedPairs:
+    """items() of ItemsLenLies: the pairs it yields, and a length no list could be sized by."""
+
+    def __iter__(self):
+        return iter([("k", 1)])
+
+    def __len__(self):
+        return 2**62
+
+
+class ItemsLenLies(dict):
+    def items(self):
+        return SizedPairs()
+
+
+@pytest.mark.parametrize("use_orjson", [True, False], ids=["orjson", "json"])
+def test_a_container_that_cannot_be_read_is_its_str_and_the_rest_of_the_line_survives(use_orjson):
+    """items() or __iter__ raising, a lying __len__, items() that are no pairs, a cycle: that value alone falls back; a str subclass key is its text."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    values = {
+        "items": ItemsRaise(a=1),
+        "iter": IterRaise([1, 2]),
+        "lies": LenLies([1, 2]),
+        "raises": LenRaises((3, 4)),
+        "pairs": ItemsNotPairs(b=2),
+        "sized": ItemsLenLies(),
+        "cycle": cycle,
+        "deep": {"ok": 1, "bad": ItemsRaise(c=3), "list": [IterRaise([5])]},
+        "keys": {OddStr("k"): 1},
+    }
+    for schema in (None, "ecs", "otel", "gcp"):
+        data = line(
+            JSONFormatter(schema=schema, use_orjson=use_orjson),
+            record(**REQUEST, **values, order_id=7),
+        )
+        assert "paid 42 EUR" == data.get("message", data.get("body"))
+        assert {
+            "items": "{'a': 1}",
+            "iter": "[1, 2]",
+            "lies": [1, 2],
+            "raises": [3, 4],
+            "pairs": "{'b': 2}",
+            "sized": {"k": 1},
+            "deep": {"ok": 1, "bad": "{'c': 3}", "list": ["[5]"]},
+            "keys": {"k": 1},
+            "order_id": 7,
+        } == {k: data[k] for k in (*values, "order_id") if k != "cycle"}
+        assert isinstance(data["cycle"], list)
+
+
 def test_a_message_that_does_not_merge_is_kept_with_its_arguments():
     """Arguments that do not fit the message give the message, the arguments and the reason."""
     data = line(JSONFormatter(), record("%d items", ("many",)))

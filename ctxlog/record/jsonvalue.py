@@ -5,8 +5,9 @@ Values as JSON: what :class:`ctxlog.JSONFormatter` turns a record's values into,
 writes it: ``str``, ``int`` (64-bit), ``float`` (finite), ``bool``, ``None``, ``dict`` with
 ``str`` keys, ``list``. Anything else (bytes, sets, dates, objects; ``NaN`` and the infinities;
 integers past 64 bits, which most JSON readers would round; containers nested deeper than
-:data:`MAX_DEPTH`) becomes its ``str()``, and an object whose ``__str__`` raises becomes
-``"<unprintable TYPE object>"``: a log call never fails on a value.
+:data:`MAX_DEPTH`; a container whose ``items()`` or ``__iter__`` raises) becomes its ``str()``,
+and an object whose ``__str__`` raises becomes ``"<unprintable TYPE object>"``: a log call
+never fails on a value, and one value that cannot be read never costs the rest of the line.
 
 :class:`Encoder` writes the line with orjson when it is installed and with the standard
 library's C encoder otherwise, byte for byte the same: compact separators, UTF-8 text, the
@@ -76,6 +77,8 @@ def _stdlib_dumps() -> Callable[[Any], str]:
 
 def shown(value: Any) -> str:
     """Return ``str(value)``, or a placeholder naming its type if ``__str__`` fails."""
+    if isinstance(value, str):  # a str subclass, whatever its __str__ returns
+        return str.__str__(value)
     try:
         text = str(value)
     except Exception:  # the value's own __str__ failed: a log call must not
@@ -106,14 +109,25 @@ def plain(value: Any, tiny: list[bool], depth: int = 0) -> Any:
         return _float(float.__float__(value), tiny)
     if depth >= MAX_DEPTH:
         return shown(value)
-    if isinstance(value, dict):
-        return {
-            (key if type(key) is str else shown(key)): plain(item, tiny, depth + 1)
-            for key, item in list(value.items())
-        }
-    if isinstance(value, list | tuple):
-        return [plain(item, tiny, depth + 1) for item in value]
-    return shown(value)
+    try:
+        return _container(value, kind, tiny, depth + 1)
+    except Exception:  # items(), __iter__ or an item's unpacking raised: this value only
+        return shown(value)
+
+
+def _container(value: Any, kind: type, tiny: list[bool], depth: int) -> Any:
+    """Return a dict or list as plain values, anything else as its ``str()``."""
+    if kind is dict:  # a snapshot: another thread may change it while it is read
+        pairs: Any = list(value.items())
+    elif isinstance(value, dict):  # its own items(), read once, never sized by its len()
+        pairs = value.items()
+    elif isinstance(value, list | tuple):
+        return [plain(item, tiny, depth) for item in value]
+    else:
+        return shown(value)
+    return {
+        (key if type(key) is str else shown(key)): plain(item, tiny, depth) for key, item in pairs
+    }
 
 
 def _float(value: float, tiny: list[bool]) -> Any:
