@@ -291,12 +291,23 @@ def test_an_extra_never_overwrites_a_key_of_the_line():
         ({"fields": ["message"], "rename": {"ip": "client"}}, "rename= names 'ip', which fields= does not write"),
         ({"static": {"message": "x"}}, "static= key 'message' is already the key of a field"),
         ({"gcp_project": "p"}, "needs schema='gcp'"),
+        *(
+            ({"schema": "gcp", "gcp_project": bad}, f"gcp_project={bad!r} is not a Cloud project id")
+            for bad in ("", "a/b c", "My-Project", "short", "project-", "1project", "p" * 31, "my-project\n", "example.com:p", ":my-project", 123)
+        ),
     ],
 )
 def test_bad_configuration_fails_at_construction_saying_what_to_change(options, says):
     """Each mistake is a ValueError naming the value."""
     with pytest.raises(ValueError, match=re.escape(says)):
         JSONFormatter(**options)
+
+
+@pytest.mark.parametrize("project", ["my-project-123", "abcdef", "a" + "b" * 29, "example.com:my-project", "corp.example.co.uk:shop-prod"])
+def test_gcp_project_ids_and_domain_scoped_ids_are_accepted(project):
+    """A Cloud project id (6-30 characters) or a domain-scoped one gives the trace as a resource name."""
+    data = line(JSONFormatter(["trace_id"], schema="gcp", gcp_project=project), record(trace_id="a" * 32))
+    assert {"logging.googleapis.com/trace": f"projects/{project}/traces/{'a' * 32}"} == data
 
 
 def test_dictconfig_with_a_factory():

@@ -40,6 +40,7 @@ from ctxlog.record.schemas import (
     check_fields,
     ecs_path,
     gcp_severity,
+    gcp_trace_prefix,
     paths,
     severity_number,
 )
@@ -74,13 +75,14 @@ class JSONFormatter(logging.Formatter):
             ``schema="ecs"`` a dotted key becomes nested objects.
         static: Keys and values written on every line (``{"service": "shop"}``).
         schema: ``None`` (ctxlog's names), ``"ecs"``, ``"otel"`` or ``"gcp"``.
-        gcp_project: With ``schema="gcp"``: the project id, so that the trace is written as
-            ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
+        gcp_project: With ``schema="gcp"``: the project id (``my-project-123``, or
+            ``example.com:my-project`` for a domain-scoped project), so that the trace is written
+            as ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
         use_orjson: Write with orjson when it is installed (the same bytes, faster).
 
     Raises:
         ValueError: A field name it cannot write, a field named twice, two fields under one key,
-            an unknown schema, ``gcp_project`` without ``schema="gcp"``.
+            an unknown schema, ``gcp_project`` without ``schema="gcp"`` or not a project id.
 
     .. versionadded:: 0.4.0
     """
@@ -207,7 +209,7 @@ class JSONFormatter(logging.Formatter):
     def _gcp_trace(project: str | None) -> Callable[[Any], Any] | None:
         if project is None:
             return None
-        prefix = f"projects/{project}/traces/"
+        prefix = gcp_trace_prefix(project)
         return lambda trace_id: prefix + trace_id if type(trace_id) is str else trace_id
 
     # -- a record ----------------------------------------------------------------------------
