@@ -310,12 +310,12 @@ def test_gcp_project_ids_and_domain_scoped_ids_are_accepted(project):
     assert {"logging.googleapis.com/trace": f"projects/{project}/traces/{'a' * 32}"} == data
 
 
-def test_dictconfig_with_a_factory():
-    """dictConfig builds it with '()' and its keyword options."""
+def configured(formatter: dict[str, Any]) -> dict[str, Any]:
+    """Configure a logger through dictConfig with ``formatter``; return the line of one record in a request."""
     stream = io.StringIO()
     logging.config.dictConfig({
         "version": 1, "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "ctxlog.JSONFormatter", "schema": "ecs", "static": {"service.name": "shop"}}},
+        "formatters": {"json": formatter},
         "handlers": {"out": {"class": "logging.StreamHandler", "stream": stream, "formatter": "json", "filters": ["ctx"]}},
         "filters": {"ctx": {"()": "ctxlog.ContextFilter"}},
         "loggers": {"test_jsonformat.dictconfig": {"handlers": ["out"], "level": "INFO", "propagate": False}},
@@ -327,7 +327,53 @@ def test_dictconfig_with_a_factory():
     finally:
         logger.handlers.clear()
     data = json.loads(stream.getvalue())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_dictconfig_with_a_factory():
+    """dictConfig builds it with '()' and its keyword options."""
+    data = configured({"()": "ctxlog.JSONFormatter", "schema": "ecs", "static": {"service.name": "shop"}})
     assert ({"name": "shop"}, {"ip": "198.51.100.1"}, "hello") == (data["service"], data["client"], data["message"])
+
+
+@pytest.mark.parametrize("extra", [{}, {"validate": False}, {"style": "%"}], ids=["bare", "validate", "style"])
+def test_dictconfig_with_a_class_gives_the_default_formatter(extra):
+    """'class': 'ctxlog.JSONFormatter' (dictConfig passes fmt, datefmt, style[, validate] by position) works."""
+    data = configured({"class": "ctxlog.JSONFormatter", **extra})
+    assert ("hello", "198.51.100.1", "INFO") == (data["message"], data["ip"], data["level"])
+
+
+@pytest.mark.parametrize(
+    ("formatter", "says"),
+    [
+        ({"class": "ctxlog.JSONFormatter", "format": "%(message)s"}, "fields='%(message)s' must be a list of field names"),
+        ({"class": "ctxlog.JSONFormatter", "datefmt": "%H:%M"}, "datefmt='%H:%M': the time is always ISO 8601 in UTC"),
+        ({"class": "ctxlog.JSONFormatter", "style": "{"}, "style='{': a JSON line has no format string"),
+        ({"()": "ctxlog.JSONFormatter", "datefmt": "%H:%M"}, "datefmt='%H:%M'"),
+    ],
+)
+def test_dictconfig_options_a_json_line_cannot_use_are_refused_pointing_at_the_factory(formatter, says):
+    """A format string, a datefmt or another style: a ValueError that says to use '()' with fields=."""
+    with pytest.raises(ValueError, match="Unable to configure formatter 'json'") as caught:
+        configured(formatter)
+    assert says in str(caught.value.__cause__)
+    assert '"()": "ctxlog.JSONFormatter"' in str(caught.value.__cause__)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="dictConfig passes 'defaults' from Python 3.12")
+def test_dictconfig_class_with_defaults_is_refused_pointing_at_static():
+    """'defaults' (passed as defaults= from 3.12): a ValueError naming static=."""
+    with pytest.raises(ValueError, match="Unable to configure formatter 'json'") as caught:
+        configured({"class": "ctxlog.JSONFormatter", "defaults": {"user": "-"}})
+    assert "give static= for keys on every line" in str(caught.value.__cause__)
+
+
+def test_logging_formatter_positional_arguments_as_python_3_12_passes_them():
+    """JSONFormatter(fmt, datefmt, style, validate, defaults=...): the defaults work; defaults= values are refused."""
+    assert "m" == line(JSONFormatter(None, None, "%", True, defaults=None), record("m", ()))["message"]
+    with pytest.raises(ValueError, match=re.escape("defaults={'user': '-'}: give static= for keys on every line")):
+        JSONFormatter(None, None, "%", True, defaults={"user": "-"})
 
 
 def test_import_ctxlog_does_not_load_the_json_formatter():

@@ -60,6 +60,31 @@ _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
 }
 
 
+def _check_options(
+    schema: object, gcp_project: object, datefmt: object, style: object, defaults: object
+) -> None:
+    """Refuse an unknown schema, and what dictConfig passes a ``"class":`` formatter in vain."""
+    if schema not in SCHEMAS:
+        msg = f"JSONFormatter: schema={schema!r} is not one of {list(SCHEMAS)}"
+        raise ValueError(msg)
+    if gcp_project is not None and schema != "gcp":
+        msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
+        raise ValueError(msg)
+    use = (
+        '; in dictConfig give the options to "()": "ctxlog.JSONFormatter" (fields=, rename=, '
+        'static=, schema=): a "class" entry gives the default formatter only'
+    )
+    if datefmt is not None:
+        msg = f"JSONFormatter: datefmt={datefmt!r}: the time is always ISO 8601 in UTC{use}"
+        raise ValueError(msg)
+    if style != "%":
+        msg = f"JSONFormatter: style={style!r}: a JSON line has no format string{use}"
+        raise ValueError(msg)
+    if defaults is not None:
+        msg = f"JSONFormatter: defaults={defaults!r}: give static= for keys on every line{use}"
+        raise ValueError(msg)
+
+
 class JSONFormatter(logging.Formatter):
     """
     Format each record as one JSON object on one line.
@@ -79,18 +104,30 @@ class JSONFormatter(logging.Formatter):
             ``example.com:my-project`` for a domain-scoped project), so that the trace is written
             as ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
         use_orjson: Write with orjson when it is installed (the same bytes, faster).
+        datefmt: Only ``None``; ``style``: only ``"%"``; ``validate``: ignored;
+            ``defaults``: only ``None``. :class:`logging.Formatter`'s arguments, which
+            :func:`logging.config.dictConfig` passes to a ``"class":`` formatter by position:
+            a ``"class": "ctxlog.JSONFormatter"`` entry gives the default formatter, and any
+            other value is refused with a message pointing at the ``"()"`` form.
 
     Raises:
         ValueError: A field name it cannot write, a field named twice, two fields under one key,
-            an unknown schema, ``gcp_project`` without ``schema="gcp"`` or not a project id.
+            an unknown schema, ``gcp_project`` without ``schema="gcp"`` or not a project id,
+            a ``datefmt``, ``style`` or ``defaults`` other than the defaults.
 
     .. versionadded:: 0.4.0
+    .. versionchanged:: 0.4.0
+       ``datefmt``, ``style``, ``validate``, ``defaults``: dictConfig's ``"class":`` form.
     """
 
-    def __init__(
+    def __init__(  # logging.config passes fields, datefmt, style, validate by position
         self,
         fields: Sequence[str] | None = None,
+        datefmt: str | None = None,
+        style: str = "%",
+        validate: bool = True,
         *,
+        defaults: Mapping[str, Any] | None = None,
         rename: Mapping[str, str] | None = None,
         static: Mapping[str, Any] | None = None,
         schema: Literal["ecs", "otel", "gcp"] | None = None,
@@ -98,12 +135,8 @@ class JSONFormatter(logging.Formatter):
         use_orjson: bool = True,
     ) -> None:
         super().__init__()
-        if schema not in SCHEMAS:
-            msg = f"JSONFormatter: schema={schema!r} is not one of {list(SCHEMAS)}"
-            raise ValueError(msg)
-        if gcp_project is not None and schema != "gcp":
-            msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
-            raise ValueError(msg)
+        del validate  # no format string to check
+        _check_options(schema, gcp_project, datefmt, style, defaults)
         names = check_fields(DEFAULT_FIELDS if fields is None else fields)
         self._schema = schema
         self._encoder = Encoder(use_orjson=use_orjson)

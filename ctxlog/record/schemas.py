@@ -228,7 +228,11 @@ def gcp_trace_prefix(project: object) -> str:
 def check_fields(fields: Sequence[str]) -> tuple[str, ...]:
     """Return ``fields`` as a tuple, or raise :class:`ValueError` saying what is wrong with it."""
     if isinstance(fields, str) or not all(isinstance(name, str) for name in fields):
-        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message']"
+        msg = (
+            f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message'] "
+            '(it takes no format string: in dictConfig give "()": "ctxlog.JSONFormatter" '
+            'and fields=, not "format")'
+        )
         raise ValueError(msg)
     for name in fields:
         if name not in KNOWN and (name in RESERVED or name.startswith("_ctxlog") or not name):
