@@ -29,19 +29,25 @@ from typing import Any, Final, Literal
 from ctxlog.context import RESERVED
 from ctxlog.record.errortext import error_in_text, error_message, error_type
 from ctxlog.record.formatter import _unmerged
-from ctxlog.record.jsonvalue import Encoder, Key, add_fields, plain, put_path, shown
+from ctxlog.record.jsonlayout import Layout, check_options
+from ctxlog.record.jsonvalue import (
+    Encoder,
+    Key,
+    add_fields,
+    fresh,
+    graft,
+    plain,
+    put_path,
+    shown,
+)
 from ctxlog.record.schemas import (
     CTXLOG_FIELDS,
     DEFAULT_FIELDS,
-    ECS_VERSION,
     KNOWN,
-    SCHEMAS,
     SPECIAL,
     check_fields,
-    ecs_path,
     gcp_severity,
     gcp_trace_prefix,
-    paths,
     severity_number,
 )
 
@@ -60,31 +66,6 @@ _LEVELS: Final[dict[str | None, Callable[[logging.LogRecord], str]]] = {
 }
 
 
-def _check_options(
-    schema: object, gcp_project: object, datefmt: object, style: object, defaults: object
-) -> None:
-    """Refuse an unknown schema, and what dictConfig passes a ``"class":`` formatter in vain."""
-    if schema not in SCHEMAS:
-        msg = f"JSONFormatter: schema={schema!r} is not one of {list(SCHEMAS)}"
-        raise ValueError(msg)
-    if gcp_project is not None and schema != "gcp":
-        msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
-        raise ValueError(msg)
-    use = (
-        '; in dictConfig give the options to "()": "ctxlog.JSONFormatter" (fields=, rename=, '
-        'static=, schema=): a "class" entry gives the default formatter only'
-    )
-    if datefmt is not None:
-        msg = f"JSONFormatter: datefmt={datefmt!r}: the time is always ISO 8601 in UTC{use}"
-        raise ValueError(msg)
-    if style != "%":
-        msg = f"JSONFormatter: style={style!r}: a JSON line has no format string{use}"
-        raise ValueError(msg)
-    if defaults is not None:
-        msg = f"JSONFormatter: defaults={defaults!r}: give static= for keys on every line{use}"
-        raise ValueError(msg)
-
-
 class JSONFormatter(logging.Formatter):
     """
     Format each record as one JSON object on one line.
@@ -98,7 +79,9 @@ class JSONFormatter(logging.Formatter):
             add those record attributes.
         rename: The key to write a field under, by field name: ``{"ip": "client_ip"}``. With
             ``schema="ecs"`` a dotted key becomes nested objects.
-        static: Keys and values written on every line (``{"service": "shop"}``).
+        static: Keys and values written on every line (``{"service": "shop"}``). An object
+            that fields are written into (``{"httpRequest": {"protocol": "HTTP/1.1"}}``) is
+            copied for each line that does.
         schema: ``None`` (ctxlog's names), ``"ecs"``, ``"otel"`` or ``"gcp"``.
         gcp_project: With ``schema="gcp"``: the project id (``my-project-123``, or
             ``example.com:my-project`` for a domain-scoped project), so that the trace is written
@@ -111,9 +94,11 @@ class JSONFormatter(logging.Formatter):
             other value is refused with a message pointing at the ``"()"`` form.
 
     Raises:
-        ValueError: A field name it cannot write, a field named twice, two fields under one key,
-            an unknown schema, ``gcp_project`` without ``schema="gcp"`` or not a project id,
-            a ``datefmt``, ``style`` or ``defaults`` other than the defaults.
+        ValueError: A field name it cannot write, a field named twice, two fields (or
+            ``static=`` or ``rename=`` keys) under one key or one inside the other's object
+            (:mod:`ctxlog.record.jsonlayout`), an unknown schema, ``gcp_project`` without
+            ``schema="gcp"`` or not a project id, a ``datefmt``, ``style`` or ``defaults``
+            other than the defaults.
 
     .. versionadded:: 0.4.0
     .. versionchanged:: 0.4.0
@@ -136,44 +121,46 @@ class JSONFormatter(logging.Formatter):
     ) -> None:
         super().__init__()
         del validate  # no format string to check
-        _check_options(schema, gcp_project, datefmt, style, defaults)
+        check_options(schema, gcp_project, datefmt, style, defaults)
         names = check_fields(DEFAULT_FIELDS if fields is None else fields)
-        self._schema = schema
+        layout = Layout(schema, names, rename or {})
+        key = layout.key
         self._encoder = Encoder(use_orjson=use_orjson)
-        self._table = paths(schema)
-        self._rename = self._check_rename(rename or {}, names)
-        self._used: dict[Key, str] = {}
-        self._time_key = self._key("time") if "time" in names else None
-        self._level_key = self._key("level") if "level" in names else None
+        self._rename = layout.rename
+        self._time_key = key("time") if "time" in names else None
+        self._level_key = key("level") if "level" in names else None
         self._level = _LEVELS[schema]
         self._severity_key = (
-            self._key("level.number")
-            if self._level_key is not None and "level.number" in self._table
+            key("level.number")
+            if self._level_key is not None and "level.number" in layout.table
             else None
         )
-        self._message_key = self._key("message") if "message" in names else None
-        self._logger_key = self._key("logger") if "logger" in names else None
+        self._message_key = key("message") if "message" in names else None
+        self._logger_key = key("logger") if "logger" in names else None
         #: Whether a static value is a float orjson writes otherwise: every line the stdlib way.
         self._static_tiny: list[bool] = []
-        self._static = self._check_static(static or {})
+        static_values = layout.statics(static or {}, self._static_tiny)
         trace = self._gcp_trace(gcp_project) if schema == "gcp" else None
         self._plan = tuple(
-            (name, self._key(name), name in KNOWN, trace if name == "trace_id" else None)
+            (name, key(name), name in KNOWN, trace if name == "trace_id" else None)
             for name in names
             if name not in SPECIAL
         )
-        self._exc_keys = self._exception_keys() if "exception" in names else None
-        self._stack_key = self._key("stack") if "stack" in names else None
+        self._exc_keys = self._exception_keys(layout) if "exception" in names else None
+        self._stack_key = key("stack") if "stack" in names else None
         self._extras = "extras" in names
+        #: Each static key, its value, and the objects in it to copy for each line (or None).
+        self._static = layout.checked(static_values)
         self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *names})
         #: The line's own top-level keys: an extra field of one of these names is left out.
-        self._taken = frozenset(key if type(key) is str else key[0] for key in self._used)
+        self._taken = layout.taken()
         head = (self._time_key, self._level_key, self._message_key, self._logger_key)
         self._flat_head = all(type(key) is not tuple for key in head) and all(
-            type(key) is str for key, _ in self._static
+            type(key) is str for key, _, _ in self._static
         )
-        if self._flat_head:
-            self._static = dict(self._static)  # type: ignore[assignment]
+        #: With a flat head: the static keys as one dict, and those to copy for each line.
+        self._static_flat = {key: value for key, value, _ in self._static}
+        self._static_fresh = tuple(item for item in self._static if item[2] is not None)
         self._shapes: dict[tuple[str, ...], _Plan] = {}
         self._second: tuple[int, str] = (-1, "")
 
@@ -184,58 +171,11 @@ class JSONFormatter(logging.Formatter):
 
     # -- construction ------------------------------------------------------------------------
 
-    def _check_rename(self, rename: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
-        for field, key in rename.items():
-            if not (isinstance(field, str) and isinstance(key, str) and key):
-                msg = f"JSONFormatter: rename={{{field!r}: {key!r}}}: both must be non-empty text"
-                raise ValueError(msg)
-            written = (
-                field in names or field in self._table or ("extras" in names and field not in KNOWN)
-            )
-            if not written:
-                msg = f"JSONFormatter: rename= names {field!r}, which fields= does not write"
-                raise ValueError(msg)
-        return dict(rename)
-
-    def _key(self, field: str) -> Key:
-        """Return where ``field`` is written: a key, or a path of nested objects."""
-        if field in self._rename:
-            key = self._rename[field]
-            path = ecs_path(key) if self._schema == "ecs" else (key,)
-        else:
-            path = self._table.get(field, (field,))
-        where: Key = path[0] if len(path) == 1 else path
-        if where in self._used:
-            msg = (
-                f"JSONFormatter: {field!r} and {self._used[where]!r} would both be written as "
-                f"{'.'.join(path)!r}; rename= one of them"
-            )
-            raise ValueError(msg)
-        self._used[where] = field
-        return where
-
-    def _check_static(self, static: Mapping[str, Any]) -> tuple[tuple[Key, Any], ...]:
-        values = dict(static)
-        if self._schema == "ecs":
-            values = {"ecs.version": ECS_VERSION, **values}
-        made = []
-        for key, value in values.items():
-            if not isinstance(key, str) or not key:
-                msg = f"JSONFormatter: static= key {key!r} must be non-empty text"
-                raise ValueError(msg)
-            path = ecs_path(key) if self._schema == "ecs" else (key,)
-            where = path[0] if len(path) == 1 else path
-            if where in self._used:
-                msg = f"JSONFormatter: static= key {key!r} is already the key of a field"
-                raise ValueError(msg)
-            self._used[where] = key
-            made.append((where, plain(value, self._static_tiny)))
-        return tuple(made)
-
-    def _exception_keys(self) -> tuple[Key, Key | None, Key | None]:
-        text = self._key("exception")
-        kind = self._key("exception.type") if "exception.type" in self._table else None
-        message = self._key("exception.message") if "exception.message" in self._table else None
+    @staticmethod
+    def _exception_keys(layout: Layout) -> tuple[Key, Key | None, Key | None]:
+        text = layout.key("exception")
+        kind = layout.key("exception.type") if "exception.type" in layout.table else None
+        message = layout.key("exception.message") if "exception.message" in layout.table else None
         return text, kind, message
 
     @staticmethod
@@ -325,7 +265,9 @@ class JSONFormatter(logging.Formatter):
             if self._logger_key is not None:
                 name = record.name
                 out[self._logger_key] = name if type(name) is str else plain(name, tiny)  # type: ignore[index]
-            out.update(self._static)  # type: ignore[arg-type]
+            out.update(self._static_flat)  # type: ignore[arg-type]
+            for key, value, tree in self._static_fresh:  # objects a field is written into
+                out[key] = fresh(value, tree)  # type: ignore[arg-type,index]
             return out
         return self._head_nested(record, tiny)
 
@@ -343,8 +285,11 @@ class JSONFormatter(logging.Formatter):
             put(out, self._message_key, self._message(record, tiny))
         if self._logger_key is not None:
             put(out, self._logger_key, plain(record.name, tiny))
-        for key, value in self._static:
-            put(out, key, value)
+        for key, value, tree in self._static:
+            if tree is None:
+                put(out, key, value)
+            else:  # an object a field or a static key is written into: this line's own copy
+                graft(out, key, fresh(value, tree))
         return out
 
     @staticmethod

@@ -29,10 +29,25 @@ from typing import Any, Final
 
 from ctxlog.context import MISSING
 
-__all__ = ["MAX_DEPTH", "Encoder", "Key", "add_fields", "plain", "put_path", "shown"]
+__all__ = [
+    "MAX_DEPTH",
+    "Encoder",
+    "Key",
+    "Tree",
+    "add_fields",
+    "fresh",
+    "graft",
+    "merge",
+    "plain",
+    "put_path",
+    "shown",
+]
 
 #: Where a value goes in a line: a key, or the keys of nested objects.
 Key = str | tuple[str, ...]
+#: The objects inside a static object that a line writes into, by key, nested the same way.
+Tree = dict[str, "Tree"]
+_ABSENT: Final = object()
 #: Containers nested deeper than this are written as their ``str()``.
 MAX_DEPTH: Final = 16
 _INT_MAX: Final = 2**63
@@ -223,3 +238,50 @@ def add_fields(
             out[key] = value
         else:
             put_path(out, key, value)
+
+
+def fresh(value: dict[str, Any], tree: Tree) -> dict[str, Any]:
+    """Return a copy of a static object, and of the objects inside it that ``tree`` names."""
+    made = dict(value)
+    for key, inner in tree.items():
+        child = made.get(key)
+        if type(child) is dict:
+            made[key] = fresh(child, inner)
+    return made
+
+
+def graft(out: dict[str, Any], key: Key, value: dict[str, Any]) -> None:
+    """Put a (fresh) static object at ``key``, merged with an object a head key put there."""
+    node = out
+    if type(key) is tuple:
+        for part in key[:-1]:
+            child = node.setdefault(part, {})
+            if type(child) is not dict:  # never: the formatter refused such keys
+                return
+            node = child
+        key = key[-1]
+    present = node.get(key)  # type: ignore[arg-type]
+    node[key] = merge(present, value)[0] if type(present) is dict else value  # type: ignore[index]
+
+
+def merge(line: dict[str, Any], extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    Return ``line`` with ``extra``'s keys added, and what of ``extra`` did not fit.
+
+    Neither is changed: the objects on the way are copies. Objects both hold are merged the same
+    way; a key both hold with the same value is no conflict; a key both hold with another value
+    keeps ``line``'s, and ``extra``'s is returned as left over.
+    """
+    merged = dict(line)
+    left: dict[str, Any] = {}
+    for key, value in extra.items():
+        mine = merged.get(key, _ABSENT)
+        if mine is _ABSENT:
+            merged[key] = value
+        elif type(mine) is dict and type(value) is dict:
+            merged[key], rest = merge(mine, value)
+            if rest:
+                left[key] = rest
+        elif not (type(mine) is type(value) and mine == value):
+            left[key] = value
+    return merged, left
