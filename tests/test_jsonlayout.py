@@ -1,4 +1,4 @@
-"""JSONFormatter's keys: clashes refused at construction, static objects per line."""
+"""JSONFormatter's keys: clashes refused at construction, static objects per line, extras never lost."""
 
 from __future__ import annotations
 
@@ -208,3 +208,104 @@ def test_keys_one_inside_another_or_twice_are_refused_naming_both(options, says)
 def test_keys_that_fit_together_are_accepted(options):
     """Objects that merge, dotted keys under flat schemas, distinct rename= keys: no error."""
     JSONFormatter(**options)
+
+
+# -- extras: written unless the line holds their key; then merged or moved -------------------------
+
+
+def test_ecs_extras_named_like_ecs_objects_are_kept_when_the_line_does_not_hold_them():
+    """url, error, client, trace, span as extras on a line without exception, request or trace: kept."""
+    extras = {
+        "url": "https://psp.example/pay",
+        "error": "timeout",
+        "client": "mobile",
+        "trace": "t",
+        "span": "s",
+        "order_id": 7,
+    }
+    data = line(JSONFormatter(schema="ecs"), record(**extras))
+    assert extras.items() <= data.items()
+
+
+def test_an_extra_whose_key_the_line_holds_is_moved_to_extra_key():
+    """With an exception, extra error='timeout' cannot be error: it is written as extra_error."""
+    data = line(JSONFormatter(schema="ecs"), failed(error="timeout", client="mobile", **REQUEST))
+    assert ("ValueError", "timeout") == (data["error"]["type"], data["extra_error"])
+    assert ({"ip": "198.51.100.1"}, "mobile") == (data["client"], data["extra_client"])
+
+
+def test_an_extra_never_overwrites_a_key_of_the_line_and_is_never_lost():
+    """time, a static key, the logger: the line's values stay, the extras move; an extra named extra_time keeps its key."""
+    data = line(
+        JSONFormatter(static={"service": "shop"}),
+        record(time="forged", service="other", logger="x", extra_time="mine"),
+    )
+    assert ("shop", "shop.views") == (data["service"], data["logger"])
+    assert {
+        "extra_time": "mine",
+        "extra_extra_time": "forged",
+        "extra_service": "other",
+        "extra_logger": "x",
+    }.items() <= data.items()
+
+
+def test_gcp_a_user_http_request_is_merged_with_ctxlogs():
+    """The Cloud Logging idiom extra={'httpRequest': {...}}: one httpRequest; ctxlog's values kept, a differing one moved."""
+    formatter = JSONFormatter(schema="gcp", static={"httpRequest": {"protocol": "HTTP/1.1"}})
+    given = {
+        "status": 200,
+        "latency": "0.120s",
+        "requestMethod": "POST",
+        "requestUrl": "https://shop.example/pay",
+    }
+    data = line(formatter, record(httpRequest=given, **REQUEST))
+    assert {
+        "protocol": "HTTP/1.1",
+        "remoteIp": "198.51.100.1",
+        "requestMethod": "POST",
+        "requestUrl": "/pay",
+        "status": 200,
+        "latency": "0.120s",
+    } == data["httpRequest"]
+    assert {"requestUrl": "https://shop.example/pay"} == data["extra_httpRequest"]
+    assert {"protocol": "HTTP/1.1"} == line(formatter, record())["httpRequest"]
+    assert {
+        "status": 200,
+        "latency": "0.120s",
+        "requestMethod": "POST",
+        "requestUrl": "https://shop.example/pay",
+    } == given
+
+
+def test_gcp_a_user_http_request_without_a_request_is_written_as_given():
+    """No request in context: the user's httpRequest is the line's, whole."""
+    data = line(JSONFormatter(schema="gcp"), record(httpRequest={"status": 503, "latency": "1s"}))
+    assert {"status": 503, "latency": "1s"} == data["httpRequest"]
+    assert "extra_httpRequest" not in data
+
+
+def test_ecs_an_extra_object_named_like_an_ecs_object_is_merged():
+    """extra http={'response': ...} beside ctxlog's http.request: one http object, as ecs-logging merges."""
+    data = line(
+        JSONFormatter(schema="ecs"),
+        record(http={"response": {"status_code": 200}, "request": {"id": "other"}}, **REQUEST),
+    )
+    assert {
+        "request": {"id": "alice-req", "method": "POST"},
+        "response": {"status_code": 200},
+    } == data["http"]
+    assert {"request": {"id": "other"}} == data["extra_http"]
+
+
+def test_an_extra_renamed_onto_another_extras_name_keeps_both():
+    """rename={'a': 'b'} and an extra b: one is b, the other extra_b."""
+    data = line(JSONFormatter(rename={"a": "b"}), record(a=1, b=2))
+    assert {"b": 1, "extra_b": 2} == {k: data[k] for k in ("b", "extra_b")}
+
+
+def test_a_shape_without_clashing_extras_takes_the_fast_path():
+    """Only a record shape whose extras may meet a key of the line is merged key by key."""
+    formatter = JSONFormatter()
+    line(formatter, record(order_id=1))
+    line(formatter, record(time="x"))
+    assert [False, True] == [plan[2] for plan in formatter._shapes.values()]

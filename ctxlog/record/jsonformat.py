@@ -3,9 +3,11 @@ r"""
 
 A line holds the time (ISO 8601, UTC, milliseconds: ``2026-12-08T01:02:03.456Z``), the level,
 the message with its arguments merged, the logger, ctxlog's fields (those it knows: a field
-that holds ``"-"`` is left out), every ``extra=`` value and bound field, and the traceback and
-stack as text. ``schema=`` names the fields for Elasticsearch (``"ecs"``), an OpenTelemetry
-collector (``"otel"``) or Google Cloud Logging (``"gcp"``): see :mod:`ctxlog.record.schemas`.
+that holds ``"-"`` is left out), every ``extra=`` value and bound field (one whose key the line
+already holds is merged into that object or written as ``extra_KEY``: it never overwrites the
+line's own values and is never lost), and the traceback and stack as text. ``schema=`` names
+the fields for Elasticsearch (``"ecs"``), an OpenTelemetry collector (``"otel"``) or Google
+Cloud Logging (``"gcp"``): see :mod:`ctxlog.record.schemas`.
 
 Whatever a record holds, the line is one line of valid JSON: values JSON cannot hold are
 written as their ``str()`` (:mod:`ctxlog.record.jsonvalue`), control characters are escaped by
@@ -33,6 +35,7 @@ from ctxlog.record.jsonlayout import Layout, check_options
 from ctxlog.record.jsonvalue import (
     Encoder,
     Key,
+    add_extras,
     add_fields,
     fresh,
     graft,
@@ -53,8 +56,9 @@ from ctxlog.record.schemas import (
 
 __all__ = ["JSONFormatter"]
 
-#: The fields a record of one shape holds (name, key, known, change), and its extras (name, key).
-_Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...]]
+#: The fields a record of one shape holds (name, key, known, change), its extras (name, key),
+#: and whether an extra's key may be one the line holds already (then merged or moved).
+_Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...], bool]
 #: Record shapes remembered (then forgotten all at once): far more than an application's.
 _SHAPES: Final = 256
 _MILLISECONDS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
@@ -151,8 +155,9 @@ class JSONFormatter(logging.Formatter):
         self._extras = "extras" in names
         #: Each static key, its value, and the objects in it to copy for each line (or None).
         self._static = layout.checked(static_values)
-        self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *names})
-        #: The line's own top-level keys: an extra field of one of these names is left out.
+        # A record attribute named like a field that is not one (time, logger) is an extra.
+        self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *(set(names) - SPECIAL)})
+        #: The top-level keys a line may hold: an extra field of one of these names may meet one.
         self._taken = layout.taken()
         head = (self._time_key, self._level_key, self._message_key, self._logger_key)
         self._flat_head = all(type(key) is not tuple for key in head) and all(
@@ -202,9 +207,12 @@ class JSONFormatter(logging.Formatter):
             add_fields(plan[0], attributes, out, tiny)
             if record.exc_info or record.exc_text or record.stack_info:
                 self._error(record, out)
-            for name, key in plan[1]:
-                value = attributes[name]
-                out[key] = value if type(value) is str else plain(value, tiny)
+            if plan[2]:  # an extra's key the line may hold: merged or moved, never lost
+                add_extras(plan[1], attributes, out, tiny)
+            else:
+                for name, key in plan[1]:
+                    value = attributes[name]
+                    out[key] = value if type(value) is str else plain(value, tiny)
             return self._encoder.encode(out, tiny=bool(tiny or self._static_tiny))
         except Exception as error:  # a record no line can be made of: say so, in a line
             return self._unformatted(record, error)
@@ -214,17 +222,18 @@ class JSONFormatter(logging.Formatter):
         present = set(shape)
         fields = tuple(item for item in self._plan if item[0] in present)
         extras: list[tuple[str, str]] = []
+        contested = False
         if self._extras:
-            taken = set(self._taken)
+            keys: set[str] = set()
             for name in shape:
-                # A LogRecord attribute, a field, ctxlog's marks, or a key the line already has.
+                # A LogRecord attribute, a field, or ctxlog's marks.
                 if name in self._skip or (type(name) is str and name.startswith("_ctxlog")):
                     continue
                 key = self._rename.get(name, name) if type(name) is str else shown(name)
-                if key not in taken:
-                    taken.add(key)
-                    extras.append((name, key))
-        plan = (fields, tuple(extras))
+                contested = contested or key in self._taken or key in keys
+                keys.add(key)
+                extras.append((name, key))
+        plan = (fields, tuple(extras), contested)
         if len(self._shapes) >= _SHAPES:
             self._shapes.clear()
         self._shapes[shape] = plan

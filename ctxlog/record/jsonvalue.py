@@ -18,6 +18,10 @@ controls, bidi controls, U+2028/U+2029, surrogates: :mod:`ctxlog.record.escape`)
 as a ``\uNNNN`` escape, which JSON readers turn back into the same character. JSON already
 escapes the C0 controls, so a value can never end its line, and ``json.loads`` of every line
 gives the record's values back.
+
+Putting values in a line: :func:`put_path` (nested objects), :func:`fresh` and :func:`graft`
+(a static object copied for the line that writes into it), :func:`add_extras` (an extra field
+whose key the line holds is merged into it, or written as ``extra_KEY``: never lost).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from ctxlog.context import MISSING
 
 __all__ = [
     "MAX_DEPTH",
+    "MOVED",
     "Encoder",
     "Key",
     "Tree",
+    "add_extras",
     "add_fields",
     "fresh",
     "graft",
@@ -47,6 +53,8 @@ __all__ = [
 Key = str | tuple[str, ...]
 #: The objects inside a static object that a line writes into, by key, nested the same way.
 Tree = dict[str, "Tree"]
+#: What an extra field's key gets in front when the line already holds that key.
+MOVED: Final = "extra_"
 _ABSENT: Final = object()
 #: Containers nested deeper than this are written as their ``str()``.
 MAX_DEPTH: Final = 16
@@ -285,3 +293,38 @@ def merge(line: dict[str, Any], extra: dict[str, Any]) -> tuple[dict[str, Any], 
         elif not (type(mine) is type(value) and mine == value):
             left[key] = value
     return merged, left
+
+
+def add_extras(
+    extras: tuple[tuple[str, str], ...],
+    attributes: dict[str, Any],
+    out: dict[str, Any],
+    tiny: list[bool],
+) -> None:
+    """
+    Add extra fields to a line that may already hold their keys.
+
+    An extra whose key is free is written there. One whose key the line holds is merged into it
+    when both are objects (the line's values kept); the rest of it, or a value that is no object,
+    is written after the others under ``extra_KEY`` (``extra_extra_KEY`` if that is taken too):
+    never lost, and never in the way of an extra field of that name.
+    """
+    moved: list[tuple[str, Any]] = []
+    for name, key in extras:
+        value = attributes[name]
+        if type(value) is not str:
+            value = plain(value, tiny)
+        present = out.get(key, _ABSENT)
+        if present is _ABSENT:
+            out[key] = value
+            continue
+        if type(present) is dict and type(value) is dict:
+            out[key], value = merge(present, value)
+            if not value:
+                continue
+        moved.append((key, value))
+    for key, value in moved:
+        where = MOVED + key
+        while where in out:
+            where = MOVED + where
+        out[where] = value
