@@ -155,6 +155,89 @@ def test_values_json_cannot_hold_are_their_str_and_never_raise():
     assert isinstance(data["cycle"], list)
 
 
+class ItemsRaise(dict):
+    def items(self):
+        raise RuntimeError("items")
+
+
+class IterRaise(list):
+    def __iter__(self):
+        raise RuntimeError("iter")
+
+
+class LenLies(list):
+    def __len__(self):
+        return 10**15
+
+
+class LenRaises(tuple):  # noqa: SLOT001 - a test double
+    def __len__(self):
+        raise RuntimeError("len")
+
+
+class ItemsNotPairs(dict):
+    def items(self):
+        return [1, 2]
+
+
+class OddStr(str):
+    __slots__ = ()
+
+    def __str__(self):
+        return 5  # noqa: PLE0307 - the point of the test
+
+
+class SizedPairs:
+    """items() of ItemsLenLies: the pairs it yields, and a length no list could be sized by."""
+
+    def __iter__(self):
+        return iter([("k", 1)])
+
+    def __len__(self):
+        return 2**62
+
+
+class ItemsLenLies(dict):
+    def items(self):
+        return SizedPairs()
+
+
+@pytest.mark.parametrize("use_orjson", [True, False], ids=["orjson", "json"])
+def test_a_container_that_cannot_be_read_is_its_str_and_the_rest_of_the_line_survives(use_orjson):
+    """items() or __iter__ raising, a lying __len__, items() that are no pairs, a cycle: that value alone falls back; a str subclass key is its text."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    values = {
+        "items": ItemsRaise(a=1),
+        "iter": IterRaise([1, 2]),
+        "lies": LenLies([1, 2]),
+        "raises": LenRaises((3, 4)),
+        "pairs": ItemsNotPairs(b=2),
+        "sized": ItemsLenLies(),
+        "cycle": cycle,
+        "deep": {"ok": 1, "bad": ItemsRaise(c=3), "list": [IterRaise([5])]},
+        "keys": {OddStr("k"): 1},
+    }
+    for schema in (None, "ecs", "otel", "gcp"):
+        data = line(
+            JSONFormatter(schema=schema, use_orjson=use_orjson),
+            record(**REQUEST, **values, order_id=7),
+        )
+        assert "paid 42 EUR" == data.get("message", data.get("body"))
+        assert {
+            "items": "{'a': 1}",
+            "iter": "[1, 2]",
+            "lies": [1, 2],
+            "raises": [3, 4],
+            "pairs": "{'b': 2}",
+            "sized": {"k": 1},
+            "deep": {"ok": 1, "bad": "{'c': 3}", "list": ["[5]"]},
+            "keys": {"k": 1},
+            "order_id": 7,
+        } == {k: data[k] for k in (*values, "order_id") if k != "cycle"}
+        assert isinstance(data["cycle"], list)
+
+
 def test_a_message_that_does_not_merge_is_kept_with_its_arguments():
     """Arguments that do not fit the message give the message, the arguments and the reason."""
     data = line(JSONFormatter(), record("%d items", ("many",)))
@@ -208,6 +291,10 @@ def test_an_extra_never_overwrites_a_key_of_the_line():
         ({"fields": ["message"], "rename": {"ip": "client"}}, "rename= names 'ip', which fields= does not write"),
         ({"static": {"message": "x"}}, "static= key 'message' is already the key of a field"),
         ({"gcp_project": "p"}, "needs schema='gcp'"),
+        *(
+            ({"schema": "gcp", "gcp_project": bad}, f"gcp_project={bad!r} is not a Cloud project id")
+            for bad in ("", "a/b c", "My-Project", "short", "project-", "1project", "p" * 31, "my-project\n", "example.com:p", ":my-project", 123)
+        ),
     ],
 )
 def test_bad_configuration_fails_at_construction_saying_what_to_change(options, says):
@@ -216,12 +303,19 @@ def test_bad_configuration_fails_at_construction_saying_what_to_change(options, 
         JSONFormatter(**options)
 
 
-def test_dictconfig_with_a_factory():
-    """dictConfig builds it with '()' and its keyword options."""
+@pytest.mark.parametrize("project", ["my-project-123", "abcdef", "a" + "b" * 29, "example.com:my-project", "corp.example.co.uk:shop-prod"])
+def test_gcp_project_ids_and_domain_scoped_ids_are_accepted(project):
+    """A Cloud project id (6-30 characters) or a domain-scoped one gives the trace as a resource name."""
+    data = line(JSONFormatter(["trace_id"], schema="gcp", gcp_project=project), record(trace_id="a" * 32))
+    assert {"logging.googleapis.com/trace": f"projects/{project}/traces/{'a' * 32}"} == data
+
+
+def configured(formatter: dict[str, Any]) -> dict[str, Any]:
+    """Configure a logger through dictConfig with ``formatter``; return the line of one record in a request."""
     stream = io.StringIO()
     logging.config.dictConfig({
         "version": 1, "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "ctxlog.JSONFormatter", "schema": "ecs", "static": {"service.name": "shop"}}},
+        "formatters": {"json": formatter},
         "handlers": {"out": {"class": "logging.StreamHandler", "stream": stream, "formatter": "json", "filters": ["ctx"]}},
         "filters": {"ctx": {"()": "ctxlog.ContextFilter"}},
         "loggers": {"test_jsonformat.dictconfig": {"handlers": ["out"], "level": "INFO", "propagate": False}},
@@ -233,7 +327,53 @@ def test_dictconfig_with_a_factory():
     finally:
         logger.handlers.clear()
     data = json.loads(stream.getvalue())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_dictconfig_with_a_factory():
+    """dictConfig builds it with '()' and its keyword options."""
+    data = configured({"()": "ctxlog.JSONFormatter", "schema": "ecs", "static": {"service.name": "shop"}})
     assert ({"name": "shop"}, {"ip": "198.51.100.1"}, "hello") == (data["service"], data["client"], data["message"])
+
+
+@pytest.mark.parametrize("extra", [{}, {"validate": False}, {"style": "%"}], ids=["bare", "validate", "style"])
+def test_dictconfig_with_a_class_gives_the_default_formatter(extra):
+    """'class': 'ctxlog.JSONFormatter' (dictConfig passes fmt, datefmt, style[, validate] by position) works."""
+    data = configured({"class": "ctxlog.JSONFormatter", **extra})
+    assert ("hello", "198.51.100.1", "INFO") == (data["message"], data["ip"], data["level"])
+
+
+@pytest.mark.parametrize(
+    ("formatter", "says"),
+    [
+        ({"class": "ctxlog.JSONFormatter", "format": "%(message)s"}, "fields='%(message)s' must be a list of field names"),
+        ({"class": "ctxlog.JSONFormatter", "datefmt": "%H:%M"}, "datefmt='%H:%M': the time is always ISO 8601 in UTC"),
+        ({"class": "ctxlog.JSONFormatter", "style": "{"}, "style='{': a JSON line has no format string"),
+        ({"()": "ctxlog.JSONFormatter", "datefmt": "%H:%M"}, "datefmt='%H:%M'"),
+    ],
+)
+def test_dictconfig_options_a_json_line_cannot_use_are_refused_pointing_at_the_factory(formatter, says):
+    """A format string, a datefmt or another style: a ValueError that says to use '()' with fields=."""
+    with pytest.raises(ValueError, match="Unable to configure formatter 'json'") as caught:
+        configured(formatter)
+    assert says in str(caught.value.__cause__)
+    assert '"()": "ctxlog.JSONFormatter"' in str(caught.value.__cause__)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="dictConfig passes 'defaults' from Python 3.12")
+def test_dictconfig_class_with_defaults_is_refused_pointing_at_static():
+    """'defaults' (passed as defaults= from 3.12): a ValueError naming static=."""
+    with pytest.raises(ValueError, match="Unable to configure formatter 'json'") as caught:
+        configured({"class": "ctxlog.JSONFormatter", "defaults": {"user": "-"}})
+    assert "give static= for keys on every line" in str(caught.value.__cause__)
+
+
+def test_logging_formatter_positional_arguments_as_python_3_12_passes_them():
+    """JSONFormatter(fmt, datefmt, style, validate, defaults=...): the defaults work; defaults= values are refused."""
+    assert "m" == line(JSONFormatter(None, None, "%", True, defaults=None), record("m", ()))["message"]
+    with pytest.raises(ValueError, match=re.escape("defaults={'user': '-'}: give static= for keys on every line")):
+        JSONFormatter(None, None, "%", True, defaults={"user": "-"})
 
 
 def test_import_ctxlog_does_not_load_the_json_formatter():

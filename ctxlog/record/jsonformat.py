@@ -3,9 +3,11 @@ r"""
 
 A line holds the time (ISO 8601, UTC, milliseconds: ``2026-12-08T01:02:03.456Z``), the level,
 the message with its arguments merged, the logger, ctxlog's fields (those it knows: a field
-that holds ``"-"`` is left out), every ``extra=`` value and bound field, and the traceback and
-stack as text. ``schema=`` names the fields for Elasticsearch (``"ecs"``), an OpenTelemetry
-collector (``"otel"``) or Google Cloud Logging (``"gcp"``): see :mod:`ctxlog.record.schemas`.
+that holds ``"-"`` is left out), every ``extra=`` value and bound field (one whose key the line
+already holds is merged into that object or written as ``extra_KEY``: it never overwrites the
+line's own values and is never lost), and the traceback and stack as text. ``schema=`` names
+the fields for Elasticsearch (``"ecs"``), an OpenTelemetry collector (``"otel"``) or Google
+Cloud Logging (``"gcp"``): see :mod:`ctxlog.record.schemas`.
 
 Whatever a record holds, the line is one line of valid JSON: values JSON cannot hold are
 written as their ``str()`` (:mod:`ctxlog.record.jsonvalue`), control characters are escaped by
@@ -29,25 +31,34 @@ from typing import Any, Final, Literal
 from ctxlog.context import RESERVED
 from ctxlog.record.errortext import error_in_text, error_message, error_type
 from ctxlog.record.formatter import _unmerged
-from ctxlog.record.jsonvalue import Encoder, Key, add_fields, plain, put_path, shown
+from ctxlog.record.jsonlayout import Layout, check_options
+from ctxlog.record.jsonvalue import (
+    Encoder,
+    Key,
+    add_extras,
+    add_fields,
+    fresh,
+    graft,
+    plain,
+    put_path,
+    shown,
+)
 from ctxlog.record.schemas import (
     CTXLOG_FIELDS,
     DEFAULT_FIELDS,
-    ECS_VERSION,
     KNOWN,
-    SCHEMAS,
     SPECIAL,
     check_fields,
-    ecs_path,
     gcp_severity,
-    paths,
+    gcp_trace_prefix,
     severity_number,
 )
 
 __all__ = ["JSONFormatter"]
 
-#: The fields a record of one shape holds (name, key, known, change), and its extras (name, key).
-_Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...]]
+#: The fields a record of one shape holds (name, key, known, change), its extras (name, key),
+#: and whether an extra's key may be one the line holds already (then merged or moved).
+_Plan = tuple[tuple[tuple[str, Key, bool, Any], ...], tuple[tuple[str, str], ...], bool]
 #: Record shapes remembered (then forgotten all at once): far more than an application's.
 _SHAPES: Final = 256
 _MILLISECONDS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
@@ -72,23 +83,40 @@ class JSONFormatter(logging.Formatter):
             add those record attributes.
         rename: The key to write a field under, by field name: ``{"ip": "client_ip"}``. With
             ``schema="ecs"`` a dotted key becomes nested objects.
-        static: Keys and values written on every line (``{"service": "shop"}``).
+        static: Keys and values written on every line (``{"service": "shop"}``). An object
+            that fields are written into (``{"httpRequest": {"protocol": "HTTP/1.1"}}``) is
+            copied for each line that does.
         schema: ``None`` (ctxlog's names), ``"ecs"``, ``"otel"`` or ``"gcp"``.
-        gcp_project: With ``schema="gcp"``: the project id, so that the trace is written as
-            ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
+        gcp_project: With ``schema="gcp"``: the project id (``my-project-123``, or
+            ``example.com:my-project`` for a domain-scoped project), so that the trace is written
+            as ``projects/PROJECT/traces/TRACE_ID``, the form Cloud Logging links to Cloud Trace.
         use_orjson: Write with orjson when it is installed (the same bytes, faster).
+        datefmt: Only ``None``; ``style``: only ``"%"``; ``validate``: ignored;
+            ``defaults``: only ``None``. :class:`logging.Formatter`'s arguments, which
+            :func:`logging.config.dictConfig` passes to a ``"class":`` formatter by position:
+            a ``"class": "ctxlog.JSONFormatter"`` entry gives the default formatter, and any
+            other value is refused with a message pointing at the ``"()"`` form.
 
     Raises:
-        ValueError: A field name it cannot write, a field named twice, two fields under one key,
-            an unknown schema, ``gcp_project`` without ``schema="gcp"``.
+        ValueError: A field name it cannot write, a field named twice, two fields (or
+            ``static=`` or ``rename=`` keys) under one key or one inside the other's object
+            (:mod:`ctxlog.record.jsonlayout`), an unknown schema, ``gcp_project`` without
+            ``schema="gcp"`` or not a project id, a ``datefmt``, ``style`` or ``defaults``
+            other than the defaults.
 
     .. versionadded:: 0.4.0
+    .. versionchanged:: 0.4.0
+       ``datefmt``, ``style``, ``validate``, ``defaults``: dictConfig's ``"class":`` form.
     """
 
-    def __init__(
+    def __init__(  # logging.config passes fields, datefmt, style, validate by position
         self,
         fields: Sequence[str] | None = None,
+        datefmt: str | None = None,
+        style: str = "%",
+        validate: bool = True,
         *,
+        defaults: Mapping[str, Any] | None = None,
         rename: Mapping[str, str] | None = None,
         static: Mapping[str, Any] | None = None,
         schema: Literal["ecs", "otel", "gcp"] | None = None,
@@ -96,49 +124,48 @@ class JSONFormatter(logging.Formatter):
         use_orjson: bool = True,
     ) -> None:
         super().__init__()
-        if schema not in SCHEMAS:
-            msg = f"JSONFormatter: schema={schema!r} is not one of {list(SCHEMAS)}"
-            raise ValueError(msg)
-        if gcp_project is not None and schema != "gcp":
-            msg = f"JSONFormatter: gcp_project={gcp_project!r} needs schema='gcp'"
-            raise ValueError(msg)
+        del validate  # no format string to check
+        check_options(schema, gcp_project, datefmt, style, defaults)
         names = check_fields(DEFAULT_FIELDS if fields is None else fields)
-        self._schema = schema
+        layout = Layout(schema, names, rename or {})
+        key = layout.key
         self._encoder = Encoder(use_orjson=use_orjson)
-        self._table = paths(schema)
-        self._rename = self._check_rename(rename or {}, names)
-        self._used: dict[Key, str] = {}
-        self._time_key = self._key("time") if "time" in names else None
-        self._level_key = self._key("level") if "level" in names else None
+        self._rename = layout.rename
+        self._time_key = key("time") if "time" in names else None
+        self._level_key = key("level") if "level" in names else None
         self._level = _LEVELS[schema]
         self._severity_key = (
-            self._key("level.number")
-            if self._level_key is not None and "level.number" in self._table
+            key("level.number")
+            if self._level_key is not None and "level.number" in layout.table
             else None
         )
-        self._message_key = self._key("message") if "message" in names else None
-        self._logger_key = self._key("logger") if "logger" in names else None
+        self._message_key = key("message") if "message" in names else None
+        self._logger_key = key("logger") if "logger" in names else None
         #: Whether a static value is a float orjson writes otherwise: every line the stdlib way.
         self._static_tiny: list[bool] = []
-        self._static = self._check_static(static or {})
+        static_values = layout.statics(static or {}, self._static_tiny)
         trace = self._gcp_trace(gcp_project) if schema == "gcp" else None
         self._plan = tuple(
-            (name, self._key(name), name in KNOWN, trace if name == "trace_id" else None)
+            (name, key(name), name in KNOWN, trace if name == "trace_id" else None)
             for name in names
             if name not in SPECIAL
         )
-        self._exc_keys = self._exception_keys() if "exception" in names else None
-        self._stack_key = self._key("stack") if "stack" in names else None
+        self._exc_keys = self._exception_keys(layout) if "exception" in names else None
+        self._stack_key = key("stack") if "stack" in names else None
         self._extras = "extras" in names
-        self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *names})
-        #: The line's own top-level keys: an extra field of one of these names is left out.
-        self._taken = frozenset(key if type(key) is str else key[0] for key in self._used)
+        #: Each static key, its value, and the objects in it to copy for each line (or None).
+        self._static = layout.checked(static_values)
+        # A record attribute named like a field that is not one (time, logger) is an extra.
+        self._skip = frozenset({*RESERVED, *CTXLOG_FIELDS, *(set(names) - SPECIAL)})
+        #: The top-level keys a line may hold: an extra field of one of these names may meet one.
+        self._taken = layout.taken()
         head = (self._time_key, self._level_key, self._message_key, self._logger_key)
         self._flat_head = all(type(key) is not tuple for key in head) and all(
-            type(key) is str for key, _ in self._static
+            type(key) is str for key, _, _ in self._static
         )
-        if self._flat_head:
-            self._static = dict(self._static)  # type: ignore[assignment]
+        #: With a flat head: the static keys as one dict, and those to copy for each line.
+        self._static_flat = {key: value for key, value, _ in self._static}
+        self._static_fresh = tuple(item for item in self._static if item[2] is not None)
         self._shapes: dict[tuple[str, ...], _Plan] = {}
         self._second: tuple[int, str] = (-1, "")
 
@@ -149,65 +176,18 @@ class JSONFormatter(logging.Formatter):
 
     # -- construction ------------------------------------------------------------------------
 
-    def _check_rename(self, rename: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
-        for field, key in rename.items():
-            if not (isinstance(field, str) and isinstance(key, str) and key):
-                msg = f"JSONFormatter: rename={{{field!r}: {key!r}}}: both must be non-empty text"
-                raise ValueError(msg)
-            written = (
-                field in names or field in self._table or ("extras" in names and field not in KNOWN)
-            )
-            if not written:
-                msg = f"JSONFormatter: rename= names {field!r}, which fields= does not write"
-                raise ValueError(msg)
-        return dict(rename)
-
-    def _key(self, field: str) -> Key:
-        """Return where ``field`` is written: a key, or a path of nested objects."""
-        if field in self._rename:
-            key = self._rename[field]
-            path = ecs_path(key) if self._schema == "ecs" else (key,)
-        else:
-            path = self._table.get(field, (field,))
-        where: Key = path[0] if len(path) == 1 else path
-        if where in self._used:
-            msg = (
-                f"JSONFormatter: {field!r} and {self._used[where]!r} would both be written as "
-                f"{'.'.join(path)!r}; rename= one of them"
-            )
-            raise ValueError(msg)
-        self._used[where] = field
-        return where
-
-    def _check_static(self, static: Mapping[str, Any]) -> tuple[tuple[Key, Any], ...]:
-        values = dict(static)
-        if self._schema == "ecs":
-            values = {"ecs.version": ECS_VERSION, **values}
-        made = []
-        for key, value in values.items():
-            if not isinstance(key, str) or not key:
-                msg = f"JSONFormatter: static= key {key!r} must be non-empty text"
-                raise ValueError(msg)
-            path = ecs_path(key) if self._schema == "ecs" else (key,)
-            where = path[0] if len(path) == 1 else path
-            if where in self._used:
-                msg = f"JSONFormatter: static= key {key!r} is already the key of a field"
-                raise ValueError(msg)
-            self._used[where] = key
-            made.append((where, plain(value, self._static_tiny)))
-        return tuple(made)
-
-    def _exception_keys(self) -> tuple[Key, Key | None, Key | None]:
-        text = self._key("exception")
-        kind = self._key("exception.type") if "exception.type" in self._table else None
-        message = self._key("exception.message") if "exception.message" in self._table else None
+    @staticmethod
+    def _exception_keys(layout: Layout) -> tuple[Key, Key | None, Key | None]:
+        text = layout.key("exception")
+        kind = layout.key("exception.type") if "exception.type" in layout.table else None
+        message = layout.key("exception.message") if "exception.message" in layout.table else None
         return text, kind, message
 
     @staticmethod
     def _gcp_trace(project: str | None) -> Callable[[Any], Any] | None:
         if project is None:
             return None
-        prefix = f"projects/{project}/traces/"
+        prefix = gcp_trace_prefix(project)
         return lambda trace_id: prefix + trace_id if type(trace_id) is str else trace_id
 
     # -- a record ----------------------------------------------------------------------------
@@ -227,9 +207,12 @@ class JSONFormatter(logging.Formatter):
             add_fields(plan[0], attributes, out, tiny)
             if record.exc_info or record.exc_text or record.stack_info:
                 self._error(record, out)
-            for name, key in plan[1]:
-                value = attributes[name]
-                out[key] = value if type(value) is str else plain(value, tiny)
+            if plan[2]:  # an extra's key the line may hold: merged or moved, never lost
+                add_extras(plan[1], attributes, out, tiny)
+            else:
+                for name, key in plan[1]:
+                    value = attributes[name]
+                    out[key] = value if type(value) is str else plain(value, tiny)
             return self._encoder.encode(out, tiny=bool(tiny or self._static_tiny))
         except Exception as error:  # a record no line can be made of: say so, in a line
             return self._unformatted(record, error)
@@ -239,17 +222,18 @@ class JSONFormatter(logging.Formatter):
         present = set(shape)
         fields = tuple(item for item in self._plan if item[0] in present)
         extras: list[tuple[str, str]] = []
+        contested = False
         if self._extras:
-            taken = set(self._taken)
+            keys: set[str] = set()
             for name in shape:
-                # A LogRecord attribute, a field, ctxlog's marks, or a key the line already has.
+                # A LogRecord attribute, a field, or ctxlog's marks.
                 if name in self._skip or (type(name) is str and name.startswith("_ctxlog")):
                     continue
                 key = self._rename.get(name, name) if type(name) is str else shown(name)
-                if key not in taken:
-                    taken.add(key)
-                    extras.append((name, key))
-        plan = (fields, tuple(extras))
+                contested = contested or key in self._taken or key in keys
+                keys.add(key)
+                extras.append((name, key))
+        plan = (fields, tuple(extras), contested)
         if len(self._shapes) >= _SHAPES:
             self._shapes.clear()
         self._shapes[shape] = plan
@@ -290,7 +274,9 @@ class JSONFormatter(logging.Formatter):
             if self._logger_key is not None:
                 name = record.name
                 out[self._logger_key] = name if type(name) is str else plain(name, tiny)  # type: ignore[index]
-            out.update(self._static)  # type: ignore[arg-type]
+            out.update(self._static_flat)  # type: ignore[arg-type]
+            for key, value, tree in self._static_fresh:  # objects a field is written into
+                out[key] = fresh(value, tree)  # type: ignore[arg-type,index]
             return out
         return self._head_nested(record, tiny)
 
@@ -308,8 +294,11 @@ class JSONFormatter(logging.Formatter):
             put(out, self._message_key, self._message(record, tiny))
         if self._logger_key is not None:
             put(out, self._logger_key, plain(record.name, tiny))
-        for key, value in self._static:
-            put(out, key, value)
+        for key, value, tree in self._static:
+            if tree is None:
+                put(out, key, value)
+            else:  # an object a field or a static key is written into: this line's own copy
+                graft(out, key, fresh(value, tree))
         return out
 
     @staticmethod

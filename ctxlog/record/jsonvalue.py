@@ -5,8 +5,9 @@ Values as JSON: what :class:`ctxlog.JSONFormatter` turns a record's values into,
 writes it: ``str``, ``int`` (64-bit), ``float`` (finite), ``bool``, ``None``, ``dict`` with
 ``str`` keys, ``list``. Anything else (bytes, sets, dates, objects; ``NaN`` and the infinities;
 integers past 64 bits, which most JSON readers would round; containers nested deeper than
-:data:`MAX_DEPTH`) becomes its ``str()``, and an object whose ``__str__`` raises becomes
-``"<unprintable TYPE object>"``: a log call never fails on a value.
+:data:`MAX_DEPTH`; a container whose ``items()`` or ``__iter__`` raises) becomes its ``str()``,
+and an object whose ``__str__`` raises becomes ``"<unprintable TYPE object>"``: a log call
+never fails on a value, and one value that cannot be read never costs the rest of the line.
 
 :class:`Encoder` writes the line with orjson when it is installed and with the standard
 library's C encoder otherwise, byte for byte the same: compact separators, UTF-8 text, the
@@ -17,6 +18,10 @@ controls, bidi controls, U+2028/U+2029, surrogates: :mod:`ctxlog.record.escape`)
 as a ``\uNNNN`` escape, which JSON readers turn back into the same character. JSON already
 escapes the C0 controls, so a value can never end its line, and ``json.loads`` of every line
 gives the record's values back.
+
+Putting values in a line: :func:`put_path` (nested objects), :func:`fresh` and :func:`graft`
+(a static object copied for the line that writes into it), :func:`add_extras` (an extra field
+whose key the line holds is merged into it, or written as ``extra_KEY``: never lost).
 """
 
 from __future__ import annotations
@@ -28,10 +33,29 @@ from typing import Any, Final
 
 from ctxlog.context import MISSING
 
-__all__ = ["MAX_DEPTH", "Encoder", "Key", "add_fields", "plain", "put_path", "shown"]
+__all__ = [
+    "MAX_DEPTH",
+    "MOVED",
+    "Encoder",
+    "Key",
+    "Tree",
+    "add_extras",
+    "add_fields",
+    "fresh",
+    "graft",
+    "merge",
+    "plain",
+    "put_path",
+    "shown",
+]
 
 #: Where a value goes in a line: a key, or the keys of nested objects.
 Key = str | tuple[str, ...]
+#: The objects inside a static object that a line writes into, by key, nested the same way.
+Tree = dict[str, "Tree"]
+#: What an extra field's key gets in front when the line already holds that key.
+MOVED: Final = "extra_"
+_ABSENT: Final = object()
 #: Containers nested deeper than this are written as their ``str()``.
 MAX_DEPTH: Final = 16
 _INT_MAX: Final = 2**63
@@ -76,6 +100,8 @@ def _stdlib_dumps() -> Callable[[Any], str]:
 
 def shown(value: Any) -> str:
     """Return ``str(value)``, or a placeholder naming its type if ``__str__`` fails."""
+    if isinstance(value, str):  # a str subclass, whatever its __str__ returns
+        return str.__str__(value)
     try:
         text = str(value)
     except Exception:  # the value's own __str__ failed: a log call must not
@@ -106,14 +132,25 @@ def plain(value: Any, tiny: list[bool], depth: int = 0) -> Any:
         return _float(float.__float__(value), tiny)
     if depth >= MAX_DEPTH:
         return shown(value)
-    if isinstance(value, dict):
-        return {
-            (key if type(key) is str else shown(key)): plain(item, tiny, depth + 1)
-            for key, item in list(value.items())
-        }
-    if isinstance(value, list | tuple):
-        return [plain(item, tiny, depth + 1) for item in value]
-    return shown(value)
+    try:
+        return _container(value, kind, tiny, depth + 1)
+    except Exception:  # items(), __iter__ or an item's unpacking raised: this value only
+        return shown(value)
+
+
+def _container(value: Any, kind: type, tiny: list[bool], depth: int) -> Any:
+    """Return a dict or list as plain values, anything else as its ``str()``."""
+    if kind is dict:  # a snapshot: another thread may change it while it is read
+        pairs: Any = list(value.items())
+    elif isinstance(value, dict):  # its own items(), read once, never sized by its len()
+        pairs = value.items()
+    elif isinstance(value, list | tuple):
+        return [plain(item, tiny, depth) for item in value]
+    else:
+        return shown(value)
+    return {
+        (key if type(key) is str else shown(key)): plain(item, tiny, depth) for key, item in pairs
+    }
 
 
 def _float(value: float, tiny: list[bool]) -> Any:
@@ -209,3 +246,85 @@ def add_fields(
             out[key] = value
         else:
             put_path(out, key, value)
+
+
+def fresh(value: dict[str, Any], tree: Tree) -> dict[str, Any]:
+    """Return a copy of a static object, and of the objects inside it that ``tree`` names."""
+    made = dict(value)
+    for key, inner in tree.items():
+        child = made.get(key)
+        if type(child) is dict:
+            made[key] = fresh(child, inner)
+    return made
+
+
+def graft(out: dict[str, Any], key: Key, value: dict[str, Any]) -> None:
+    """Put a (fresh) static object at ``key``, merged with an object a head key put there."""
+    node = out
+    if type(key) is tuple:
+        for part in key[:-1]:
+            child = node.setdefault(part, {})
+            if type(child) is not dict:  # never: the formatter refused such keys
+                return
+            node = child
+        key = key[-1]
+    present = node.get(key)  # type: ignore[arg-type]
+    node[key] = merge(present, value)[0] if type(present) is dict else value  # type: ignore[index]
+
+
+def merge(line: dict[str, Any], extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    Return ``line`` with ``extra``'s keys added, and what of ``extra`` did not fit.
+
+    Neither is changed: the objects on the way are copies. Objects both hold are merged the same
+    way; a key both hold with the same value is no conflict; a key both hold with another value
+    keeps ``line``'s, and ``extra``'s is returned as left over.
+    """
+    merged = dict(line)
+    left: dict[str, Any] = {}
+    for key, value in extra.items():
+        mine = merged.get(key, _ABSENT)
+        if mine is _ABSENT:
+            merged[key] = value
+        elif type(mine) is dict and type(value) is dict:
+            merged[key], rest = merge(mine, value)
+            if rest:
+                left[key] = rest
+        elif not (type(mine) is type(value) and mine == value):
+            left[key] = value
+    return merged, left
+
+
+def add_extras(
+    extras: tuple[tuple[str, str], ...],
+    attributes: dict[str, Any],
+    out: dict[str, Any],
+    tiny: list[bool],
+) -> None:
+    """
+    Add extra fields to a line that may already hold their keys.
+
+    An extra whose key is free is written there. One whose key the line holds is merged into it
+    when both are objects (the line's values kept); the rest of it, or a value that is no object,
+    is written after the others under ``extra_KEY`` (``extra_extra_KEY`` if that is taken too):
+    never lost, and never in the way of an extra field of that name.
+    """
+    moved: list[tuple[str, Any]] = []
+    for name, key in extras:
+        value = attributes[name]
+        if type(value) is not str:
+            value = plain(value, tiny)
+        present = out.get(key, _ABSENT)
+        if present is _ABSENT:
+            out[key] = value
+            continue
+        if type(present) is dict and type(value) is dict:
+            out[key], value = merge(present, value)
+            if not value:
+                continue
+        moved.append((key, value))
+    for key, value in moved:
+        where = MOVED + key
+        while where in out:
+            where = MOVED + where
+        out[where] = value

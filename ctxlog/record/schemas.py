@@ -21,6 +21,7 @@ of nested objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -36,6 +37,7 @@ __all__ = [
     "SPECIAL",
     "check_fields",
     "gcp_severity",
+    "gcp_trace_prefix",
     "paths",
     "severity_number",
 ]
@@ -154,6 +156,13 @@ _GCP: Final[dict[str, tuple[str, ...]]] = {
     "funcName": (_GCP_SOURCE, "function"),
 }
 
+#: A Cloud project id (6 to 30 lowercase letters, digits or hyphens, a letter first, no hyphen
+#: last), after the domain of a legacy domain-scoped project (``example.com:my-project``).
+_GCP_PROJECT: Final = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+:)?"
+    r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
+)
+
 #: OpenTelemetry's severity numbers for the standard library's levels (the lowest of each
 #: range: DEBUG 5, INFO 9, WARN 13, ERROR 17, FATAL 21), a level between two taking a step up.
 _SEVERITY_BASE: Final = (1, 5, 9, 13, 17, 21)
@@ -198,10 +207,32 @@ def gcp_severity(levelno: object) -> str:
     return "DEBUG" if levelno >= 10 else "DEFAULT"
 
 
+def gcp_trace_prefix(project: object) -> str:
+    """
+    Return what goes before a trace id for Cloud Logging: ``projects/PROJECT/traces/``.
+
+    Raises:
+        ValueError: ``project`` is not a Cloud project id (or a domain-scoped one,
+            ``example.com:my-project``).
+    """
+    if not isinstance(project, str) or _GCP_PROJECT.fullmatch(project) is None:
+        msg = (
+            f"JSONFormatter: gcp_project={project!r} is not a Cloud project id: give 6 to 30 "
+            "lowercase letters, digits or hyphens, a letter first and no hyphen last "
+            "('my-project-123'), or 'example.com:my-project' for a domain-scoped project"
+        )
+        raise ValueError(msg)
+    return f"projects/{project}/traces/"
+
+
 def check_fields(fields: Sequence[str]) -> tuple[str, ...]:
     """Return ``fields`` as a tuple, or raise :class:`ValueError` saying what is wrong with it."""
     if isinstance(fields, str) or not all(isinstance(name, str) for name in fields):
-        msg = f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message']"
+        msg = (
+            f"JSONFormatter: fields={fields!r} must be a list of field names, like ['message'] "
+            '(it takes no format string: in dictConfig give "()": "ctxlog.JSONFormatter" '
+            'and fields=, not "format")'
+        )
         raise ValueError(msg)
     for name in fields:
         if name not in KNOWN and (name in RESERVED or name.startswith("_ctxlog") or not name):
