@@ -209,11 +209,11 @@ def test_gcp_project_writes_the_trace_as_a_resource_name(tmp_path):
         ),
         (
             ["--format", "json", "--schema", "gcp", "--gcp-project", "projects/x"],
-            "'projects/x' is not a Google Cloud project id",
+            "'projects/x' is not a Cloud project id",
         ),
         (
             ["--format", "json", "--schema", "gcp", "--gcp-project", ""],
-            "'' is not a Google Cloud project id",
+            "'' is not a Cloud project id",
         ),
         (["--backup-count", "3"], "--backup-count needs --file and --max-bytes"),
         (

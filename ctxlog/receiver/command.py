@@ -23,6 +23,7 @@ from typing import Final
 from ctxlog.receiver.configure import configure
 from ctxlog.receiver.report import log
 from ctxlog.receiver.server import Receiver
+from ctxlog.record.schemas import gcp_trace_prefix
 from ctxlog.wire import MAX_BODY
 
 __all__ = [
@@ -44,7 +45,6 @@ _UNITS: Final = dict(
 )
 
 #: A project id (6 to 30 characters), after an optional domain for the older domain-scoped ids.
-_GCP_PROJECT: Final = re.compile(r"(?:[a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 
 
 def parse_size(text: str) -> int:
@@ -73,12 +73,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def parse_gcp_project(text: str) -> str:
     """Return ``text`` if it is a Google Cloud project id (``my-shop``, ``example.com:shop``)."""
-    if _GCP_PROJECT.fullmatch(text) is None:
-        msg = (
-            f"{text!r} is not a Google Cloud project id (lower-case letters, digits and "
-            "hyphens, e.g. my-shop-prod)"
-        )
-        raise argparse.ArgumentTypeError(msg)
+    try:
+        gcp_trace_prefix(text)  # JSONFormatter's own check: one rule for both
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("JSONFormatter: gcp_project=")) from None
     return text
 
 
