@@ -139,6 +139,10 @@ def test_other_keys_are_not_sensitive(key):
          "Proxy-Authorization: Digest ***"),
         ("Cookie: sessionid=abc123; theme=dark", "Cookie: ***"),
         ("password: hunter2", "password: ***"),
+        # Found by Hypothesis: "Bearer" before a header or a pair took its key for the
+        # credential, and left the value.
+        ("Bearer access_token: 00000000", "Bearer *** ***"),
+        ("Bearer access_token=b'00000000'", "Bearer ***'***'"),
         ("send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic dXNlcjpwYXNz\\r\\nHost: x'",
          "send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic ***\\r\\nHost: x'"),
         # A quoted key's value that is a list, a tuple, a dict (one level inside) or bytes.

@@ -106,16 +106,16 @@ class TextMasker:
         """Return ``text`` with every secret the patterns find masked, and how many."""
         count = 0
         if self._defaults:
+            if ":" in text:  # first: "Bearer" before a name would take it for a credential
+                text, count = self._headers(text)
+            if "=" in text:  # before credentials: "Bearer" would take "token=" for one
+                text, found = self._substitute(_PAIR, self._pair, text, 2)
+                count += found
             if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
-                text, count = self._substitute(_CREDENTIAL, self._group_match, text)
+                text, found = self._substitute(_CREDENTIAL, self._group_match, text)
+                count += found
             if "@" in text and "://" in text:
                 text, found = self._substitute(_USERINFO, self._userinfo, text)
-                count += found
-            if ":" in text:
-                text, found = self._headers(text)
-                count += found
-            if "=" in text:
-                text, found = self._substitute(_PAIR, self._pair, text, 2)
                 count += found
             if '"' in text or "'" in text:
                 if "(" in text or "[" in text:  # first: a quoted value may end at its bracket
