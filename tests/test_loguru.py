@@ -144,3 +144,23 @@ def test_contextualize_wins_and_enqueued_sinks_get_the_logging_threads_fields(lo
             logger.info("contextualized")
     logger.complete()
     assert ["alice r-e queued", "job r-e contextualized"] == out.getvalue().splitlines()
+
+
+def test_redactor_patcher_adds_the_fields_and_masks_message_and_extra(logger):
+    """ctxlog.loguru.Redactor: the fields as patch() adds them, then message and extra masked."""
+    out = io.StringIO()
+    redact = ctxlog.RedactFilter()
+    logger.configure(patcher=ctxlog.loguru.Redactor(redact))
+    logger.add(out, serialize=True)
+    text = io.StringIO()
+    logger.add(text, format="{extra[user]} {extra[api_key]} {message}")
+    with ctxlog.testing.request(user="alice", request_id="r-1"):
+        ctxlog.bind(api_key="sk_live_BOUNDSECRET")
+        logger.bind(form={"password": "hunter2"}).info("login password={}", "hunter2")
+    assert "SECRET" not in out.getvalue() and "hunter2" not in out.getvalue()
+    record = json.loads(out.getvalue())["record"]
+    assert "login password=***" == record["message"]
+    assert {"user": "alice", "request_id": "r-1", "api_key": "***", "form": {"password": "***"}
+            }.items() <= record["extra"].items()  # fmt: skip
+    assert ["alice *** login password=***"] == text.getvalue().splitlines()
+    assert {"records_redacted": 1, "values_masked": 3, "errors": 0} == redact.stats()
