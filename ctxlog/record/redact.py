@@ -186,11 +186,11 @@ class RedactFilter(logging.Filter):
         known = rule.known.get  # the verdicts so far: one C call for a key judged before
         count = 0
         for key in keys:
-            value = fields[key]
-            if value is MISSING:  # what ctxlog writes for "unknown": nothing to hide
-                continue
-            sensitive = known(key)
             try:
+                value = fields[key]
+                if value is MISSING:  # what ctxlog writes for "unknown": nothing to hide
+                    continue
+                sensitive = known(key)
                 if sensitive or (sensitive is None and rule(key)):
                     if value is None or (isinstance(value, str) and value in {"", MISSING}):
                         continue

@@ -68,13 +68,15 @@ _QUOTED: Final = re.compile(
 #: ASGI's ``[(b'authorization', b'Token x')]``; the value a quoted string or bytes.
 _TUPLE: Final = re.compile(rf"""[(\[]\s*[bB]?(["'])([^"'\\\s]{{1,64}})\1\s*,\s*({_OPEN_STRING})""")
 #: ``key=value``: query strings, form bodies, logfmt, cookies, keyword arguments in a repr; the
-#: value quoted (bytes too), a literal, or up to a separator, a quote, a closing bracket or
-#: another "=" (base64 padding is left: it hides nothing, and a value never runs over the next
-#: pair). A key may start right after a "]", where a value that ended there left off
-#: (``password=x]token=y``).
+#: value quoted (bytes too), a literal, or up to a separator, a quote, a closing bracket, an
+#: escaped quote (``\"``) or another "=" (base64 padding is left: it hides nothing, and a value
+#: never runs over the next pair). A literal is the value only when a separator or the end
+#: follows it (in ``token={}0`` the value is ``{``). A key may start right after a "]", where a
+#: value that ended there left off (``password=x]token=y``).
 _PAIR: Final = re.compile(
     r"""(?<![\w%.\[-])([\w%.\[\]-]{1,64})="""
-    rf"""({_OPEN_STRING}|{_LITERAL}|[^&\s;,#"'<>)\]}}=]*)"""
+    rf"""({_OPEN_STRING}|(?:{_LITERAL})(?![^&\s;,#"'<>)\]}}=])"""
+    r"""|(?:[^&\s;,#"'<>)\]}=\\]++|\\(?!["']))*+)"""
 )
 
 
