@@ -145,6 +145,8 @@ def test_other_keys_are_not_sensitive(key):
         # credential, and left the value.
         ("Bearer access_token: 00000000", "Bearer *** ***"),
         ("Bearer access_token=b'00000000'", "Bearer ***'***'"),
+        # ... and a stray quote before a ('key', 'value') repr took its bracket for a value.
+        ("password=b' [('access_token', '00000000')]", "password=b'***'access_token', '***')]"),
         ("send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic dXNlcjpwYXNz\\r\\nHost: x'",
          "send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic ***\\r\\nHost: x'"),
         # A quoted key's value that is a list, a tuple, a dict (one level inside) or bytes.

@@ -110,6 +110,10 @@ class TextMasker:
         if self._defaults:
             if ":" in text:  # first: "Bearer" before a name would take it for a credential
                 text, count = self._headers(text)
+            if ("(" in text or "[" in text) and ("'" in text or '"' in text):
+                # Before the pairs: a stray quote before it would take its bracket for a value.
+                text, found = self._substitute(_TUPLE, self._quoted, text, 3)
+                count += found
             if "=" in text:  # before credentials: "Bearer" would take "token=" for one
                 text, found = self._substitute(_PAIR, self._pair, text, 2)
                 count += found
@@ -119,13 +123,9 @@ class TextMasker:
             if "@" in text and "://" in text:
                 text, found = self._substitute(_USERINFO, self._userinfo, text)
                 count += found
-            if '"' in text or "'" in text:
-                if "(" in text or "[" in text:  # first: a quoted value may end at its bracket
-                    text, found = self._substitute(_TUPLE, self._quoted, text, 3)
-                    count += found
-                if ":" in text:
-                    text, found = self._substitute(_QUOTED, self._quoted, text, 3)
-                    count += found
+            if ":" in text and ('"' in text or "'" in text):
+                text, found = self._substitute(_QUOTED, self._quoted, text, 3)
+                count += found
         for pattern in self._patterns:
             text, found = self._substitute(pattern, self._group_match, text)
             count += found
