@@ -217,8 +217,10 @@ class RedactFilter(logging.Filter):
         try:
             if args and _holds_containers(args):
                 args, count = masker.value(args, texts=False)
-            try:
-                merged = _merge(record.msg, args)
+            try:  # merged as LogRecord.getMessage does (inline: this runs for every record)
+                merged = str(record.msg)
+                if args:
+                    merged %= args
             except Exception as error:
                 self._failed("merging a message with its arguments", error)
                 merged = f"{record.msg!s} (arguments not shown: {type(error).__name__})"
@@ -295,12 +297,6 @@ def _holds_containers(args: Any) -> bool:
         if type(item) not in _ARGUMENTS:
             return True
     return False
-
-
-def _merge(msg: Any, args: Any) -> str:
-    """Return ``msg`` merged with ``args`` as :meth:`logging.LogRecord.getMessage` does."""
-    text = str(msg)
-    return text % args if args else text
 
 
 def _keys(option: str, keys: Iterable[str]) -> list[str]:

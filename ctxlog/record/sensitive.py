@@ -191,7 +191,9 @@ class Masker(TextMasker):
             return (text, found) if found else (value, 0)
         return self._object(value, nested=depth > 0)
 
-    def _mapping(self, value: Mapping[Any, Any], texts: bool, depth: int) -> tuple[Any, int]:
+    def _mapping(  # noqa: C901 - the hot path: each key and value judged inline, no calls
+        self, value: Mapping[Any, Any], texts: bool, depth: int
+    ) -> tuple[Any, int]:
         if depth >= MAX_DEPTH:
             return self.mask, 1
         copy: dict[Any, Any] | None = None
@@ -210,6 +212,8 @@ class Masker(TextMasker):
                 if not texts:
                     continue
                 new, found = self.text(item)
+            elif type(item) in SCALARS:
+                continue
             else:
                 new, found = self.value(item, texts=texts, depth=depth + 1)
             if found:

@@ -108,9 +108,11 @@ class TextMasker:
         """Return ``text`` with every secret the patterns find masked, and how many."""
         count = 0
         if self._defaults:
-            if ":" in text:  # first: "Bearer" before a name would take it for a credential
+            colon = ":" in text
+            if colon:  # first: "Bearer" before a name would take it for a credential
                 text, count = self._headers(text)
-            if ("(" in text or "[" in text) and ("'" in text or '"' in text):
+            quote = "'" in text or '"' in text
+            if quote and ("(" in text or "[" in text):
                 # Before the pairs: a stray quote before it would take its bracket for a value.
                 text, found = self._substitute(_TUPLE, self._quoted, text, 3)
                 count += found
@@ -123,7 +125,7 @@ class TextMasker:
             if "@" in text and "://" in text:
                 text, found = self._substitute(_USERINFO, self._userinfo, text)
                 count += found
-            if ":" in text and ('"' in text or "'" in text):
+            if colon and quote:
                 text, found = self._substitute(_QUOTED, self._quoted, text, 3)
                 count += found
         for pattern in self._patterns:
