@@ -45,8 +45,9 @@ from ctxlog.record.redact import RedactFilter
 
 __all__ = ["Redactor", "patch"]
 
-#: What of a loguru record is text the application wrote: the rest is loguru's own.
-_MASKED: Final = ("message", "extra")
+#: What of a loguru record is text the application wrote: the rest is loguru's own
+#: (``template``, the message before its arguments, is in loguru 0.8's serialized records).
+_MASKED: Final = ("message", "template", "extra")
 
 
 def patch(record: Mapping[str, Any]) -> None:
@@ -72,12 +73,12 @@ class Redactor:
     """
     A loguru patcher: ctxlog's fields into ``extra`` (as :func:`patch`), then secrets masked.
 
-    The message (already merged with its arguments) is masked by the patterns, and ``extra``
-    as a record's extras are: each value under a sensitive key becomes the mask, the others
-    are masked by the patterns and, inside dicts and lists, by key; ``redact``'s
-    :meth:`~ctxlog.RedactFilter.stats` count it. The exception is not masked: loguru renders
-    it from the exception object, in the sink (with ``diagnose=True``, with the values of the
-    variables of each frame: turn it off in production).
+    The message (already merged with its arguments, and its ``template``) is masked by the
+    patterns, and ``extra`` as a record's extras are: each value under a sensitive key becomes
+    the mask, the others are masked by the patterns and, inside dicts and lists, by key.
+    ``redact``'s :meth:`~ctxlog.RedactFilter.stats` count it. The exception is not masked:
+    loguru renders it from the exception object, in the sink (with ``diagnose=True``, with the
+    values of the variables of each frame: turn it off in production).
 
     Args:
         redact: The filter whose keys, patterns, mask and counts are used (the one on the

@@ -157,10 +157,14 @@ def test_redactor_patcher_adds_the_fields_and_masks_message_and_extra(logger):
     with ctxlog.testing.request(user="alice", request_id="r-1"):
         ctxlog.bind(api_key="sk_live_BOUNDSECRET")
         logger.bind(form={"password": "hunter2"}).info("login password={}", "hunter2")
+        logger.info("retry password=hunter2")  # the secret in loguru's template too
     assert "SECRET" not in out.getvalue() and "hunter2" not in out.getvalue()
-    record = json.loads(out.getvalue())["record"]
+    record, retry = (json.loads(line)["record"] for line in out.getvalue().splitlines())
     assert "login password=***" == record["message"]
+    assert "retry password=***" == retry.get("template", retry["message"])
     assert {"user": "alice", "request_id": "r-1", "api_key": "***", "form": {"password": "***"}
             }.items() <= record["extra"].items()  # fmt: skip
-    assert ["alice *** login password=***"] == text.getvalue().splitlines()
-    assert {"records_redacted": 1, "values_masked": 3, "errors": 0} == redact.stats()
+    assert ["alice *** login password=***", "alice *** retry password=***"] == (
+        text.getvalue().splitlines()
+    )
+    assert 2 == redact.stats()["records_redacted"]
