@@ -1,5 +1,7 @@
 """
-structlog glue: :func:`merge_context` puts ctxlog's fields into structlog's event dict.
+structlog glue: ctxlog's fields into structlog's event dict, and the event's secrets masked.
+
+:func:`merge_context` adds the fields; :class:`Redactor` masks the secrets.
 
 structlog is not imported by this module nor by ``import ctxlog``; use it where structlog is
 installed (``pip install structlog``). Add the processor to structlog's chain, before the
@@ -29,6 +31,19 @@ The processor reads the context of the thread or task that runs it, as
 ``"-"``, and what :func:`ctxlog.bind` or :func:`ctxlog.scope` added. A key the event already has
 is never replaced: an event's own ``user=`` wins over the request's.
 
+structlog's events are not :class:`logging.LogRecord` objects, so :class:`ctxlog.RedactFilter`
+never sees them: add :class:`Redactor` to the chain, after ``merge_context`` and after the
+processor that turns the exception into text (``format_exc_info``, ``dict_tracebacks``)::
+
+    structlog.configure(
+        processors=[
+            ctxlog.structlog.merge_context,
+            structlog.processors.format_exc_info,
+            ctxlog.structlog.Redactor(),
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
 .. versionadded:: 0.4.0
 """
 
@@ -39,8 +54,13 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from ctxlog.context import RESERVED, STAMPED, fields_for_record
+from ctxlog.record.redact import RedactFilter
 
-__all__ = ["merge_context"]
+__all__ = ["Redactor", "merge_context"]
+
+#: Keys structlog gives objects it reads later (the standard library record, the exception to
+#: render): left as they are, a string in their place would break it.
+_OBJECTS = frozenset({"_record", "_from_structlog", "exc_info"})
 
 
 def merge_context(
@@ -81,6 +101,39 @@ def merge_context(
     _merge(event_dict, local)  # a scope() or bind() wins over the request
     _merge(event_dict, base)
     return event_dict
+
+
+class Redactor:
+    """
+    A structlog processor that masks the secrets of the event dict, as ``RedactFilter`` does.
+
+    Each value under a sensitive key becomes the mask; any other value (the ``event`` itself,
+    bound values, a traceback already rendered as text) is masked by the patterns and, inside
+    dicts and lists, by key; ``redact``'s :meth:`~ctxlog.RedactFilter.stats` count it. The
+    request's ``ip``, ``request_id`` and ``method`` are left, and so are ``exc_info``,
+    ``_record`` and ``_from_structlog``: structlog reads those objects later, so put the
+    processor after the one that renders the exception (``format_exc_info``,
+    ``dict_tracebacks``, ``ExceptionRenderer``), whose text it then masks.
+
+    Args:
+        redact: The filter whose keys, patterns, mask and counts are used (the one on the
+            standard library's handlers, to count in one place); ``RedactFilter()`` if None.
+
+    .. versionadded:: 0.4.0
+    """
+
+    def __init__(self, redact: RedactFilter | None = None) -> None:
+        self.redact = RedactFilter() if redact is None else redact
+
+    def __call__(
+        self,
+        logger: Any,  # noqa: ARG002 - structlog's processor signature
+        method_name: str,  # noqa: ARG002 - same
+        event_dict: MutableMapping[str, Any],
+    ) -> MutableMapping[str, Any]:
+        """Mask the secrets of ``event_dict`` in place and return it."""
+        self.redact.redact_fields(event_dict, [key for key in event_dict if key not in _OBJECTS])
+        return event_dict
 
 
 def _add_traceback_text(event_dict: MutableMapping[str, Any], record: logging.LogRecord) -> None:

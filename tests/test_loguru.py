@@ -144,3 +144,27 @@ def test_contextualize_wins_and_enqueued_sinks_get_the_logging_threads_fields(lo
             logger.info("contextualized")
     logger.complete()
     assert ["alice r-e queued", "job r-e contextualized"] == out.getvalue().splitlines()
+
+
+def test_redactor_patcher_adds_the_fields_and_masks_message_and_extra(logger):
+    """ctxlog.loguru.Redactor: the fields as patch() adds them, then message and extra masked."""
+    out = io.StringIO()
+    redact = ctxlog.RedactFilter()
+    logger.configure(patcher=ctxlog.loguru.Redactor(redact))
+    logger.add(out, serialize=True)
+    text = io.StringIO()
+    logger.add(text, format="{extra[user]} {extra[api_key]} {message}")
+    with ctxlog.testing.request(user="alice", request_id="r-1"):
+        ctxlog.bind(api_key="sk_live_BOUNDSECRET")
+        logger.bind(form={"password": "hunter2"}).info("login password={}", "hunter2")
+        logger.info("retry password=hunter2")  # the secret in loguru's template too
+    assert "SECRET" not in out.getvalue() and "hunter2" not in out.getvalue()
+    record, retry = (json.loads(line)["record"] for line in out.getvalue().splitlines())
+    assert "login password=***" == record["message"]
+    assert "retry password=***" == retry.get("template", retry["message"])
+    assert {"user": "alice", "request_id": "r-1", "api_key": "***", "form": {"password": "***"}
+            }.items() <= record["extra"].items()  # fmt: skip
+    assert ["alice *** login password=***", "alice *** retry password=***"] == (
+        text.getvalue().splitlines()
+    )
+    assert 2 == redact.stats()["records_redacted"]

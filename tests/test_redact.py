@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctxlog
+import ctxlog.testing
 from ctxlog.context import RESERVED
 from ctxlog.handlers import JSONSocketHandler
 from ctxlog.record.sensitive import DEFAULT_KEYS, MAX_DEPTH, KeyRule
@@ -86,8 +87,10 @@ def test_keys_match_word_by_word_in_any_case(key):
 
 
 @pytest.mark.parametrize(
-    "key", ["tokens_used", "dbpassword", "cache_key", "path", "user", "request_id", "passport"]
-)
+    "key",
+    ["tokens_used", "dbpassword", "cache_key", "path", "user", "request_id", "passport", "sid",
+     "connect"],
+)  # fmt: skip
 def test_other_keys_are_not_sensitive(key):
     """Words that merely contain a sensitive key, or other keys, are left alone."""
     assert not KeyRule(DEFAULT_KEYS)(key)
@@ -119,8 +122,47 @@ def test_other_keys_are_not_sensitive(key):
         ('level=info msg="login password=pw1 ok" redirect=/cb?token=t0k&x=1',
          'level=info msg="login password=*** ok" redirect=/cb?token=***&x=1'),
         ("{'note': '', 'token': 'abc'} token=YWJj==", "{'note': '', 'token': '***'} token=***=="),
-        ("Cookie: sessionid=abc123; csrftoken=def; theme=dark",
-         "Cookie: sessionid=***; csrftoken=***; theme=dark"),
+        # A key right after the "]" that ended a value (found by Hypothesis: masked only once
+        # the value before it was, so masking twice changed the text).
+        ("password=0]password=1", "password=***]password=***"),
+        ("password={}0 token=[1]", "password=***}0 token=***"),
+        ('password=ab\\"x', 'password=***\\"x'),
+        ("cookies sessionid=abc123; csrftoken=def; theme=dark",
+         "cookies sessionid=***; csrftoken=***; theme=dark"),
+        # The cookie names of PHP, Java servlets and Express.
+        ("PHPSESSID=abc123; JSESSIONID=def456; connect.sid=s%3Aghi789; lang=en",
+         "PHPSESSID=***; JSESSIONID=***; connect.sid=***; lang=en"),
+        # Header lines: the value to the end of the line, the scheme kept.
+        ("headers:\nAuthorization: Token s3cr3tTok\nX-Api-Key: k3yk3y\nAccept: */*",
+         "headers:\nAuthorization: Token ***\nX-Api-Key: ***\nAccept: */*"),
+        ("Authorization: token ghp_abcdefABCDEF0123456789", "Authorization: token ***"),
+        ("Authorization: Bearer abcdefghijklmnop", "Authorization: Bearer ***"),
+        ('Proxy-Authorization: Digest username="bob", response="6629fae4"',
+         "Proxy-Authorization: Digest ***"),
+        ("Cookie: sessionid=abc123; theme=dark", "Cookie: ***"),
+        ("password: hunter2", "password: ***"),
+        # Found by Hypothesis: "Bearer" before a header or a pair took its key for the
+        # credential, and left the value.
+        ("Bearer access_token: 00000000", "Bearer *** ***"),
+        ("Bearer access_token=b'00000000'", "Bearer ***'***'"),
+        # ... and a stray quote before a ('key', 'value') repr took its bracket for a value.
+        ("password=b' [('access_token', '00000000')]", "password=b'***'access_token', '***')]"),
+        ("send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic dXNlcjpwYXNz\\r\\nHost: x'",
+         "send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic ***\\r\\nHost: x'"),
+        # A quoted key's value that is a list, a tuple, a dict (one level inside) or bytes.
+        ("<QueryDict: {'username': ['bob'], 'password': ['hunter2']}>",
+         "<QueryDict: {'username': ['bob'], 'password': '***'}>"),
+        ('{"token": ["abc123", "def"], "n": 1}', '{"token": "***", "n": 1}'),
+        ('{"credentials": {"user": "a", "pass": "hunter2", "ids": [1]}}', '{"credentials": "***"}'),
+        ("{'password': b'hunter2', 'secret': (1, 'x')}", "{'password': b'***', 'secret': '***'}"),
+        ("Config(password=b'hunter2', token=['abc'], user='bob')",
+         "Config(password=b'***', token=***, user='bob')"),
+        # URLs: a token as the user, a password holding "@" (URL parsers take the last one).
+        ("clone https://ghp_abcDEF123456@github.com/x/y", "clone https://***@github.com/x/y"),
+        ("https://ghp_abcDEF1234567890:x-oauth-basic@github.com",
+         "https://***:***@github.com"),
+        ("postgresql://app:p@ssw0rd@db/shop", "postgresql://app:***@db/shop"),
+        ("redis://:pw@cache:6379/0?next=a@b", "redis://:***@cache:6379/0?next=a@b"),
     ],
 )  # fmt: skip
 def test_default_patterns_mask_the_secret_and_keep_the_rest(kept, message, expected):
@@ -133,7 +175,10 @@ def test_default_patterns_mask_the_secret_and_keep_the_rest(kept, message, expec
 @pytest.mark.parametrize(
     "message",
     ["basic authentication failed", "the Bearer of bad news", "paid amount=42 currency=EUR",
-     "tokens_used=1200", "https://example.com/path", "ratio 3:4 at 12:00"],
+     "tokens_used=1200", "https://example.com/path", "ratio 3:4 at 12:00", "time: 12:00",
+     "user: bob", "Content-Type: text/plain\nHost: db:5432", "retry: token bucket empty",
+     "ssh://git@github.com/x", "https://bob@example.com/", "https://first.last2024name@x.org/",
+     "{'tokens': [1, 2], 'sid': 'x'}", "connect_timeout=5 sid=7"],
 )  # fmt: skip
 def test_text_without_secrets_is_left_as_logged(kept, message):
     """A message the patterns find nothing in keeps its msg and args."""
@@ -451,7 +496,9 @@ def test_a_message_cached_by_an_earlier_formatter_is_replaced():
 
 
 FRAGMENTS = ["password=", "Bearer ", "basic ", '"token": "', "'api_key': '", "://u:", "@", "&",
-             "=", '"', "'", "\\", ":", " ", "\n", "%5B", "]", "tokenX", "aB3dE5gH9"]  # fmt: skip
+             "=", '"', "'", "\\", ":", " ", "\n", "%5B", "]", "tokenX", "aB3dE5gH9",
+             "Authorization: ", "Cookie: ", "password: ", "Token ", "\r", "\\r\\n", "b'", "[",
+             "{", "}", "(", ")", ", ", "ghp_aB3dE5gH9jK1mN2p", ":5432", "PHPSESSID="]  # fmt: skip
 hostile = st.lists(st.one_of(st.characters(), st.sampled_from(FRAGMENTS))).map("".join)
 
 
@@ -472,7 +519,20 @@ def test_any_text_is_masked_without_raising_and_masking_again_changes_nothing(ms
 @settings(deadline=None, max_examples=300)
 @given(
     st.sampled_from(DEFAULT_KEYS),
-    st.sampled_from(["{k}={s}", '"{k}": "{s}"', "{{'{k}': '{s}'}}", "{k}={s}&next=1", "?{k}={s}"]),
+    st.sampled_from(
+        [
+            "{k}={s}",
+            '"{k}": "{s}"',
+            "{{'{k}': '{s}'}}",
+            "{k}={s}&next=1",
+            "?{k}={s}",
+            "{k}: {s}",
+            "{{'{k}': b'{s}'}}",
+            '{{"{k}": ["{s}", 1]}}',
+            '{{"{k}": {{"a": "{s}"}}}}',
+            "[('{k}', '{s}')]",
+        ]
+    ),
     st.from_regex(r"[A-Za-z0-9_.~+/-]{8,40}", fullmatch=True),
     hostile,
 )
@@ -534,3 +594,203 @@ def test_json_formatter_keeps_a_masked_exception_message_masked():
     error = json.loads(line)["error"]
     assert error["message"] == "login failed for password=***"
     assert error["type"] == "ValueError"
+
+
+# -- Values of any type -------------------------------------------------------------------------
+
+
+def _django_settings() -> None:
+    """Django's settings, configured once for the process (tests/test_django.py may have)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(ALLOWED_HOSTS=["testserver"], SECRET_KEY="test", USE_TZ=True)
+
+
+def test_a_django_request_extra_is_masked_through_its_str():
+    """django.request's `request` extra (a WSGIRequest) is written as its str(): masked there."""
+    _django_settings()
+    from django.http import HttpResponseServerError, QueryDict
+    from django.test import RequestFactory
+    from django.utils.log import log_response
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ctxlog.RedactFilter())
+    handler.setFormatter(ctxlog.JSONFormatter())
+    logger = logging.getLogger("test.redact.django.request")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    request = RequestFactory().get("/cb?access_token=DJSECRET&x=1")
+    try:
+        log_response("Internal Server Error: %s", request.path,
+                     response=HttpResponseServerError(), request=request, logger=logger)  # fmt: skip
+        logger.info(f"form {QueryDict('username=bob&password=QDSECRET')}")  # noqa: G004 - the point
+    finally:
+        logger.handlers[:] = []
+    error, form = map(json.loads, stream.getvalue().splitlines())
+    assert "<WSGIRequest: GET '/cb?access_token=***&x=1'>" == error["request"]
+    assert "form <QueryDict: {'username': ['bob'], 'password': '***'}>" == form["message"]
+    assert "DJSECRET" == request.GET["access_token"]  # the request itself is unchanged
+
+
+def test_mappings_are_read_like_dicts_and_copied_only_if_masked(kept):
+    """requests' CaseInsensitiveDict, UserDict, MappingProxyType: masked by key in a dict copy."""
+    from collections import UserDict
+    from types import MappingProxyType
+
+    from requests.structures import CaseInsensitiveDict
+
+    logger, handler, redact = kept
+    headers = CaseInsensitiveDict({"Authorization": "Token s3cr3t", "Accept": "*/*"})
+    plain = MappingProxyType({"a": 1})
+    logger.info("call failed", extra={
+        "headers": headers, "form": UserDict(password=SECRET, user="bob"), "plain": plain,
+        "proxy": MappingProxyType({"note": f"token={SECRET}"}),
+    })  # fmt: skip
+    record = handler.records[0]
+    assert {"Authorization": "***", "Accept": "*/*"} == record.headers
+    assert "Token s3cr3t" == headers["authorization"]  # the caller's own is unchanged
+    assert ({"password": "***", "user": "bob"}, {"note": "token=***"}) == (
+        record.form,
+        record.proxy,
+    )
+    assert record.plain is plain
+    assert 3 == redact.stats()["values_masked"]
+
+
+def test_sets_bytes_and_bytes_keys(kept):
+    """Sets are read like lists; bytes as the text they decode to; a bytes key as a str key."""
+    logger, handler, _ = kept
+    body = b"user=bob&password=hunter2"
+    untouched = b"user=bob"
+    logger.info("x", extra={
+        "body": body, "raw": bytearray(b"api_key=k\xffey"), "untouched": untouched,
+        "tags": {"a", f"token={SECRET}"}, "frozen": frozenset({"b"}),
+        "asgi": {b"authorization": b"Token x", b"accept": b"*/*"},
+        "scope_headers": [(b"authorization", b"Token x"), (b"host", b"example.com")],
+    })  # fmt: skip
+    record = handler.records[0]
+    assert ("user=bob&password=***", "api_key=***") == (record.body, record.raw)
+    assert record.untouched is untouched
+    assert ({"a", "token=***"}, frozenset({"b"})) == (record.tags, record.frozen)
+    assert {b"authorization": "***", b"accept": b"*/*"} == record.asgi
+    assert [(b"authorization", "***"), (b"host", b"example.com")] == record.scope_headers
+
+
+def test_key_value_pairs_in_lists_are_masked_by_their_key(kept):
+    """A (name, value) pair inside a list or tuple: headers, form items; other lists stay."""
+    logger, handler, _ = kept
+    fields = ["password", "email"]
+    logger.info(
+        "headers %s", [("Authorization", "Token x"), ["Accept", "*/*"]],
+        extra={"headers": (["X-Api-Key", "k3y"], ("Cookie", None)), "fields": fields},
+    )  # fmt: skip
+    record = handler.records[0]
+    assert "headers [('Authorization', '***'), ['Accept', '*/*']]" == handler.lines[0]
+    assert (["X-Api-Key", "***"], ("Cookie", None)) == record.headers
+    assert record.fields is fields  # a list of two names is not a pair: only one inside a list
+
+
+def test_other_objects_are_masked_through_their_str(kept):
+    """An object is replaced by its masked str() if that holds a secret; else it stays as it is."""
+    import argparse
+    import enum
+    import uuid
+
+    class Color(enum.Enum):
+        RED = 1
+
+    class Connection:
+        def __repr__(self) -> str:
+            return f"Connection('postgresql://app:{SECRET}@db/shop')"
+
+        def __str__(self) -> str:
+            return "Connection(db)"
+
+    logger, handler, _ = kept
+    plain, color, ident = argparse.Namespace(user="bob"), Color.RED, uuid.uuid4()
+    logger.info("x", extra={
+        "cfg": argparse.Namespace(password=SECRET), "plain": plain, "color": color, "id": ident,
+        "error": ValueError(f"bad url https://u:{SECRET}@h/"), "pool": [Connection()],
+    })  # fmt: skip
+    record = handler.records[0]
+    assert "Namespace(password='***')" == record.cfg
+    assert "bad url https://u:***@h/" == record.error
+    # Inside a list, a dict or a tuple, formatters write the repr(): it is looked at too.
+    assert ["Connection('postgresql://app:***@db/shop')"] == record.pool
+    assert (plain, color, ident) == (record.plain, record.color, record.id)
+    assert record.plain is plain
+
+
+def test_the_request_path_and_user_are_read_the_ids_are_not():
+    """A secret in the path (matrix parameters) or the user is masked; ip, method, ids are not read."""
+    from werkzeug.test import Client
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ctxlog.RedactFilter())
+    handler.setFormatter(logging.Formatter("%(path)s|%(user)s|%(request_id)s|%(message)s"))
+    logger = logging.getLogger("test.redact.path")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    def app(environ, start_response):
+        ctxlog.bind(user="api_key=USERSECRET")
+        logger.info("handled")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    try:
+        Client(ctxlog.WSGIMiddleware(app)).get(
+            "/cb;token=PATHSECRET;password=PW", headers={"X-Request-Id": "token-abc"}
+        ).close()
+        with ctxlog.testing.request(request_id="token=abc", method="password=x"):
+            logger.info("fake")
+    finally:
+        logger.handlers[:] = []
+    assert ["/cb;token=***;password=***|api_key=***|token-abc|handled",
+            "/|-|token=abc|fake"] == stream.getvalue().splitlines()  # fmt: skip
+
+
+def test_patterns_given_as_one_string_are_refused():
+    """patterns="internal" would make each character a pattern: refused, as keys= is."""
+    for patterns in ["internal", re.compile("internal")]:
+        with pytest.raises(ValueError, match="is one pattern; give a list of patterns"):
+            ctxlog.RedactFilter(patterns=patterns)
+
+
+def test_werkzeug_headers_as_an_argument_and_an_extra(kept):
+    """werkzeug's Headers (its str() is 'Name: value' lines) are masked in a message and an extra."""
+    from werkzeug.datastructures import Headers
+
+    logger, handler, _ = kept
+    headers = Headers({"Authorization": "Token s3cr3tTok", "Cookie": "a=b", "Accept": "*/*"})
+    logger.warning("call failed headers=%s", headers, extra={"headers": headers})
+    record = handler.records[0]
+    assert "s3cr3tTok" not in handler.lines[0]
+    assert "Authorization: Token ***\r\nCookie: ***\r\nAccept: */*" in handler.lines[0]
+    assert record.headers.startswith("Authorization: Token ***\r\nCookie: ***\r\n")
+
+
+def test_redact_fields_masks_a_mapping_in_place_and_counts():
+    """redact_fields: by key and pattern, request ids left, one record counted, never raises."""
+    redact = ctxlog.RedactFilter()
+    fields = {"event": f"login password={SECRET}", "api_key": SECRET, "request_id": "token=x",
+              "path": "/cb;token=x", "n": 1, "form": {"password": SECRET}}  # fmt: skip
+    assert 4 == redact.redact_fields(fields)
+    assert {"event": "login password=***", "api_key": "***", "request_id": "token=x",
+            "path": "/cb;token=***", "n": 1, "form": {"password": "***"}} == fields  # fmt: skip
+    only = {"message": "token=abc", "other": "token=abc"}
+    assert 1 == redact.redact_fields(only, ["message", "missing"])
+    assert {"message": "token=***", "other": "token=abc"} == only
+    assert {"records_redacted": 2, "values_masked": 5, "errors": 0} == redact.stats()
+
+    class Broken(dict):
+        def __iter__(self):
+            raise RuntimeError("broken keys")
+
+    assert 0 == redact.redact_fields(Broken(a=1))
+    assert 1 == redact.stats()["errors"]

@@ -158,7 +158,9 @@ def test_stdlib_record_through_processor_formatter(stdlib_through_structlog):
 def test_a_masked_traceback_is_rendered_from_its_text(stdlib_through_structlog):
     """structlog renders exc_info; a record RedactFilter masked has the masked text instead."""
     logger = logging.getLogger("test.structlog.stdlib")
-    [handler] = [h for h in logger.handlers if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)]
+    [handler] = [
+        h for h in logger.handlers if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
     redact = ctxlog.RedactFilter()
     handler.addFilter(redact)
     try:
@@ -266,3 +268,64 @@ def test_stamped_record_keeps_the_event_keys_and_hides_private_attributes():
     assert "-" == event["request_id"]
     assert "_private" not in event
     assert "_ctxlog_stamped" not in event
+
+
+def test_redactor_masks_the_event_with_the_filters_rules_and_counts():
+    """ctxlog.structlog.Redactor: bound fields, the event, values by key and a traceback masked."""
+    out = io.StringIO()
+    redact = ctxlog.RedactFilter(extra_keys=["ssn"])
+    structlog.configure(
+        processors=[
+            ctxlog.structlog.merge_context,
+            structlog.processors.format_exc_info,
+            ctxlog.structlog.Redactor(redact),
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        with ctxlog.testing.request(user="alice", request_id="r-7", path="/cb;token=PATHSECRET"):
+            ctxlog.bind(api_key="sk_live_BOUNDSECRET", session="SESSSECRET")
+            log = structlog.get_logger()
+            log.info("login password=hunter2", form={"password": "hunter2", "user": "bob"}, ssn="1")
+            try:
+                raise ConnectionError("redis://:hunter2@cache:6379 refused")
+            except ConnectionError:
+                log.exception("cache down")
+    finally:
+        structlog.reset_defaults()
+    login, failure = _lines(out)
+    assert "SECRET" not in out.getvalue() and "hunter2" not in out.getvalue()
+    assert {"event": "login password=***", "form": {"password": "***", "user": "bob"},
+            "ssn": "***", "api_key": "***", "session": "***", "user": "alice",
+            "request_id": "r-7", "path": "/cb;token=***"}.items() <= login.items()  # fmt: skip
+    assert failure["exception"].endswith("ConnectionError: redis://:***@cache:6379 refused")
+    assert 2 == redact.stats()["records_redacted"]
+
+
+def test_redactor_leaves_the_objects_structlog_reads_later(stdlib_through_structlog):
+    """Through ProcessorFormatter: _record stays a LogRecord (ExtraAdder reads it), extras masked."""
+    logger = logging.getLogger("test.structlog.stdlib")
+    [handler] = [
+        h for h in logger.handlers if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[ctxlog.structlog.merge_context, structlog.stdlib.ExtraAdder()],
+            processors=[
+                ctxlog.structlog.Redactor(),
+                structlog.stdlib.add_logger_name,  # reads _record: a str there would break it
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(sort_keys=True),
+            ],
+        )
+    )
+    logger.info("token=abc in %s", "a message", extra={"password": "hunter2"})
+    [line] = _lines(stdlib_through_structlog)
+    assert ("token=*** in a message", "***") == (line["event"], line["password"])
+    assert "test.structlog.stdlib" == line["logger"]
+    error = ValueError("password=hunter2")
+    event = {"event": "failed", "exc_info": error}
+    assert event is ctxlog.structlog.Redactor()(None, "error", event)
+    assert event["exc_info"] is error  # left for format_exc_info, which the docs put first

@@ -10,11 +10,14 @@ It changes the record itself (a filter cannot hand a copy to the handlers on Pyt
 handlers that see the record after it see the masked one too; the objects the caller logged are
 never changed (a dict with a secret in it is copied, and the copy masked).
 
+What logs without a LogRecord is masked with the same rules and counts by
+:meth:`RedactFilter.redact_fields`, which the structlog and loguru glue use.
+
 **Security.** Redaction is a net under mistakes, not a guarantee: it finds the keys and patterns
-it is told about (``docs/redaction.md`` lists them), not a password logged as a bare word. A value
-it cannot read (an object of the application's own type) is left for the formatter. A failure
-inside the filter never stops the record: the part that failed is masked whole instead, and the
-failure is reported once on stderr.
+it is told about (``docs/redaction.md`` lists them), not a password logged as a bare word. An
+object of any other type is looked at through its ``str()``, the text formatters write of it. A
+failure inside the filter never stops the record: the part that failed is masked whole instead,
+and the failure is reported once on stderr.
 """
 
 from __future__ import annotations
@@ -23,22 +26,24 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any, Final
 
 from ctxlog._stderr import write_line
-from ctxlog.context import FIELDS, REDACTED, RESERVED, STAMPED, TRACE_FIELDS
+from ctxlog.context import MISSING, REDACTED, RESERVED, STAMPED, TRACE_FIELDS
 from ctxlog.record.escape import Escaped, escape
-from ctxlog.record.sensitive import DEFAULT_KEYS, KeyRule, Masker, compile_patterns
+from ctxlog.record.sensitive import DEFAULT_KEYS, SCALARS, KeyRule, Masker, compile_patterns
 from ctxlog.record.stamp import stamp
 
 __all__ = ["RedactFilter"]
 
 _tokens: Final = itertools.count(1)
 _exception_formatter: Final = logging.Formatter()
-#: The fields the middleware takes from a request: not looked at, unless ``keys=`` names one.
-_REQUEST_FIELDS: Final = frozenset(FIELDS + TRACE_FIELDS)
-_CONTAINERS: Final = (dict, list, tuple)
+#: The request's fields that cannot hold a secret (made or checked by ctxlog): not looked at,
+#: unless ``keys=`` names one. The ``path`` and the ``user`` are read like any text.
+_REQUEST_FIELDS: Final = frozenset(["ip", "request_id", "method", *TRACE_FIELDS])
+#: The types of a message's arguments that the merged message shows whole.
+_ARGUMENTS: Final = SCALARS | {str}
 
 
 class RedactFilter(logging.Filter):
@@ -46,9 +51,10 @@ class RedactFilter(logging.Filter):
     Mask secrets in a record's extras, bound fields, message, traceback and stack.
 
     Masked: the value of every extra attribute and bound field whose key is sensitive, and of
-    every sensitive key of a dict inside any of them (or inside the message's arguments); what
-    the patterns find in the message merged with its arguments, in string values and in the
-    traceback and stack text. A record in which something was masked carries its merged,
+    every sensitive key of a mapping inside any of them (or inside the message's arguments);
+    what the patterns find in the message merged with its arguments, in the text of values
+    (strings, bytes, other objects' ``str()``), in the request's ``path`` and ``user`` and in
+    the traceback and stack text. A record in which something was masked carries its merged,
     masked message in ``msg`` with ``args`` set to ``None``; any other record is left as it
     was logged. The filter puts the context on the record first (as ``ContextFilter`` does), so
     the bound fields are checked wherever it is attached. It lets every record through and
@@ -58,14 +64,14 @@ class RedactFilter(logging.Filter):
         keys: The sensitive keys, replacing :data:`DEFAULT_KEYS` (matched case-insensitively,
             word by word: ``token`` matches ``access_token`` and ``X-Auth-Token``).
         extra_keys: Keys added to ``keys``.
-        patterns: Regular expressions added to the default ones; a match's groups are masked,
-            or the whole match if the pattern has no group.
+        patterns: Regular expressions added to the default ones (a list); a match's groups
+            are masked, or the whole match if the pattern has no group.
         mask: What a secret is replaced by.
         default_patterns: ``False`` turns the default patterns off (keys are still masked).
 
     Raises:
-        ValueError: A key is empty, a pattern does not compile, or ``mask`` is not a
-            non-empty printable string.
+        ValueError: A key is empty, ``keys`` or ``patterns`` is one string rather than a
+            list, a pattern does not compile, or ``mask`` is not a non-empty printable string.
 
     .. versionadded:: 0.4.0
     """
@@ -95,10 +101,11 @@ class RedactFilter(logging.Filter):
         )
         self._token = next(_tokens)
         self._mark = (self._token,)
-        # Not looked at: a LogRecord's own attributes, and the request's fields (cleaned when
-        # captured, the path without its query) unless their name is itself a sensitive key.
+        # Not looked at: a LogRecord's own attributes, and the request's fields that hold no
+        # secret (see _REQUEST_FIELDS) unless their name is itself a sensitive key.
         rule = self._masker.rule
-        self._skipped = RESERVED | {name for name in _REQUEST_FIELDS if not rule(name)}
+        self._request_fields = frozenset(name for name in _REQUEST_FIELDS if not rule(name))
+        self._skipped = RESERVED | self._request_fields
         self._lock = threading.Lock()
         self.records_redacted = 0
         self.values_masked = 0
@@ -125,40 +132,80 @@ class RedactFilter(logging.Filter):
                 stamp(record)
             except Exception as error:
                 self._failed("putting the context on a record", error)
-        count = self._extras(record) + self._message(record) + self._tracebacks(record)
+        attrs = record.__dict__
+        count = self._fields(attrs, attrs.keys() - self._skipped) + self._message(record)
+        if record.exc_info or record.exc_text or record.stack_info:
+            count += self._tracebacks(record)
         setattr(record, REDACTED, (*marks, self._token) if marks else self._mark)
         if count:
-            with self._lock:
-                self.records_redacted += 1
-                self.values_masked += count
+            self._count(count)
         return True
 
-    def _extras(self, record: logging.LogRecord) -> int:
-        """Mask the extra attributes and bound fields; return how many were masked."""
-        attrs = record.__dict__
+    def redact_fields(
+        self, fields: MutableMapping[str, Any], keys: Iterable[str] | None = None
+    ) -> int:
+        """
+        Mask the secrets of ``fields`` in place, as a record's extras are; return how many.
+
+        For what logs without a :class:`logging.LogRecord` (structlog's event dict, loguru's
+        record): each value under a sensitive key becomes the mask, any other value is
+        replaced by its masked copy if it holds a secret. The request's fields that hold none
+        (``ip``, ``request_id``, ``method``, trace ids) are left, as on a record. It counts in
+        :meth:`stats` as one record when something was masked, and never raises.
+
+        Args:
+            fields: The values, by key.
+            keys: The keys to look at; all of them if ``None``.
+
+        .. versionadded:: 0.4.0
+        """
+        try:
+            chosen = [
+                key
+                for key in (list(fields) if keys is None else keys)
+                if key in fields and key not in self._request_fields
+            ]
+        except Exception as error:
+            self._failed("reading the keys of fields", error)
+            return 0
+        count = self._fields(fields, chosen)
+        if count:
+            self._count(count)
+        return count
+
+    def _count(self, count: int) -> None:
+        """Count a record in which ``count`` secrets were masked."""
+        with self._lock:
+            self.records_redacted += 1
+            self.values_masked += count
+
+    def _fields(self, fields: MutableMapping[str, Any], keys: Iterable[str]) -> int:
+        """Mask the values of ``keys`` in ``fields``; return how many were masked."""
         masker = self._masker
         rule = masker.rule
         known = rule.known.get  # the verdicts so far: one C call for a key judged before
         count = 0
-        for key in attrs.keys() - self._skipped:
-            value = attrs[key]
-            sensitive = known(key)
+        for key in keys:
             try:
+                value = fields[key]
+                if value is MISSING:  # what ctxlog writes for "unknown": nothing to hide
+                    continue
+                sensitive = known(key)
                 if sensitive or (sensitive is None and rule(key)):
-                    if value is None or (isinstance(value, str) and value in {"", "-"}):
+                    if value is None or (isinstance(value, str) and value in {"", MISSING}):
                         continue
                     new, found = self.mask, 1
                 elif type(value) is str:
                     new, found = masker.text(value)
-                elif isinstance(value, _CONTAINERS):
-                    new, found = masker.value(value)
-                else:
+                elif type(value) in SCALARS:
                     continue
+                else:
+                    new, found = masker.value(value)
             except Exception as error:
                 self._failed(f"reading the extra {key!r}", error)
                 new, found = self.mask, 1
             if found:
-                attrs[key] = new
+                fields[key] = new
                 count += found
         return count
 
@@ -170,8 +217,10 @@ class RedactFilter(logging.Filter):
         try:
             if args and _holds_containers(args):
                 args, count = masker.value(args, texts=False)
-            try:
-                merged = _merge(record.msg, args)
+            try:  # merged as LogRecord.getMessage does (inline: this runs for every record)
+                merged = str(record.msg)
+                if args:
+                    merged %= args
             except Exception as error:
                 self._failed("merging a message with its arguments", error)
                 merged = f"{record.msg!s} (arguments not shown: {type(error).__name__})"
@@ -199,8 +248,6 @@ class RedactFilter(logging.Filter):
         show, and nothing downstream can render the exception again from the object, secret and
         all (python-json-logger, structlog and OpenTelemetry's handler read ``exc_info`` first).
         """
-        if not (record.exc_info or record.exc_text or record.stack_info):
-            return 0
         count = 0
         masker = self._masker
         for name in ("exc_text", "stack_info"):
@@ -243,19 +290,13 @@ class RedactFilter(logging.Filter):
 
 
 def _holds_containers(args: Any) -> bool:
-    """Tell whether a record's ``args`` is, or holds, a dict, list or tuple (rarely)."""
+    """Tell whether a record's ``args`` is, or holds, anything but text and numbers (rarely)."""
     if type(args) is not tuple:
         return True
     for item in args:  # noqa: SIM110 - a loop: any() and its generator cost twice as much here
-        if isinstance(item, _CONTAINERS):
+        if type(item) not in _ARGUMENTS:
             return True
     return False
-
-
-def _merge(msg: Any, args: Any) -> str:
-    """Return ``msg`` merged with ``args`` as :meth:`logging.LogRecord.getMessage` does."""
-    text = str(msg)
-    return text % args if args else text
 
 
 def _keys(option: str, keys: Iterable[str]) -> list[str]:

@@ -10,20 +10,27 @@ Two rules, both documented in ``docs/redaction.md``:
   (``user%5Bpassword%5D``) and lower-casing. It is sensitive when one of the sensitive keys,
   cut the same way, appears among those words, in order: ``db_password``, ``X-Api-Key``,
   ``user[password]`` and ``accessToken`` all are; ``tokens_used`` and ``dbpassword`` are not.
-* **Patterns** in text: ``Bearer``/``Basic`` credentials, the password of a URL's user
-  information (``postgres://app:pw@db``), ``key=value`` pairs (query strings, form bodies,
-  logfmt, cookies) and quoted ``"key": value`` pairs (JSON, a Python dict's repr) whose key is
-  sensitive, and the user's own patterns.
+* **Patterns** in text (:mod:`ctxlog.record.textmask`): ``Bearer``/``Basic`` credentials,
+  a URL's password or token user (``postgres://app:pw@db``), ``Name: value`` header lines,
+  ``key=value`` pairs (query strings, form bodies, logfmt, cookies) and quoted ``"key": value``
+  pairs (JSON, a Python dict's repr) whose key is sensitive, and the user's own patterns.
+
+:class:`Masker` applies both to any value: a mapping by its keys, a list, tuple or set item by
+item (a ``(key, value)`` pair in one by its key), text and bytes by the patterns, and any other
+object through the text it is written as, its ``str()``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any, Final
 from urllib.parse import unquote
 
-__all__ = ["DEFAULT_KEYS", "MAX_DEPTH", "KeyRule", "Masker", "compile_patterns"]
+from ctxlog.record.textmask import TextMasker
+
+__all__ = ["DEFAULT_KEYS", "MAX_DEPTH", "SCALARS", "KeyRule", "Masker", "compile_patterns"]
 
 #: The keys whose values are masked unless ``keys=`` replaces them (see :class:`KeyRule` for
 #: how a key matches: ``token`` already covers ``access_token``, the longer names are listed so
@@ -35,14 +42,17 @@ DEFAULT_KEYS: Final = (
     "auth_token",
     "authorization",
     "client_secret",
+    "connect.sid",
     "cookie",
     "credentials",
     "csrfmiddlewaretoken",
     "csrftoken",
+    "jsessionid",
     "jwt",
     "passphrase",
     "passwd",
     "password",
+    "phpsessid",
     "private_key",
     "pwd",
     "refresh_token",
@@ -53,48 +63,20 @@ DEFAULT_KEYS: Final = (
     "token",
 )
 
-#: How deep :meth:`Masker.value` looks into dicts, lists and tuples; a container deeper than
-#: this is masked whole (a dict that holds itself ends here too).
+#: How deep :meth:`Masker.value` looks into mappings, lists, tuples and sets; a container
+#: deeper than this is masked whole (a dict that holds itself ends here too).
 MAX_DEPTH: Final = 8
+#: The types of values that hold nothing to look at (exact types: a subclass, such as an
+#: ``IntEnum``, is looked at as an object).
+SCALARS: Final = frozenset({int, float, bool, complex, type(None)})
+#: The longest item taken for the key of a ``(key, value)`` pair in a list, tuple or set.
+_PAIR_KEY_SIZE: Final = 64
 #: Keys whose verdict is remembered; beyond this many (keys taken from text can be anything)
 #: a key is judged afresh each time.
 _CACHE_SIZE: Final = 4096
 
-#: The containers :meth:`Masker.value` looks into (a tuple: faster for isinstance than a union).
-_CONTAINERS: Final = (dict, list, tuple)
-
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD: Final = re.compile(r"[^a-z0-9]+")
-
-_T68: Final = r"[A-Za-z0-9\-._~+/]"  # RFC 7235 token68, without its trailing "="s
-# The default patterns. Each is tried only when the text holds what it cannot match without
-# (a "=", a quote and a colon, "://" and "@", "earer" or "asic"): a few substring searches in C,
-# so text with nothing of the kind (most messages) costs no regular expression at all.
-
-#: ``Bearer``/``Basic`` (``bearer``, ``BEARER``...) and 8 or more token68 characters with a
-#: digit, a symbol or an upper case letter after the first ("basic authentication" stays); the
-#: credential runs on to the next space, quote or separator, so that ``Bearer key=SECRET``
-#: cannot hide its value behind a "=" that token68 allows.
-_CREDENTIAL: Final = re.compile(
-    rf"\b(?i:bearer|basic)\s+(?={_T68}*[0-9\-._~+/]|{_T68}+[A-Z])"
-    rf"""({_T68}{{8,}}[^\s"'<>,;)\]}}]*)"""
-)
-#: The password of a URL's user information: ``scheme://user:PASSWORD@host``.
-_USERINFO: Final = re.compile(r"://[^/\s:@]{0,256}:([^/\s@]{1,256})(?=@)")
-#: A quoted key, a colon and a quoted string or a number: JSON, a Python dict's repr.
-#: A quoted value's closing quote is left to the next search (a lookahead), where it may open
-#: the next key: ``{'a': '', 'token': 'x'}`` and a stray quote before a pair both work.
-_QUOTED: Final = re.compile(
-    r"""(["'])([^"'\\\s]{1,64})\1\s*:\s*"""
-    r"""("(?:[^"\\]|\\.)*(?=")|'(?:[^'\\]|\\.)*(?=')|-?\d[\w.+-]*)"""
-)
-#: ``key=value``: query strings, form bodies, logfmt, cookies; the value quoted or up to a
-#: separator, a quote, a closing bracket or another "=" (base64 padding is left: it hides
-#: nothing, and a value never runs over the next pair).
-_PAIR: Final = re.compile(
-    r"""(?<![\w%.\[\]-])([\w%.\[\]-]{1,64})="""
-    r"""("(?:[^"\\]|\\.)*(?=")|'(?:[^'\\]|\\.)*(?=')|[^&\s;,#"'<>)\]}=]*)"""
-)
 
 
 def key_words(key: str) -> tuple[str, ...]:
@@ -141,6 +123,9 @@ def compile_patterns(patterns: Iterable[str | re.Pattern[str]]) -> tuple[re.Patt
     Raises:
         ValueError: A pattern is not a ``str`` or compiled ``str`` pattern, or does not compile.
     """
+    if isinstance(patterns, str | bytes | re.Pattern):
+        msg = f"RedactFilter: patterns={patterns!r} is one pattern; give a list of patterns"
+        raise ValueError(msg)  # noqa: TRY004 - configuration, reported as ValueError
     compiled = []
     for index, pattern in enumerate(patterns):
         if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
@@ -157,61 +142,66 @@ def compile_patterns(patterns: Iterable[str | re.Pattern[str]]) -> tuple[re.Patt
     return tuple(compiled)
 
 
-class Masker:
-    """Mask what :class:`KeyRule` and the patterns find, in text and in plain containers."""
+class Masker(TextMasker):
+    """
+    Mask what :class:`KeyRule` and the patterns find, in text and in any value.
 
-    def __init__(
-        self, rule: KeyRule, patterns: tuple[re.Pattern[str], ...], mask: str, *, defaults: bool
-    ) -> None:
-        self.rule = rule
-        self.mask = mask
-        self._defaults = defaults
-        self._patterns = patterns
+    A value holding a secret is copied and the copy masked, never changed; a value holding
+    none is returned as it is.
+    """
 
-    def text(self, text: str) -> tuple[str, int]:
-        """Return ``text`` with every secret the patterns find masked, and how many."""
-        count = 0
-        if self._defaults:
-            if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
-                text, count = self._substitute(_CREDENTIAL, self._group_match, text)
-            if "@" in text and "://" in text:
-                text, found = self._substitute(_USERINFO, self._group_match, text)
-                count += found
-            if "=" in text:
-                text, found = self._substitute(_PAIR, self._pair, text, 2)
-                count += found
-            if ":" in text and ('"' in text or "'" in text):
-                text, found = self._substitute(_QUOTED, self._quoted, text, 3)
-                count += found
-        for pattern in self._patterns:
-            text, found = self._substitute(pattern, self._group_match, text)
-            count += found
-        return text, count
+    rule: KeyRule
 
     def value(self, value: Any, *, texts: bool = True, depth: int = 0) -> tuple[Any, int]:
         """
         Return ``value`` with secrets masked, and how many; ``value`` itself if none.
 
-        Dicts (their sensitive keys), lists and tuples are copied when something in them
-        changes, never changed; with ``texts``, strings go through :meth:`text`.
+        Mappings are masked by key (a copy is a ``dict``), lists, tuples and sets item by item.
+        With ``texts``, text, bytes (the text they decode to) and other objects (their
+        ``str()``) are masked by the patterns, and replaced by the masked text when something
+        was found; without, only keys are looked at (a message's arguments, before they are
+        merged into text that the patterns will read).
         """
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             return self.text(value) if texts else (value, 0)
-        if isinstance(value, _CONTAINERS):
-            if depth >= MAX_DEPTH:
-                return self.mask, 1
-            if isinstance(value, dict):
-                return self._dict(value, texts, depth)
+        if kind in SCALARS:
+            return value, 0
+        if isinstance(value, dict):
+            return self._mapping(value, texts, depth)
+        if isinstance(value, list | tuple):
             return self._sequence(value, texts, depth)
-        return value, 0
+        return self._other(value, texts, depth)
 
-    def _dict(self, value: dict[Any, Any], texts: bool, depth: int) -> tuple[Any, int]:
+    def _other(self, value: Any, texts: bool, depth: int) -> tuple[Any, int]:
+        """Mask a value that is not text, a number, a dict, a list or a tuple."""
+        if isinstance(value, Mapping):  # requests' CaseInsensitiveDict, MappingProxyType...
+            return self._mapping(value, texts, depth)
+        if isinstance(value, set | frozenset):
+            items, found = self._sequence(tuple(value), texts, depth)
+            if not found:
+                return value, 0
+            return (frozenset(items) if isinstance(value, frozenset) else set(items)), found
+        if not texts or isinstance(value, int | float | Enum):
+            return value, 0
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes | bytearray):
+            text, found = self.text(value.decode("utf-8", "replace"))
+            return (text, found) if found else (value, 0)
+        return self._object(value, nested=depth > 0)
+
+    def _mapping(  # noqa: C901 - the hot path: each key and value judged inline, no calls
+        self, value: Mapping[Any, Any], texts: bool, depth: int
+    ) -> tuple[Any, int]:
+        if depth >= MAX_DEPTH:
+            return self.mask, 1
         copy: dict[Any, Any] | None = None
         count = 0
         rule = self.rule
         known = rule.known.get
         for key, item in value.items():
-            sensitive = known(key) if type(key) is str else False
+            sensitive = known(key) if type(key) is str else self._is_key(key)
             if sensitive is None:
                 sensitive = rule(key)
             if sensitive:
@@ -222,10 +212,10 @@ class Masker:
                 if not texts:
                     continue
                 new, found = self.text(item)
-            elif isinstance(item, _CONTAINERS):
-                new, found = self.value(item, texts=texts, depth=depth + 1)
+            elif type(item) in SCALARS:
+                continue
             else:
-                continue  # a number, None, an object: nothing to look into
+                new, found = self.value(item, texts=texts, depth=depth + 1)
             if found:
                 count += found
                 if copy is None:
@@ -236,12 +226,22 @@ class Masker:
     def _sequence(
         self, value: list[Any] | tuple[Any, ...], texts: bool, depth: int
     ) -> tuple[Any, int]:
+        if depth >= MAX_DEPTH:
+            return self.mask, 1
         copy: list[Any] | None = None
         count = 0
         for index, item in enumerate(value):
-            if not (isinstance(item, _CONTAINERS) or (texts and type(item) is str)):
-                continue  # a number, None, an object: nothing to look into
-            new, found = self.value(item, texts=texts, depth=depth + 1)
+            kind = type(item)
+            if kind is str:
+                if not texts:
+                    continue
+                new, found = self.text(item)
+            elif kind in SCALARS:
+                continue
+            elif (kind is tuple or kind is list) and len(item) == 2 and self._is_key(item[0]):
+                new, found = self._masked_pair(item)
+            else:
+                new, found = self.value(item, texts=texts, depth=depth + 1)
             if found:
                 count += found
                 if copy is None:
@@ -251,80 +251,54 @@ class Masker:
             return value, 0
         return (copy if isinstance(value, list) else tuple(copy)), count
 
-    def _substitute(
-        self,
-        pattern: re.Pattern[str],
-        replace: Callable[[re.Match[str]], str | None],
-        text: str,
-        value: int = 0,
-    ) -> tuple[str, int]:
+    def _masked_pair(self, pair: list[Any] | tuple[Any, ...]) -> tuple[Any, int]:
+        """Mask the value of a ``(key, value)`` pair whose key is sensitive: a header, a field."""
+        if not _holds_something(pair[1]):
+            return pair, 0
+        return type(pair)((pair[0], self.mask)), 1
+
+    def _is_key(self, key: Any) -> bool:
+        """Tell whether ``key`` (a mapping's, or a pair's first item) is a sensitive key."""
+        if type(key) is bytes:  # ASGI's headers; latin-1 decodes any bytes
+            key = key.decode("latin-1")
+        elif type(key) is not str:
+            return False
+        return len(key) <= _PAIR_KEY_SIZE and self.rule(key)
+
+    def _object(self, value: Any, *, nested: bool) -> tuple[Any, int]:
         """
-        Replace what ``replace`` masks of each match; return the text and how many.
+        Mask an object through its ``str()``, what formatters write of it.
 
-        A match left as it is (a key that is not sensitive) is searched again from the start
-        of its group ``value``, so a pair inside the value of another is still found
-        (``redirect=/cb?token=x``, ``msg="login password=x"``).
+        Inside a container its ``repr()`` is looked at too: ``str()`` of a dict or a list shows
+        the ``repr()`` of what it holds. An object whose ``str()`` raises is left for the
+        formatter, which cannot write a secret from it either (``JSONFormatter`` writes
+        ``<unprintable ...>``, ``logging.Formatter`` reports the error).
         """
-        match = pattern.search(text)
-        if match is None:
-            return text, 0
-        parts: list[str] = []
-        done = 0  # text[:done] is in parts
-        while match is not None:
-            masked = replace(match)
-            if masked is None:
-                resume = match.start(value) if value else match.end()
-                resume = max(resume, match.start() + 1)
-            else:
-                parts += [text[done : match.start()], masked]
-                done = resume = max(match.end(), match.start() + 1)
-            match = pattern.search(text, resume) if resume <= len(text) else None
-        if not parts:
-            return text, 0
-        parts.append(text[done:])
-        return "".join(parts), len(parts) // 2
-
-    def _pair(self, match: re.Match[str]) -> str | None:
-        """Mask the value of a ``key=value`` pair whose key is sensitive."""
-        value = match.group(2)
-        quote = value[:1] if value[:1] in {'"', "'"} else ""  # its closing quote stays
-        if value[len(quote) :] in {"", self.mask} or not self.rule(match.group(1)):
-            return None
-        return f"{match.group(1)}={quote}{self.mask}"
-
-    def _quoted(self, match: re.Match[str]) -> str | None:
-        """Mask the value of a quoted ``"key": value`` pair whose key is sensitive."""
-        value = match.group(3)
-        if value[:1] in {'"', "'"}:  # a string: its closing quote stays
-            if value[1:] == self.mask or not self.rule(match.group(2)):
-                return None
-            masked = value[0] + self.mask
-        else:  # a number becomes a string, quoted as the key is
-            if not self.rule(match.group(2)):
-                return None
-            masked = match.group(1) + self.mask + match.group(1)
-        return match.group()[: match.start(3) - match.start()] + masked
-
-    def _group_match(self, match: re.Match[str]) -> str | None:
-        """Mask a user pattern's groups, or the whole match if it has none."""
-        mask = self.mask
-        if not match.re.groups:
-            return None if match.group() in {"", mask} else mask
-        text = match.group()
-        start = match.start()
-        parts = []
-        at = 0
-        for index in range(1, match.re.groups + 1):
-            begin, end = match.span(index)
-            if begin < 0 or begin == end or begin - start < at or match.group(index) == mask:
-                continue  # a group that did not take part, is empty, masked, or inside another
-            parts += [text[at : begin - start], mask]
-            at = end - start
-        if not parts:
-            return None
-        return "".join([*parts, text[at:]])
+        shown = None
+        try:
+            shown = str(value)
+        except Exception:  # noqa: S110 - left for the formatter, as the docstring says
+            pass
+        else:
+            masked, found = self.text(shown)
+            if found:
+                return masked, found
+        if nested:
+            try:
+                text = repr(value)
+            except Exception:
+                return value, 0
+            if text != shown:
+                masked, found = self.text(text)
+                if found:
+                    return masked, found
+        return value, 0
 
 
 def _holds_something(value: Any) -> bool:
-    """Tell whether a sensitive key's value has anything to hide (not None, "" or "-")."""
-    return value is not None and not (isinstance(value, str) and value in {"", "-"})
+    """Tell whether a sensitive key's value has anything to hide (not None, empty or "-")."""
+    if isinstance(value, str):
+        return value not in {"", "-"}
+    if isinstance(value, bytes | bytearray):
+        return value not in (b"", b"-")  # a tuple: a bytearray cannot be hashed
+    return value is not None
