@@ -76,7 +76,8 @@ def parse_gcp_project(text: str) -> str:
     try:
         gcp_trace_prefix(text)  # JSONFormatter's own check: one rule for both
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("JSONFormatter: gcp_project=")) from None
+        said = str(error).removeprefix("JSONFormatter: gcp_project=")
+        raise argparse.ArgumentTypeError(said) from None
     return text
 
 
