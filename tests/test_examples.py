@@ -479,7 +479,8 @@ def test_smtp_server_down_costs_the_request_nothing(smtp_example, smtp_server, m
         assert time.monotonic() - started < 1.0
         assert response.status_code == 502
         assert wait_until(lambda: mail.failures == 1)
-        assert "alice down-1 shop: checkout failed" in console.getvalue()
+        # The console has a delivery thread of its own: wait for it too, not just the mail's.
+        assert wait_until(lambda: "alice down-1 shop: checkout failed" in console.getvalue())
         smtp_server.start()
         assert handler.flush(timeout=10)  # also flushes the mail handler: it tries again now
         (message,) = smtp_server.wait_for(1)
