@@ -185,3 +185,20 @@ def test_ctrl_c_exits_130_without_a_traceback():
     assert 130 == process.returncode, err
     assert "ctxlog demo: interrupted\n" == err.lstrip("\n")
     assert "SMTPHandler attached directly" not in "".join(seen) + out, "the burst had ended"
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_counts_as_ctrl_c():
+    """SIGINT inside threading's own code surfaces as RuntimeError('release unlocked lock')."""
+    from ctxlog.demo.story import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")  # noqa: B904 - as threading does
+    except RuntimeError as error:
+        unwinding = error
+    assert _interrupted(unwinding)
+    assert _interrupted(KeyboardInterrupt())
+    assert not _interrupted(RuntimeError("release unlocked lock"))
+    assert not _interrupted(ValueError())

@@ -256,9 +256,29 @@ def run(
     try:
         demo.start()
         return demo.play(requests)
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not _interrupted(error):
+            raise
         demo.hurry()
         sys.stderr.write("\nctxlog demo: interrupted\n")
         return 130
     finally:
         demo.close()
+
+
+def _interrupted(error: BaseException) -> bool:
+    """
+    Tell whether ``error`` is Ctrl-C, or an error raised while Ctrl-C was unwinding.
+
+    SIGINT can land inside the threading module's own Python code (a ``Condition`` that the
+    thread pool waits on) and leave its lock half released: the ``KeyboardInterrupt`` then comes
+    out as the ``RuntimeError("release unlocked lock")`` raised while it unwound.
+    """
+    seen: BaseException | None = error
+    for _ in range(8):  # a short chain; never a cycle followed for ever
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
