@@ -132,26 +132,6 @@ class JSONSocketHandler(LinkedHandler):
         )
         register(self._sender)
 
-    @property
-    def sent(self) -> int:
-        """Records sent (handed to the kernel) by this process."""
-        return self._sender.sent
-
-    @property
-    def dropped(self) -> int:
-        """Records dropped: the buffer was full, or the record cannot be encoded."""
-        return self._sender.dropped
-
-    @property
-    def connections(self) -> int:
-        """Connections made by this process."""
-        return self._sender.connections
-
-    @property
-    def failures(self) -> int:
-        """Connection attempts and sends that failed."""
-        return self._sender.failures
-
     def emit(self, record: logging.LogRecord) -> None:
         """Send ``record`` as one frame now, or keep it until the receiver can be reached."""
         if record.levelno < self.level:

@@ -23,6 +23,26 @@ class LinkedHandler(logging.Handler):
 
     _sender: StreamSender | DatagramSender
 
+    @property
+    def sent(self) -> int:
+        """Records handed to the kernel by this process."""
+        return self._sender.sent
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped: the buffer was full, a record could not be encoded, or (UDP) sent."""
+        return self._sender.dropped
+
+    @property
+    def connections(self) -> int:
+        """Connections made by this process (sockets opened, for UDP)."""
+        return self._sender.connections
+
+    @property
+    def failures(self) -> int:
+        """Connection attempts and sends that failed."""
+        return self._sender.failures
+
     def set_batching(self, enabled: bool) -> None:
         """
         Hold records until :meth:`flush` or a full batch (``enabled``), or send each at once.

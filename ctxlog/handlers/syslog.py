@@ -226,26 +226,6 @@ class SyslogHandler(LinkedHandler):
             retry_max=_RETRY_MAX,
         )
 
-    @property
-    def sent(self) -> int:
-        """Records handed to the kernel by this process."""
-        return self._sender.sent
-
-    @property
-    def dropped(self) -> int:
-        """Records dropped: the buffer was full (TCP, TLS), or a datagram not sendable (UDP)."""
-        return self._sender.dropped
-
-    @property
-    def connections(self) -> int:
-        """Connections made by this process (sockets opened, for UDP)."""
-        return self._sender.connections
-
-    @property
-    def failures(self) -> int:
-        """Connection attempts and sends that failed."""
-        return self._sender.failures
-
     # -- the message ----------------------------------------------------------------------------
 
     def structured_data(self, record: logging.LogRecord, size: int | None = None) -> str:
